@@ -1,0 +1,397 @@
+"""blip2_opt_gated: LAVIS BLIP-2 OPT whose Q-Former cross-attention K/V are modulated by a style signal.
+
+Parts and their attribute names are LAVIS Blip2OPT's (visual_encoder, ln_vision, Qformer, query_tokens,
+opt_model, opt_proj), so BLIP-2 checkpoints load unchanged; the new modules are style_encoder (frozen
+CNN), style_head, style_to_qformer, prompt_mapper, kv_modulation and, optionally, LoRA adapters inside
+the Q-Former's cross-attention key/value projections.
+"""
+import contextlib
+import logging
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from lavis.common.registry import registry
+from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
+from lavis.models.blip2_models.blip2_opt import Blip2OPT
+from omegaconf import OmegaConf
+
+from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary
+from lavis_gated.models import backbones
+from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
+from lavis_gated.models.kv_modulation import KVModulation
+from lavis_gated.models.prompt_mapper import PromptMapper
+from lavis_gated.models.style_encoder import StyleEncoder
+
+MODEL_CONFIG_DIR = os.path.join(backbones.PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
+STYLE_VOCAB_KEY = "style_vocabulary._extra_state"
+
+
+class _StyleVocabularyState(nn.Module):
+    """Carries the style names in the model's state dict, so they travel with every checkpoint."""
+
+    def __init__(self, vocabulary: StyleVocabulary):
+        super().__init__()
+        self.vocabulary = vocabulary
+
+    def get_extra_state(self):
+        return {"names": list(self.vocabulary.names)}
+
+    def set_extra_state(self, state):
+        if list(state["names"]) != self.vocabulary.names:
+            raise ValueError(
+                f"checkpoint style vocabulary {state['names']} differs from the model's {self.vocabulary.names}; "
+                "build the model with the checkpoint's model.style_names"
+            )
+
+
+def style_names_in_checkpoint(checkpoint):
+    """Style names stored in a lavis-gated checkpoint dict, or None."""
+    state = checkpoint.get("model", checkpoint)
+    if STYLE_VOCAB_KEY in state:
+        return list(state[STYLE_VOCAB_KEY]["names"])
+    names = checkpoint.get("config", {}).get("model", {}).get("style_names")
+    return list(names) if names else None
+
+
+def _pad(sequences, pad_id, left=False):
+    """List of id lists -> (ids (B, T), mask (B, T)) padded on the right, or the left for generation."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(length - len(seq), length) if left else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+@registry.register_model("blip2_opt_gated")
+class Blip2OPTGated(Blip2OPT):
+    """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
+
+    Model types: `pretrain_opt2.7b` (EVA ViT-g, OPT-2.7B, BLIP-2 pretrained weights, an EfficientNet-B3
+    WikiArt checkpoint) and `tiny` (same code, toy sizes, random weights, offline).
+    """
+
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "pretrain_opt2.7b": os.path.join(MODEL_CONFIG_DIR, "pretrain_opt2.7b.yaml"),
+        "tiny": os.path.join(MODEL_CONFIG_DIR, "tiny.yaml"),
+    }
+
+    def __init__(
+        self,
+        style_names,
+        vit_model="eva_clip_g",
+        vit_weights=backbones.EVA_VIT_G_URL,
+        img_size=224,
+        drop_path_rate=0,
+        use_grad_checkpoint=False,
+        vit_precision="fp16",
+        freeze_vit=True,
+        num_query_token=32,
+        cross_attention_freq=2,
+        qformer_bert="bert-base-uncased",
+        qformer_random_init=False,
+        freeze_qformer=False,
+        opt_model="facebook/opt-2.7b",
+        opt_random_init=False,
+        opt_precision="fp16",
+        prompt="Question: {} Answer:",
+        max_txt_len=32,
+        style_encoder=None,
+        prompt_mapper=None,
+        gating=None,
+        lora=None,
+        random_init_seed=0,
+    ):
+        # Blip2OPT.__init__ fetches hub names and a fixed URL (blip2.py:32-76, blip2_opt.py:77-78);
+        # the same parts are built here from config values, under the same attribute names.
+        super(Blip2OPT, self).__init__()
+        gating = {"type": "film", "per_head": True, "hidden_dim": 256, "init_scale": 0.0, **(gating or {})}
+        lora = {"enabled": False, "rank": 8, "alpha": 16, "dropout": 0.05, **(lora or {})}
+
+        self.tokenizer = backbones.build_bert_tokenizer(qformer_bert)
+        with backbones.seeded(random_init_seed):
+            self.visual_encoder = backbones.build_vision_encoder(
+                vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision, vit_weights
+            )
+        self.ln_vision = LayerNorm(self.visual_encoder.num_features)
+        if freeze_vit:
+            self._freeze(self.visual_encoder)
+            self.visual_encoder = self.visual_encoder.eval()
+            self.visual_encoder.train = disabled_train
+
+        self.Qformer, self.query_tokens = backbones.build_qformer(
+            qformer_bert, num_query_token, self.visual_encoder.num_features, cross_attention_freq, qformer_random_init
+        )
+        self.Qformer.cls = None
+        self.Qformer.bert.embeddings.word_embeddings = None
+        self.Qformer.bert.embeddings.position_embeddings = None
+        for layer in self.Qformer.bert.encoder.layer:
+            layer.output = None
+            layer.intermediate = None
+        if freeze_qformer:
+            self._freeze(self.Qformer)
+            self.query_tokens.requires_grad = False
+
+        with backbones.seeded(random_init_seed + 1):
+            self.opt_tokenizer, self.opt_model = backbones.build_opt(opt_model, opt_precision, opt_random_init)
+        self._freeze(self.opt_model)
+        self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
+        qformer_width = self.Qformer.config.hidden_size
+        self.opt_proj = nn.Linear(qformer_width, self.opt_model.config.hidden_size)
+        self.max_txt_len = max_txt_len
+        self.prompt = prompt
+
+        vocabulary = StyleVocabulary(style_names)
+        self.style_vocabulary = _StyleVocabularyState(vocabulary)
+        with backbones.seeded(random_init_seed + 2):
+            self.style_encoder = StyleEncoder(**(style_encoder or {}))
+        self.style_head = nn.Linear(self.style_encoder.num_features, len(vocabulary))
+        token_ids = vocabulary.token_ids(self.opt_tokenizer)
+        style_tokens, style_token_mask = _pad(token_ids, pad_id=0)
+        self.register_buffer("style_tokens", style_tokens, persistent=False)  # (S, L) token ids per style
+        self.register_buffer("style_token_mask", style_token_mask.bool(), persistent=False)
+
+        self.gating_type = gating["type"]
+        self.kv_modulation = None
+        if self.gating_type != "none":
+            mapper = {"num_tokens": 4, "hidden_size": 256, "num_heads": 4, "dropout": 0.1, **(prompt_mapper or {})}
+            self.style_to_qformer = nn.Linear(self.style_encoder.num_features, qformer_width)
+            self.prompt_mapper = PromptMapper(
+                style_dim=qformer_width, prompt_dim=self.opt_model.get_input_embeddings().embedding_dim, **mapper
+            )
+            self.kv_modulation = KVModulation(
+                control_dim=mapper["hidden_size"],
+                num_control_tokens=mapper["num_tokens"],
+                num_layers=len(self._cross_attention_layers()),
+                num_heads=self.Qformer.config.num_attention_heads,
+                width=qformer_width,
+                gating_type=self.gating_type,
+                per_head=gating["per_head"],
+                hidden_dim=gating["hidden_dim"],
+                init_scale=gating["init_scale"],
+            )
+        if lora["enabled"]:
+            adapted = add_cross_attention_lora(self.Qformer, lora["rank"], lora["alpha"], lora["dropout"])
+            logging.info("LoRA on %d cross-attention projections", len(adapted))
+            self._register_load_state_dict_pre_hook(self._accept_plain_kv_keys)
+        if self.kv_modulation is not None:
+            self.kv_modulation.attach(
+                [(layer.crossattention.self.key, layer.crossattention.self.value) for layer in self._cross_attention_layers()]
+            )
+
+    @staticmethod
+    def _freeze(module):
+        for p in module.parameters():
+            p.requires_grad = False
+
+    def _cross_attention_layers(self):
+        return [layer for layer in self.Qformer.bert.encoder.layer if layer.has_cross_attention]
+
+    def _accept_plain_kv_keys(self, state_dict, prefix, *args):
+        remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
+
+    @property
+    def vocabulary(self) -> StyleVocabulary:
+        return self.style_vocabulary.vocabulary
+
+    # ---- text ---------------------------------------------------------------------------------
+
+    def format_prompts(self, samples):
+        """Per-sample prompt strings: samples["prompt"] verbatim if given, else the template on each question."""
+        batch_size = samples["image"].shape[0]
+        if "prompt" in samples:
+            prompt = samples["prompt"]
+            return [prompt] * batch_size if isinstance(prompt, str) else list(prompt)
+        if "text_input" in samples:
+            return [self.prompt.format(q) for q in samples["text_input"]]
+        return [self.prompt.replace("{}", "").strip()] * batch_size
+
+    def _prompt_ids(self, prompts, budget):
+        """Token ids per prompt (with BOS); an over-long prompt keeps BOS and its tail ("... Answer:")."""
+        ids = [self.opt_tokenizer(p).input_ids for p in prompts]
+        return [s if len(s) <= budget else s[:1] + s[len(s) - budget + 1:] for s in ids]
+
+    def _answer_ids(self, answers):
+        """Target ids per answer: " <answer>" then the "\n" end token (as LAVIS's blip2_opt)."""
+        limit = self.max_txt_len - 2
+        return [self.opt_tokenizer(" " + a.strip(), add_special_tokens=False).input_ids[:limit] + [self.eos_token_id]
+                for a in answers]
+
+    # ---- image side -----------------------------------------------------------------------------
+
+    def _modulation(self, style_feature, prompt_ids, prompt_mask):
+        """A context in which the Q-Former's cross-attention K/V are modulated for this batch."""
+        if self.kv_modulation is None:
+            return contextlib.nullcontext()
+        prompt_embeds = self.opt_model.get_input_embeddings()(prompt_ids)
+        control = self.prompt_mapper(self.style_to_qformer(style_feature), prompt_embeds, prompt_mask)
+        return self.kv_modulation.conditioned(self.kv_modulation(control))
+
+    def encode_image(self, image, prompt_ids, prompt_mask):
+        """image (B, 3, H, W), prompt ids/mask (B, T) -> (OPT prefix (B, Q, D_opt), style logits (B, S))."""
+        with self.maybe_autocast():
+            image_embeds = self.ln_vision(self.visual_encoder(image))
+        image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=image.device)
+        style_feature = self.style_encoder(image)
+        image_style_logits = self.style_head(style_feature)
+        query_tokens = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        with self._modulation(style_feature, prompt_ids, prompt_mask):
+            query_output = self.Qformer.bert(
+                query_embeds=query_tokens,
+                encoder_hidden_states=image_embeds,
+                encoder_attention_mask=image_atts,
+                return_dict=True,
+            )
+        return self.opt_proj(query_output.last_hidden_state), image_style_logits
+
+    def style_ids(self, samples, device):
+        """(B,) style id per sample from samples["style"] names; NO_STYLE where missing or unknown."""
+        names = samples.get("style") or [None] * samples["image"].shape[0]
+        return torch.tensor(self.vocabulary.ids(names), dtype=torch.long, device=device)
+
+    # ---- training -------------------------------------------------------------------------------
+
+    def forward(self, samples):
+        """LM loss on the answer tokens only, plus what the task's style terms need.
+
+        Returns loss / lm_loss (scalar), logits (B, T, V) fp32 predicting targets (B, T) (-100 where not
+        an answer token), image_style_logits (B, S) and style_ids (B,).
+        """
+        image = samples["image"]
+        device = image.device
+        answer_ids = self._answer_ids(samples["answer"])
+        prompt_ids = self._prompt_ids(self.format_prompts(samples), self.max_txt_len - max(len(a) for a in answer_ids))
+        prompt_tokens, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id))
+        inputs_opt, image_style_logits = self.encode_image(image, prompt_tokens, prompt_mask)
+
+        text_ids, text_mask = (t.to(device) for t in _pad(
+            [p + a for p, a in zip(prompt_ids, answer_ids)], self.opt_tokenizer.pad_token_id))
+        targets = torch.full_like(text_ids, -100)
+        for row, (p, a) in enumerate(zip(prompt_ids, answer_ids)):
+            targets[row, len(p):len(p) + len(a)] = text_ids[row, len(p):len(p) + len(a)]
+
+        inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
+        attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), text_mask], dim=1)
+        with self.maybe_autocast():
+            outputs = self.opt_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True)
+        num_query = inputs_opt.shape[1]
+        # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2
+        logits = outputs.logits[:, num_query - 1:-1].float()
+        lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        return {
+            "loss": lm_loss,
+            "lm_loss": lm_loss,
+            "logits": logits,
+            "targets": targets,
+            "image_style_logits": image_style_logits,
+            "style_ids": self.style_ids(samples, device),
+        }
+
+    # ---- generation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples,
+        use_nucleus_sampling=False,
+        num_beams=5,
+        max_length=30,
+        min_length=1,
+        top_p=0.9,
+        repetition_penalty=1.0,
+        length_penalty=1.0,
+        num_captions=1,
+        temperature=1,
+    ):
+        """Answers/captions for samples["image"] (B, 3, H, W) and their questions; list of B * num_captions str.
+
+        Prompts of different lengths are left-padded so every sample's answer starts right after its prompt.
+        """
+        image = samples["image"]
+        device = image.device
+        prompt_ids = self._prompt_ids(self.format_prompts(samples), self.max_txt_len)
+        input_ids, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id, left=True))
+        inputs_opt, _ = self.encode_image(image, input_ids, prompt_mask)
+        attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1)
+        expand = num_captions if use_nucleus_sampling else num_beams
+        with self.maybe_autocast():
+            outputs = self.opt_model.generate(
+                input_ids=input_ids,
+                query_embeds=inputs_opt.repeat_interleave(expand, dim=0),
+                attention_mask=attention_mask,
+                do_sample=use_nucleus_sampling,
+                top_p=top_p,
+                temperature=temperature,
+                num_beams=1 if use_nucleus_sampling else num_beams,
+                max_new_tokens=max_length,
+                min_length=min_length,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.opt_tokenizer.pad_token_id,
+                repetition_penalty=repetition_penalty,
+                length_penalty=length_penalty,
+                num_return_sequences=num_captions,
+            )
+        texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1]:], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def predict_answers(self, samples, num_beams=5, inference_method="generate", max_len=10, min_len=1,
+                        num_ans_candidates=None, answer_list=None, prompt="", length_penalty=-1, **kwargs):
+        """LAVIS's VQA interface: one generated answer per question in samples["text_input"]."""
+        if inference_method != "generate":
+            raise NotImplementedError(f"inference_method {inference_method!r}: blip2_opt_gated answers by generation")
+        if prompt:
+            samples = dict(samples, prompt=[prompt.format(q) for q in samples["text_input"]])
+        return self.generate(samples, num_beams=num_beams, max_length=max_len, min_length=min_len,
+                             length_penalty=length_penalty)
+
+    # ---- construction ---------------------------------------------------------------------------
+
+    CONFIG_KEYS = (
+        "vit_model", "vit_weights", "drop_path_rate", "use_grad_checkpoint", "vit_precision", "freeze_vit",
+        "num_query_token", "cross_attention_freq", "qformer_bert", "qformer_random_init", "freeze_qformer",
+        "opt_model", "opt_random_init", "opt_precision", "prompt", "max_txt_len",
+        "style_encoder", "prompt_mapper", "gating", "lora", "random_init_seed",
+    )
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Build from a model config; a `finetuned` checkpoint's style vocabulary wins over model.style_names."""
+        cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        kwargs = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                  for k in cls.CONFIG_KEYS if k in cfg}
+        kwargs["img_size"] = cfg.get("image_size", 224)
+        checkpoint = None
+        if cfg.get("load_finetuned", False):
+            if not cfg.get("finetuned"):
+                raise ValueError("model.load_finetuned is true but model.finetuned names no checkpoint")
+            checkpoint = cls.read_checkpoint(cfg.finetuned)
+        elif cfg.get("pretrained"):
+            checkpoint = cls.read_checkpoint(cfg.pretrained)
+        names = (checkpoint and style_names_in_checkpoint(checkpoint)) or cfg.get("style_names")
+        if not names:
+            raise ValueError("model.style_names is empty and no checkpoint provides a style vocabulary")
+        model = cls(style_names=list(names), **kwargs)
+        if checkpoint is not None:
+            model.load_trained_state(checkpoint, cfg.get("finetuned") if cfg.get("load_finetuned", False) else cfg.pretrained)
+        return model
+
+    @staticmethod
+    def read_checkpoint(url_or_path):
+        """A checkpoint dict from a URL or local file, loaded without executing any pickled code."""
+        return backbones.load_weights_file(url_or_path)
+
+    def load_trained_state(self, checkpoint, source="checkpoint"):
+        """Load a LAVIS/BLIP-2 or lavis-gated checkpoint dict; unexpected keys are an error, missing keys logged."""
+        state_dict = checkpoint.get("model", checkpoint)
+        incompatible = self.load_state_dict(state_dict, strict=False)
+        if incompatible.unexpected_keys:
+            raise ValueError(f"{source}: keys unknown to blip2_opt_gated: {incompatible.unexpected_keys[:20]}")
+        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        new = [k for k in incompatible.missing_keys if k not in frozen]
+        logging.info("loaded %s: %d keys; %d frozen keys not in it; trainable keys not in it: %s",
+                     source, len(state_dict), len(incompatible.missing_keys) - len(new), new)
+        return incompatible

@@ -1,0 +1,89 @@
+"""K/V modulation of the Q-Former's cross-attention, driven by control tokens.
+
+One small MLP maps the control tokens to every cross-attention layer's parameters at once (computed
+once per sample, not per head or per token): FiLM (K * (1 + gamma) + beta, V likewise) or a gate
+(K * (1 + tanh(g)), V likewise), per head or per channel. Its last layer starts at zero, so a fresh
+modulation is exactly the identity and training starts from BLIP-2 itself.
+
+The parameters are applied by forward hooks on the key/value projections, which leaves the
+Q-Former's modules and state-dict keys exactly LAVIS's (BLIP-2 checkpoints load unchanged).
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+GATING_TYPES = ("film", "gate", "none")
+_PARAMS_PER_PROJECTION = {"film": 2, "gate": 1}  # (gamma, beta) or (gate,)
+
+
+class KVModulation(nn.Module):
+    def __init__(self, control_dim, num_control_tokens, num_layers, num_heads, width,
+                 gating_type="film", per_head=True, hidden_dim=256, init_scale=0.0):
+        super().__init__()
+        if gating_type not in _PARAMS_PER_PROJECTION:
+            raise ValueError(f"model.gating.type {gating_type!r} is not one of {GATING_TYPES}")
+        self.gating_type = gating_type
+        self.per_head = per_head
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.units = num_heads if per_head else width
+        self.params_per_layer = 2 * _PARAMS_PER_PROJECTION[gating_type]  # key and value
+        self.net = nn.Sequential(
+            nn.Linear(num_control_tokens * control_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, num_layers * self.params_per_layer * self.units),
+        )
+        last = self.net[-1]
+        nn.init.normal_(last.weight, std=init_scale) if init_scale > 0 else nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self._active = None  # (B, L, params_per_layer, units) while conditioned
+        self._handles = []
+
+    def forward(self, control_tokens):
+        """control_tokens (B, N, C) -> modulation parameters (B, L, params_per_layer, units), fp32."""
+        with torch.autocast(device_type=control_tokens.device.type, enabled=False):
+            raw = self.net(control_tokens.float().flatten(1))
+        return raw.view(raw.shape[0], self.num_layers, self.params_per_layer, self.units)
+
+    def attach(self, projections):
+        """Hook the (key, value) projection modules of each cross-attention layer, in layer order."""
+        if len(projections) != self.num_layers:
+            raise ValueError(f"{len(projections)} cross-attention layers, modulation built for {self.num_layers}")
+        for handle in self._handles:
+            handle.remove()
+        self._handles = [
+            module.register_forward_hook(self._hook(layer, which))
+            for layer, pair in enumerate(projections)
+            for which, module in enumerate(pair)
+        ]
+
+    @contextmanager
+    def conditioned(self, params):
+        """Apply `params` (from forward) to every hooked projection inside the block."""
+        self._active = params
+        try:
+            yield
+        finally:
+            self._active = None
+
+    def _hook(self, layer, which):
+        def apply(module, inputs, output):
+            if self._active is None:
+                return output
+            return self.modulate(output, self._active[:, layer], which)
+
+        return apply
+
+    def modulate(self, projected, layer_params, which):
+        """projected (B, T, D) key or value; layer_params (B, params_per_layer, units); which 0=key 1=value."""
+        per = self.params_per_layer // 2
+        params = layer_params[:, which * per:(which + 1) * per].to(projected.dtype)  # (B, per, units)
+        shape = projected.shape
+        x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
+        expand = (lambda p: p[:, None, :, None]) if self.per_head else (lambda p: p[:, None, :])
+        if self.gating_type == "film":
+            x = x * (1 + expand(params[:, 0])) + expand(params[:, 1])
+        else:
+            x = x * (1 + torch.tanh(expand(params[:, 0])))
+        return x.view(shape)

@@ -1,0 +1,325 @@
+"""LAVIS's epoch runner, made to run on CPU and under gloo, and to keep one safe best checkpoint.
+
+Only what is broken in RunnerBase (salesforce-lavis 1.0.2) is overridden; each override names the
+lines of lavis/runners/runner_base.py it replaces.
+
+Checkpoints in output_dir/<job_id>/:
+- checkpoint_best.pth: the model with the highest val agg_metrics so far;
+- checkpoint_last.pth: the latest epoch, written when there is no validation split or when
+  run.save_last is true.
+"""
+import datetime
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import lavis.common.optims  # noqa: F401  (registers the LR schedulers named by run.lr_sched)
+import torch
+import torch.distributed as dist
+import webdataset as wds
+from lavis.common.dist_utils import (
+    download_cached_file,
+    get_rank,
+    get_world_size,
+    is_dist_avail_and_initialized,
+    is_main_process,
+    main_process,
+)
+from lavis.common.registry import registry
+from lavis.common.utils import is_url
+from lavis.datasets.datasets.dataloader_utils import IterLoader, MultiIterLoader, PrefetchLoader
+from lavis.runners.runner_base import RunnerBase
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
+
+
+class EpochIterLoader(IterLoader):
+    """LAVIS's infinite loader without the 2 s sleep at every epoch (dataloader_utils.py:152)."""
+
+    def __next__(self):
+        try:
+            return next(self.iter_loader)
+        except StopIteration:
+            self._epoch += 1
+            if self._use_distributed and hasattr(self._dataloader.sampler, "set_epoch"):
+                self._dataloader.sampler.set_epoch(self._epoch)
+            self.iter_loader = iter(self._dataloader)
+            return next(self.iter_loader)
+
+
+def _set_registry_path(name, path):
+    """Register or replace a LAVIS path.
+
+    registry.register_path raises KeyError when a second runner registers again (registry.py:200).
+    """
+    registry.mapping["paths"][name] = str(path)
+
+
+def _frozen_parameter_names(model):
+    # remove_duplicate=False also names the aliases of tied weights, which state_dict() lists too.
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+@registry.register_runner("runner_gated")
+class GatedRunner(RunnerBase):
+    """RunnerBase that trains on CPU or GPU, with or without torch.distributed."""
+
+    @property
+    def model(self):
+        # runner_base.py:85-97 wraps only a model not yet on the device, so a CPU model gives None.
+        if self._wrapped_model is None:
+            self._model = self._model.to(self.device)
+            if self.use_distributed:
+                self._wrapped_model = DDP(
+                    self._model,
+                    device_ids=[self.config.run_cfg.gpu] if self.cuda_enabled else None,
+                    find_unused_parameters=self.config.run_cfg.get("find_unused_parameters", False),
+                )
+            else:
+                self._wrapped_model = self._model
+        return self._wrapped_model
+
+    @property
+    def scaler(self):
+        # runner_base.py:133-137 builds a CUDA GradScaler for any amp run, on CPU and for bf16 too.
+        run_cfg = self.config.run_cfg
+        wants_scaler = (
+            run_cfg.get("amp", False)
+            and self.cuda_enabled
+            and run_cfg.get("amp_dtype", "float16") == "float16"
+        )
+        if wants_scaler and self._scaler is None:
+            self._scaler = torch.amp.GradScaler("cuda")
+        return self._scaler
+
+    @property
+    def evaluate_only(self):
+        # runner_base.py:326 raises with omegaconf >= 2.1 when run.evaluate is absent.
+        return bool(self.config.run_cfg.get("evaluate", False))
+
+    def setup_output_dir(self):
+        # runner_base.py:343-352 puts output_dir under the lavis package and cannot run twice.
+        output_dir = Path(os.path.abspath(os.path.expanduser(self.config.run_cfg.output_dir)))
+        output_dir = output_dir / self.job_id
+        result_dir = output_dir / "result"
+        result_dir.mkdir(parents=True, exist_ok=True)
+
+        _set_registry_path("result_dir", result_dir)
+        _set_registry_path("output_dir", output_dir)
+        self.result_dir = result_dir
+        self.output_dir = output_dir
+
+    def create_loaders(
+        self, datasets, num_workers, batch_sizes, is_trains, collate_fns, dataset_ratios=None
+    ):
+        """Loaders as in LAVIS, but CUDA prefetching only on CUDA and no sleep between epochs."""
+        # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
+
+        def _create_loader(dataset, bsz, is_train, collate_fn):
+            if isinstance(dataset, (ChainDataset, wds.DataPipeline)):
+                # webdataset pipelines bring their own sampling and collation.
+                return iter(
+                    DataLoader(
+                        dataset,
+                        batch_size=bsz,
+                        num_workers=num_workers,
+                        pin_memory=self.cuda_enabled,
+                    )
+                )
+
+            sampler = None
+            if self.use_distributed and (is_train or self.use_dist_eval_sampler):
+                # The eval sampler pads with repeats; tasks de-duplicate by question_id.
+                sampler = DistributedSampler(
+                    dataset, shuffle=is_train, num_replicas=get_world_size(), rank=get_rank()
+                )
+            loader = DataLoader(
+                dataset,
+                batch_size=bsz,
+                num_workers=num_workers,
+                pin_memory=self.cuda_enabled,
+                sampler=sampler,
+                shuffle=sampler is None and is_train,
+                collate_fn=collate_fn,
+                drop_last=is_train,
+            )
+            if self.cuda_enabled:
+                loader = PrefetchLoader(loader)
+            if is_train:
+                loader = EpochIterLoader(loader, use_distributed=self.use_distributed)
+            return loader
+
+        loaders = []
+        for dataset, bsz, is_train, collate_fn in zip(
+            datasets, batch_sizes, is_trains, collate_fns
+        ):
+            if isinstance(dataset, (list, tuple)):
+                loader = MultiIterLoader(
+                    loaders=[
+                        _create_loader(d, bsz, is_train, collate_fn[i])
+                        for i, d in enumerate(dataset)
+                    ],
+                    ratios=dataset_ratios,
+                )
+            else:
+                loader = _create_loader(dataset, bsz, is_train, collate_fn)
+            loaders.append(loader)
+        return loaders
+
+    def train(self):
+        """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
+        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best;
+        # runner_base.py:399-401 writes one checkpoint per epoch; runner_base.py:406 calls
+        # dist.barrier() without a process group.
+        start_time = time.time()
+        best_agg_metric, best_epoch = -math.inf, 0
+        save_last = not self.valid_splits or self.config.run_cfg.get("save_last", False)
+        # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
+        # checkpoint would ever exist for the test phase to reload.
+        select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
+
+        self.log_config()
+        if not self.evaluate_only and self.resume_ckpt_path is not None:
+            self._load_checkpoint(self.resume_ckpt_path)
+
+        cur_epoch = self.start_epoch - 1
+        for cur_epoch in range(self.start_epoch, self.max_epoch):
+            if not self.evaluate_only:
+                logging.info("Start training")
+                train_stats = self.train_epoch(cur_epoch)
+                self.log_stats(split_name="train", stats=train_stats)
+
+            for split_name in self.valid_splits:
+                logging.info("Evaluating on {}.".format(split_name))
+                val_log = self.eval_epoch(split_name=split_name, cur_epoch=cur_epoch)
+                if val_log is None or not is_main_process():
+                    continue
+                assert "agg_metrics" in val_log, "No agg_metrics found in validation log."
+                agg_metrics = val_log["agg_metrics"]
+                if split_name == select_split and agg_metrics > best_agg_metric:
+                    best_epoch, best_agg_metric = cur_epoch, agg_metrics
+                    if not self.evaluate_only:
+                        self._save_checkpoint(cur_epoch, is_best=True)
+                val_log.update({"best_epoch": best_epoch})
+                self.log_stats(val_log, split_name)
+
+            if self.evaluate_only:
+                break
+            if save_last:
+                self._save_checkpoint(cur_epoch, is_best=False)
+            if is_dist_avail_and_initialized():
+                dist.barrier()
+
+        # Without a validation split the current model is the one to test.
+        test_epoch = "best" if self.valid_splits else cur_epoch
+        self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only)
+
+        total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
+        logging.info("Training time {}".format(total_time_str))
+
+    @torch.no_grad()
+    def eval_epoch(self, split_name, cur_epoch, skip_reload=False):
+        """Evaluate one split; cur_epoch "best" reloads checkpoint_best.pth unless skip_reload."""
+        # runner_base.py:469 omits cuda_enabled, so the task moves every batch to CUDA.
+        data_loader = self.dataloaders.get(split_name, None)
+        assert data_loader, "data_loader for split {} is None.".format(split_name)
+
+        model = self.unwrap_dist_model(self.model)
+        if not skip_reload and cur_epoch == "best":
+            model = self._reload_best_model(model)
+        model.eval()
+
+        self.task.before_evaluation(model=model, dataset=self.datasets[split_name])
+        results = self.task.evaluation(model, data_loader, cuda_enabled=self.cuda_enabled)
+        if results is not None:
+            return self.task.after_evaluation(
+                val_result=results, split_name=split_name, epoch=cur_epoch
+            )
+
+    @main_process
+    def _save_checkpoint(self, cur_epoch, is_best=False):
+        """Write checkpoint_best.pth or checkpoint_last.pth without ever leaving a torn file.
+
+        As in LAVIS, frozen parameters are left out; buffers and extra state are kept.
+        """
+        # runner_base.py:591 writes in place: a crash mid-write destroyed the previous best.
+        model_no_ddp = self.unwrap_dist_model(self.model)
+        frozen = _frozen_parameter_names(model_no_ddp)
+        state_dict = {k: v for k, v in model_no_ddp.state_dict().items() if k not in frozen}
+        save_obj = {
+            "model": state_dict,
+            "optimizer": self.optimizer.state_dict(),
+            "config": self.config.to_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "epoch": cur_epoch,
+        }
+        name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
+        save_to = os.path.join(self.output_dir, name)
+        tmp_path = os.path.join(self.output_dir, f".{name}.{os.getpid()}.tmp")
+        logging.info("Saving checkpoint at epoch {} to {}.".format(cur_epoch, save_to))
+        try:
+            with open(tmp_path, "wb") as f:
+                torch.save(save_obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_path, save_to)
+        except BaseException as err:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+            if isinstance(err, Exception):
+                raise RuntimeError(f"Could not write checkpoint {save_to}: {err}") from err
+            raise
+
+    def _load_model_state(self, model, checkpoint, path):
+        """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
+        state_dict = checkpoint["model"]
+        expected = set(model.state_dict())
+        unexpected = sorted(set(state_dict) - expected)
+        missing = expected - set(state_dict)
+        frozen = _frozen_parameter_names(model)
+        missing_trainable = sorted(k for k in missing if k not in frozen)
+        if unexpected or missing_trainable:
+            raise RuntimeError(
+                f"Checkpoint {path} does not fit the model: "
+                f"{len(unexpected)} unexpected keys {unexpected[:10]}, "
+                f"{len(missing_trainable)} missing non-frozen keys {missing_trainable[:10]}."
+            )
+        try:
+            model.load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:  # e.g. a shape mismatch
+            raise RuntimeError(f"Could not load checkpoint {path}: {err}") from err
+        logging.info(
+            "Loaded {} tensors from {}; {} frozen parameters kept from the model.".format(
+                len(state_dict), path, len(missing)
+            )
+        )
+        return model
+
+    def _reload_best_model(self, model):
+        """Load checkpoint_best.pth into `model` for the test phase."""
+        # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
+        checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
+        logging.info("Loading checkpoint from {}.".format(checkpoint_path))
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        return self._load_model_state(model, checkpoint, checkpoint_path)
+
+    def _load_checkpoint(self, url_or_filename):
+        """Resume model, optimizer, scaler and epoch from run.resume_ckpt_path."""
+        # runner_base.py:621-628 unpickles arbitrary objects and loads strictly, which fails on
+        # LAVIS's own checkpoints (frozen parameters are not saved).
+        if is_url(url_or_filename):
+            path = download_cached_file(url_or_filename, check_hash=False, progress=True)
+        elif os.path.isfile(url_or_filename):
+            path = url_or_filename
+        else:
+            raise RuntimeError(f"checkpoint url or path is invalid: {url_or_filename}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
+
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scaler and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        logging.info("Resume checkpoint from {}".format(url_or_filename))

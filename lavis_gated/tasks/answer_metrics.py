@@ -1,0 +1,51 @@
+"""Answer metrics: exact match and VQA accuracy, overall and per question type.
+
+ArtQuest has one reference answer per question, so VQA accuracy is exact match after the standard
+VQA answer normalisation (punctuation, articles, number words) rather than the 10-annotator vote.
+"""
+import re
+from collections import defaultdict
+
+_ARTICLES = {"a", "an", "the"}
+_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_PUNCTUATION = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$]")
+
+
+def normalise_exact(text) -> str:
+    """Lower case, surrounding and repeated whitespace removed."""
+    return " ".join(str(text).lower().split())
+
+
+def normalise_vqa(text) -> str:
+    """The VQA evaluation's answer normalisation (punctuation, periods, articles, number words)."""
+    text = _PUNCTUATION.sub(" ", normalise_exact(text))
+    text = re.sub(r"(?!<=\d)(\.)(?!\d)", "", text)
+    words = [_NUMBERS.get(w, w) for w in text.split() if w not in _ARTICLES]
+    return " ".join(words)
+
+
+def exact_match(prediction, answer) -> float:
+    return float(normalise_exact(prediction) == normalise_exact(answer))
+
+
+def vqa_accuracy(prediction, answer) -> float:
+    return float(normalise_vqa(prediction) == normalise_vqa(answer))
+
+
+def _mean(scores, index):
+    return sum(s[index] for s in scores) / len(scores) if scores else 0.0
+
+
+def answer_metrics(records):
+    """records: dicts with prediction, answer, question_type -> em, vqa_acc, em_by_type, vqa_acc_by_type."""
+    by_type = defaultdict(list)
+    for r in records:
+        by_type[r["question_type"]].append((exact_match(r["prediction"], r["answer"]), vqa_accuracy(r["prediction"], r["answer"])))
+    everything = [s for scores in by_type.values() for s in scores]
+    return {
+        "em": _mean(everything, 0),
+        "vqa_acc": _mean(everything, 1),
+        "em_by_type": {t: _mean(s, 0) for t, s in sorted(by_type.items())},
+        "vqa_acc_by_type": {t: _mean(s, 1) for t, s in sorted(by_type.items())},
+    }

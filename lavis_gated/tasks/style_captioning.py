@@ -1,0 +1,266 @@
+"""Task `style_captioning`: image-conditioned answers/captions with the style regularisers.
+
+total = lm_weight * LM + style_hit_weight * (1 - soft style hit rate) + style_kl_weight * symmetric KL
+        + style_ce_weight * CE(image style head, style label)
+The weights and evaluation settings are `run:` keys of the project YAML. The style vocabulary is built
+from the train split here and handed to the model, which then carries it in every checkpoint.
+"""
+import json
+import logging
+import math
+import os
+
+import torch
+import torch.distributed as dist
+from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized, is_main_process
+from lavis.common.logger import MetricLogger, SmoothedValue
+from lavis.common.registry import registry
+from lavis.datasets.data_utils import prepare_sample
+from lavis.tasks.base_task import BaseTask
+from omegaconf import open_dict
+
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.tasks import style_losses
+from lavis_gated.tasks.answer_metrics import answer_metrics
+
+SELECT_BY = ("loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate")
+_AMP_DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@registry.register_task("style_captioning")
+class StyleCaptioningTask(BaseTask):
+    def __init__(self, lm_weight=1.0, style_hit_weight=0.0, style_kl_weight=0.0, style_ce_weight=0.0,
+                 style_question_types=None, num_beams=1, max_len=10, min_len=1, select_by="loss",
+                 amp=False, amp_dtype="float16"):
+        super().__init__()
+        if select_by not in SELECT_BY:
+            raise ValueError(f"run.select_by {select_by!r} is not one of {SELECT_BY}")
+        if amp_dtype not in _AMP_DTYPES:
+            raise ValueError(f"run.amp_dtype {amp_dtype!r} is not one of {sorted(_AMP_DTYPES)}")
+        self.weights = {"lm": lm_weight, "style_hit": style_hit_weight, "style_kl": style_kl_weight, "style_ce": style_ce_weight}
+        self.style_question_types = set(style_question_types) if style_question_types else None
+        self.generation = {"num_beams": num_beams, "max_length": max_len, "min_length": min_len}
+        self.select_by = select_by
+        self.amp = amp
+        self.amp_dtype = _AMP_DTYPES[amp_dtype]
+        self.train_style_vocabulary = None
+
+    @classmethod
+    def setup_task(cls, cfg):
+        run = cfg.run_cfg
+        keys = ("lm_weight", "style_hit_weight", "style_kl_weight", "style_ce_weight", "style_question_types",
+                "num_beams", "max_len", "min_len", "select_by", "amp", "amp_dtype")
+        kwargs = {k: run.get(k) for k in keys if run.get(k) is not None}
+        if "style_question_types" in kwargs:
+            kwargs["style_question_types"] = list(kwargs["style_question_types"])
+        return cls(**kwargs)
+
+    # ---- building -------------------------------------------------------------------------------
+
+    def build_datasets(self, cfg):
+        datasets = super().build_datasets(cfg)
+        labels = [label for splits in datasets.values() if "train" in splits for label in splits["train"].style_labels()]
+        if labels:
+            self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
+            logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
+        return datasets
+
+    def build_model(self, cfg):
+        """The train split's style vocabulary becomes model.style_names unless a finetuned checkpoint brings one."""
+        model_cfg = cfg.model_cfg
+        if self.train_style_vocabulary is not None and not model_cfg.get("load_finetuned", False):
+            with open_dict(model_cfg):
+                model_cfg.style_names = list(self.train_style_vocabulary.names)
+        return super().build_model(cfg)
+
+    # ---- losses ---------------------------------------------------------------------------------
+
+    def _style_rows(self, style_ids, question_types):
+        """(B,) bool: rows the hit-rate and KL terms apply to (labelled, and of a style question type if set)."""
+        rows = style_ids >= 0
+        if self.style_question_types is not None:
+            chosen = torch.tensor([t in self.style_question_types for t in question_types], device=rows.device)
+            rows = rows & chosen
+        return rows
+
+    def per_sample_losses(self, model, samples):
+        """Forward once; every loss part per sample (B,) plus the metric ingredients."""
+        out = model(samples)
+        core = model.module if hasattr(model, "module") else model
+        style_ids = out["style_ids"]
+        word_mask = style_losses.answer_word_mask(out["targets"], core.eos_token_id)
+        style_set = style_losses.style_token_set(core.style_tokens, core.style_token_mask)
+        hit_rate = style_losses.soft_style_hit_rate(out["logits"], word_mask, style_set)
+        text_log_probs = style_losses.text_style_log_probs(out["logits"], word_mask, core.style_tokens, core.style_token_mask)
+        image_log_probs = torch.log_softmax(out["image_style_logits"].float(), -1)
+        hits, positions = style_losses.argmax_style_hits(out["logits"], word_mask, style_set)
+        return {
+            "lm_loss": style_losses.lm_loss_per_sample(out["logits"], out["targets"]),
+            "batch_lm_loss": out["loss"],
+            "style_hit_loss": 1.0 - hit_rate,
+            "style_kl": style_losses.symmetric_kl(image_log_probs, text_log_probs),
+            "style_ce": style_losses.style_cross_entropy(out["image_style_logits"].float(), style_ids),
+            "style_rows": self._style_rows(style_ids, samples.get("question_type", [""] * len(style_ids))),
+            "style_ids": style_ids,
+            "style_head_prediction": out["image_style_logits"].argmax(-1),
+            "style_hits": hits,
+            "style_positions": positions,
+        }
+
+    def combine(self, parts):
+        """Scalar losses of a batch: each weighted term averaged over the rows it applies to."""
+        rows, labelled = parts["style_rows"], parts["style_ids"] >= 0
+        terms = {
+            "lm_loss": parts["batch_lm_loss"],
+            "style_hit_loss": style_losses.masked_mean(parts["style_hit_loss"], rows),
+            "style_kl": style_losses.masked_mean(parts["style_kl"], rows),
+            "style_ce": style_losses.masked_mean(parts["style_ce"], labelled),
+        }
+        w = self.weights
+        terms["loss"] = (w["lm"] * terms["lm_loss"] + w["style_hit"] * terms["style_hit_loss"]
+                         + w["style_kl"] * terms["style_kl"] + w["style_ce"] * terms["style_ce"])
+        return terms
+
+    def train_step(self, model, samples):
+        return self.combine(self.per_sample_losses(model, samples))["loss"]
+
+    # ---- training loop --------------------------------------------------------------------------
+
+    def _autocast(self, cuda_enabled):
+        return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp and cuda_enabled)
+
+    def _train_inner_loop(self, epoch, iters_per_epoch, model, data_loader, optimizer, lr_scheduler,
+                          scaler=None, start_iters=None, log_freq=50, cuda_enabled=False, accum_grad_iters=1):
+        """LAVIS's loop (base_task.py:_train_inner_loop) with every loss part logged, autocast in the
+        configured dtype, and statistics synchronised on the model's device (logger.py:43 assumes CUDA)."""
+        if not hasattr(data_loader, "__next__"):
+            data_loader = iter(data_loader)
+        metric_logger = MetricLogger(delimiter="  ")
+        metric_logger.add_meter("lr", SmoothedValue(window_size=1, fmt="{value:.6f}"))
+        inner_epoch = epoch if start_iters is None else start_iters // iters_per_epoch
+        header = f"Train: data epoch: [{epoch}]"
+        for i in metric_logger.log_every(range(iters_per_epoch), log_freq, header):
+            samples = prepare_sample(next(data_loader), cuda_enabled=cuda_enabled)
+            samples.update({"epoch": inner_epoch, "num_iters_per_epoch": iters_per_epoch, "iters": i})
+            lr_scheduler.step(cur_epoch=inner_epoch, cur_step=i)
+            with self._autocast(cuda_enabled):
+                terms = self.combine(self.per_sample_losses(model, samples))
+            loss = terms["loss"]
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            if (i + 1) % accum_grad_iters == 0:
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad()
+            metric_logger.update(**{k: v.item() for k, v in terms.items()})
+            metric_logger.update(lr=optimizer.param_groups[0]["lr"])
+        _synchronise_meters(metric_logger, device="cuda" if cuda_enabled else "cpu")
+        logging.info("Averaged stats: " + str(metric_logger.global_avg()))
+        return {k: "{:.4f}".format(meter.global_avg) for k, meter in metric_logger.meters.items()}
+
+    # ---- evaluation -----------------------------------------------------------------------------
+
+    def valid_step(self, model, samples):
+        """Per-sample records: the generated answer, the reference, and every loss part."""
+        parts = self.per_sample_losses(model, samples)
+        predictions = model.generate(samples, **self.generation)
+        size = len(predictions)
+        records = []
+        for i in range(size):
+            records.append({
+                "question_id": str(samples["question_id"][i]),
+                "image": samples["image_file"][i],
+                "question": samples["text_input"][i],
+                "prediction": predictions[i],
+                "answer": samples["answer"][i],
+                "question_type": samples["question_type"][i],
+                "style": samples["style"][i],
+                "style_id": int(parts["style_ids"][i]),
+                "style_row": bool(parts["style_rows"][i]),
+                "style_head_prediction": int(parts["style_head_prediction"][i]),
+                "style_hits": int(parts["style_hits"][i]),
+                "style_positions": int(parts["style_positions"][i]),
+                **{k: float(parts[k][i]) for k in ("lm_loss", "style_hit_loss", "style_kl", "style_ce")},
+            })
+        return records
+
+    def evaluation(self, model, data_loader, cuda_enabled=True):
+        """Every rank evaluates its share; the records are gathered and de-duplicated by question_id
+        (DistributedSampler pads the last batch with repeats)."""
+        metric_logger = MetricLogger(delimiter="  ")
+        records = []
+        for samples in metric_logger.log_every(data_loader, 10, "Evaluation"):
+            samples = prepare_sample(samples, cuda_enabled=cuda_enabled)
+            with self._autocast(cuda_enabled):
+                records.extend(self.valid_step(model=model, samples=samples))
+        if is_dist_avail_and_initialized():
+            gathered = [None] * get_world_size()
+            dist.all_gather_object(gathered, records)
+            records = [r for part in gathered for r in part]
+        unique = {}
+        for r in records:
+            unique.setdefault(r["question_id"], r)
+        return [unique[k] for k in sorted(unique)]
+
+    def metrics(self, records):
+        """Every reported number from per-sample records (pure; see README for the definitions)."""
+        n = len(records)
+        style_rows = [r for r in records if r["style_row"]]
+        labelled = [r for r in records if r["style_id"] >= 0]
+        m = {
+            "num_samples": n,
+            "num_unknown_style": sum(1 for r in records if r["style"] and r["style_id"] < 0),
+            "lm_loss": _mean([r["lm_loss"] for r in records]),
+            "style_hit_loss": _mean([r["style_hit_loss"] for r in style_rows]),
+            "style_kl": _mean([r["style_kl"] for r in style_rows]),
+            "style_ce": _mean([r["style_ce"] for r in labelled]),
+            "style_hit_rate": (sum(r["style_hits"] for r in style_rows)
+                               / max(1, sum(r["style_positions"] for r in style_rows))),
+            "style_head_acc": _mean([float(r["style_head_prediction"] == r["style_id"]) for r in labelled]),
+        }
+        w = self.weights
+        m["loss"] = (w["lm"] * m["lm_loss"] + w["style_hit"] * m["style_hit_loss"]
+                     + w["style_kl"] * m["style_kl"] + w["style_ce"] * m["style_ce"])
+        m.update(answer_metrics(records))
+        m["agg_metrics"] = 1.0 / (1.0 + m["loss"]) if self.select_by == "loss" else m[self.select_by]
+        if not math.isfinite(m["agg_metrics"]):
+            m["agg_metrics"] = 0.0
+        return m
+
+    def after_evaluation(self, val_result, split_name, epoch, **kwargs):
+        """Metrics for the split; `<split>_metrics.json` in the run folder and predictions in result/."""
+        m = self.metrics(val_result)
+        m["epoch"] = epoch
+        if is_main_process():
+            output_dir = registry.get_path("output_dir")
+            _write_json(os.path.join(registry.get_path("result_dir"), f"{split_name}_epoch{epoch}_predictions.json"),
+                        val_result)
+            _write_json(os.path.join(output_dir, f"{split_name}_predictions.json"), val_result)
+            _write_json(os.path.join(output_dir, f"{split_name}_metrics.json"), m)
+            logging.info("%s metrics (epoch %s): %s", split_name, epoch, json.dumps(m))
+        return m
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else 0.0
+
+
+def _synchronise_meters(metric_logger, device):
+    """Sum counts and totals of every meter across ranks (on CPU tensors under gloo)."""
+    if not is_dist_avail_and_initialized():
+        return
+    for meter in metric_logger.meters.values():
+        t = torch.tensor([meter.count, meter.total], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        meter.count, meter.total = int(t[0].item()), float(t[1].item())
+
+
+def _write_json(path, obj):
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+

@@ -1,0 +1,35 @@
+"""Shared fixtures: the network is blocked for every test (only loopback is allowed, for torch.distributed)."""
+import ipaddress
+import socket
+
+import pytest
+
+
+def _is_loopback(address):
+    host = address[0] if isinstance(address, tuple) else address
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def block_network(monkeypatch):
+    """Any attempt to reach a non-loopback address fails the test loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            raise RuntimeError(f"test tried to reach the network: {address}")
+        return real_connect(sock, address)
+
+    def no_lookup(host, *args, **kwargs):
+        if not _is_loopback((host,)):
+            raise RuntimeError(f"test tried to resolve a host name: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)

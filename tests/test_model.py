@@ -1,0 +1,171 @@
+"""blip2_opt_gated (tiny): offline construction, frozen parts, identity at init, gating variants, LoRA."""
+import re
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import lavis_gated  # noqa: F401  (registration)
+from lavis.common.registry import registry
+from lavis.models import load_model_and_preprocess
+
+STYLES = ["cubism", "impressionism", "pop art"]
+
+
+def build_tiny(**overrides):
+    """The tiny model from its packaged YAML with dotted-key overrides (e.g. gating={"type": "gate"})."""
+    model_cls = registry.get_model_class("blip2_opt_gated")
+    cfg = OmegaConf.load(model_cls.default_config_path("tiny")).model
+    cfg = OmegaConf.merge(cfg, {"style_names": STYLES, **overrides})
+    torch.manual_seed(0)
+    return model_cls.from_config(cfg)
+
+
+def batch(size=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randn(size, 3, 32, 32, generator=g),
+        "text_input": ["what style is this painting", "which shape is in the middle", "what style", "what shape"][:size],
+        "answer": ["pop art", "circle", "cubism", "square"][:size],
+        "style": ["pop art", "cubism", "pop_art", "unknown"][:size],
+        "question_type": ["style", "shape", "style", "shape"][:size],
+    }
+
+
+def qformer_output(model, samples, prompts):
+    ids = [model.opt_tokenizer(p).input_ids for p in prompts]
+    length = max(map(len, ids))
+    tokens = torch.tensor([s + [model.opt_tokenizer.pad_token_id] * (length - len(s)) for s in ids])
+    mask = torch.tensor([[1] * len(s) + [0] * (length - len(s)) for s in ids])
+    with torch.no_grad():
+        return model.encode_image(samples["image"], tokens, mask)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny()
+
+
+def test_load_model_and_preprocess_offline():
+    model, vis_processors, txt_processors = load_model_and_preprocess("blip2_opt_gated", model_type="tiny", is_eval=True)
+    assert type(model).__name__ == "Blip2OPTGated"
+    assert not model.training
+    assert set(vis_processors) == {"train", "eval"} and set(txt_processors) == {"train", "eval"}
+    from PIL import Image
+
+    image = vis_processors["eval"](Image.new("RGB", (64, 64), (200, 30, 30))).unsqueeze(0)
+    answers = model.generate({"image": image, "text_input": [txt_processors["eval"]("What style?")]}, num_beams=2, max_length=3)
+    assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+def test_frozen_parts_get_no_gradient(tiny):
+    tiny.train()
+    tiny.zero_grad(set_to_none=True)
+    tiny(batch())["loss"].backward()
+    for name, module in [("ViT", tiny.visual_encoder), ("OPT", tiny.opt_model), ("CNN", tiny.style_encoder)]:
+        params = list(module.parameters())
+        assert params and all(not p.requires_grad for p in params), name
+        assert all(p.grad is None for p in params), f"{name} received a gradient"
+    assert tiny.opt_proj.weight.grad is not None and tiny.query_tokens.grad is not None
+    assert tiny.kv_modulation.net[-1].weight.grad.abs().sum() > 0, "the zero-initialised modulation must still learn"
+
+
+def test_loss_covers_answer_tokens_only(tiny):
+    out = tiny(batch())
+    targets = out["targets"]
+    for row, answer in enumerate(batch()["answer"]):
+        answer_ids = tiny.opt_tokenizer(" " + answer, add_special_tokens=False).input_ids + [tiny.eos_token_id]
+        assert targets[row][targets[row] != -100].tolist() == answer_ids
+
+
+def test_fresh_modulation_ignores_style_input(tiny):
+    tiny.eval()
+    samples = batch()
+    a = qformer_output(tiny, samples, ["Question: what style is this painting Answer:"] * 4)
+    b = qformer_output(tiny, samples, ["Question: which shape is it Answer:"] * 4)
+    assert torch.equal(a, b)
+    plain = build_tiny(gating={"type": "none"})
+    plain.load_state_dict(tiny.state_dict(), strict=False)
+    plain.eval()
+    assert torch.equal(a, qformer_output(plain, samples, ["Question: what style is this painting Answer:"] * 4))
+
+
+def test_perturbed_modulation_depends_on_style_input():
+    model = build_tiny()
+    model.eval()
+    with torch.no_grad():
+        model.kv_modulation.net[-1].weight.normal_(std=0.5)
+    samples = batch()
+    a = qformer_output(model, samples, ["Question: what style is this painting Answer:"] * 4)
+    b = qformer_output(model, samples, ["Question: which shape is it Answer:"] * 4)
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("gating_type", ["film", "gate"])
+@pytest.mark.parametrize("per_head", [True, False])
+def test_each_gating_variant_trains_a_step(gating_type, per_head):
+    model = build_tiny(gating={"type": gating_type, "per_head": per_head})
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    last = model.kv_modulation.net[-1].weight
+    units = model.Qformer.config.num_attention_heads if per_head else model.Qformer.config.hidden_size
+    assert last.shape[0] == len(model._cross_attention_layers()) * (4 if gating_type == "film" else 2) * units
+    before = last.detach().clone()
+    loss = model(batch())["loss"]
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, last.detach()), "the modulation did not move"
+    model.eval()
+    a = qformer_output(model, batch(), ["Question: what style Answer:"] * 4)
+    b = qformer_output(model, batch(), ["Question: which shape Answer:"] * 4)
+    assert not torch.allclose(a, b), "after a step the Q-Former output should depend on the prompt"
+
+
+def test_gating_none_has_no_modulation():
+    model = build_tiny(gating={"type": "none"})
+    assert model.kv_modulation is None
+    assert not any(n.startswith(("prompt_mapper", "style_to_qformer")) for n, _ in model.named_parameters())
+    assert torch.isfinite(model(batch())["loss"])
+
+
+def test_lora_only_on_cross_attention_key_value():
+    model = build_tiny(lora={"enabled": True})
+    lora = [n for n, p in model.named_parameters() if "lora_" in n]
+    assert lora, "no LoRA parameters"
+    assert all(re.search(r"crossattention\.self\.(key|value)\.lora_[AB]\.", n) for n in lora), lora
+    layers = {re.search(r"layer\.(\d+)\.crossattention\.self\.(key|value)", n).groups() for n in lora}
+    assert len(layers) == 2 * len(model._cross_attention_layers())
+    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+    # LoRA B starts at zero: the adapted model equals the plain one with the same weights
+    plain = build_tiny()
+    plain.eval(), model.eval()
+    samples = batch()
+    prompts = ["Question: what style Answer:"] * 4
+    assert torch.allclose(qformer_output(plain, samples, prompts), qformer_output(model, samples, prompts), atol=1e-6)
+
+
+def test_lora_model_loads_plain_checkpoint_keys():
+    plain = build_tiny()
+    adapted = build_tiny(lora={"enabled": True})
+    state = {k: v for k, v in plain.state_dict().items()}
+    incompatible = adapted.load_state_dict(state, strict=False)
+    assert not incompatible.unexpected_keys
+    assert all("lora_" in k for k in incompatible.missing_keys)
+
+
+def test_style_vocabulary_travels_in_state_dict(tiny):
+    state = tiny.state_dict()
+    assert state["style_vocabulary._extra_state"] == {"names": sorted(STYLES)}
+    other = build_tiny(style_names=["baroque", "rococo", "realism"])
+    with pytest.raises(ValueError, match="style vocabulary"):
+        other.load_state_dict(state, strict=False)
+
+
+def test_generation_batch_equals_single_samples(tiny):
+    tiny.eval()
+    samples = batch()
+    together = tiny.generate(samples, num_beams=1, max_length=4)
+    alone = [tiny.generate({k: v[i:i + 1] for k, v in samples.items()}, num_beams=1, max_length=4)[0] for i in range(4)]
+    assert together == alone
