@@ -4,7 +4,6 @@ VENV="${VENV:-.venv}"
 if [ ! -f "$VENV/.lavis_gated_installed" ]; then
     echo "setting up $VENV (first run: installs LAVIS 1.0.2 and its pinned dependencies, a few minutes)" >&2
     "${PYTHON:-python3}" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade "pip<25" >&2
     "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]" >&2
     touch "$VENV/.lavis_gated_installed"
 fi
