@@ -15,6 +15,7 @@ from lavis_gated.datasets.style_vocabulary import normalise_style
 DEFAULT_FIELDS = {"image": "image", "question": "question", "answer": "answer", "question_type": "question_type",
                   "style": "style", "question_id": "question_id"}
 REQUIRED_FIELDS = ("image", "question", "answer")
+MISSING_STYLE_POLICIES = ("error", "keep")
 
 
 def read_split(csv_path, fields=None, split="", missing_style="error"):
@@ -23,6 +24,8 @@ def read_split(csv_path, fields=None, split="", missing_style="error"):
     missing_style: "error" (default) raises naming the file and rows; "keep" keeps such rows with style ""
     (excluded from the style terms only). question_type and question_id are optional columns.
     """
+    if missing_style not in MISSING_STYLE_POLICIES:
+        raise ValueError(f"missing_style {missing_style!r} is not one of {MISSING_STYLE_POLICIES}")
     fields = {**DEFAULT_FIELDS, **(fields or {})}
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"{split or 'split'} annotation file not found: {csv_path}")
@@ -44,9 +47,18 @@ def read_split(csv_path, fields=None, split="", missing_style="error"):
         "question_type": column("question_type", ""),
         "style": column("style", "").map(normalise_style),
     })
+    for key in REQUIRED_FIELDS:
+        empty = records.index[records[key].str.strip() == ""].tolist()
+        if empty:
+            raise ValueError(f"{csv_path}: {len(empty)} rows with an empty {fields[key]!r}; first lines: {[i + 2 for i in empty[:5]]}")
+    duplicated = records.index[records["question_id"].duplicated(keep=False)].tolist()
+    if duplicated:
+        raise ValueError(f"{csv_path}: {len(duplicated)} rows share a question_id (column {fields['question_id']!r}); "
+                         f"first lines: {[i + 2 for i in duplicated[:5]]}")
     unlabelled = records.index[records["style"] == ""].tolist()
     if unlabelled:
-        where = f"{csv_path}: {len(unlabelled)} of {len(records)} rows have no style (column {fields['style']!r}); first rows: {[i + 2 for i in unlabelled[:5]]}"
+        where = (f"{csv_path}: {len(unlabelled)} of {len(records)} rows have no style (column {fields['style']!r}); "
+                 f"first lines: {[i + 2 for i in unlabelled[:5]]}")
         if missing_style == "error":
             raise ValueError(where + "; set datasets.<name>.missing_style: keep to train on them without the style terms")
         logging.warning(where + "; kept without style terms")

@@ -14,6 +14,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lavis_gated.datasets.style_vocabulary import normalise_style
+
 STYLES = ("impressionism", "cubism", "pop art", "pointillism", "ukiyo-e", "minimalism")
 SHAPES = ("circle", "square", "triangle")
 QUESTION_TEMPLATES = {
@@ -120,7 +122,8 @@ def generate(out_dir, images_per_style=None, seed=0, size=64):
                 shape = SHAPES[(i + style_index) % len(SHAPES)]
                 file_name = f"{split}_{style.replace(' ', '_')}_{i:04d}.png"
                 draw_painting(style, shape, image_seed, size).save(os.path.join(image_dir, file_name))
-                answers = {"style": style, "shape": shape}
+                # the answer is the style as the vocabulary spells it, so its tokens are the style tokens
+                answers = {"style": normalise_style(style), "shape": shape}
                 for question_type, templates in QUESTION_TEMPLATES.items():
                     rows.append(
                         {

@@ -79,7 +79,8 @@ class StyleCaptioningTask(BaseTask):
         """(B,) bool: rows the hit-rate and KL terms apply to (labelled, and of a style question type if set)."""
         rows = style_ids >= 0
         if self.style_question_types is not None:
-            chosen = torch.tensor([t in self.style_question_types for t in question_types], device=rows.device)
+            chosen = torch.tensor([t in self.style_question_types for t in question_types], dtype=torch.bool,
+                                  device=rows.device)
             rows = rows & chosen
         return rows
 
@@ -225,7 +226,7 @@ class StyleCaptioningTask(BaseTask):
                      + w["style_kl"] * m["style_kl"] + w["style_ce"] * m["style_ce"])
         m.update(answer_metrics(records))
         m["agg_metrics"] = 1.0 / (1.0 + m["loss"]) if self.select_by == "loss" else m[self.select_by]
-        if not math.isfinite(m["agg_metrics"]):
+        if not records or not math.isfinite(m["agg_metrics"]):
             m["agg_metrics"] = 0.0
         return m
 

@@ -1,0 +1,70 @@
+"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, by hand."""
+import pytest
+
+from lavis_gated.tasks.answer_metrics import answer_metrics, exact_match, normalise_exact, normalise_vqa, vqa_accuracy
+
+
+@pytest.mark.parametrize("prediction, answer, em, vqa", [
+    ("pop art", "pop art", 1.0, 1.0),
+    ("Pop Art", "pop art", 1.0, 1.0),                # case
+    ("  pop   art ", "pop art", 1.0, 1.0),           # surrounding / repeated spaces
+    ("pop\tart\n", "pop art", 1.0, 1.0),             # any whitespace
+    ("the circle", "circle", 0.0, 1.0),              # articles
+    ("a circle", "an circle", 0.0, 1.0),
+    ("circle.", "circle", 0.0, 1.0),                 # trailing period
+    ("circle!", "circle", 0.0, 1.0),                 # punctuation
+    ("ukiyo-e", "ukiyo e", 0.0, 1.0),                # hyphen -> space
+    ("(square)", "square", 0.0, 1.0),
+    ("Two", "2", 0.0, 1.0),                          # number words
+    ("none", "0", 0.0, 1.0),
+    ("ten circles", "10 circles", 0.0, 1.0),
+    ("3.5", "35", 0.0, 0.0),                         # a period between digits is kept
+    ("square", "circle", 0.0, 0.0),
+    ("pop art", "pop", 0.0, 0.0),
+    ("theatre", "atre", 0.0, 0.0),                   # articles only as whole words
+    ("", "", 1.0, 1.0),
+])
+def test_exact_match_and_vqa_accuracy(prediction, answer, em, vqa):
+    assert exact_match(prediction, answer) == em
+    assert vqa_accuracy(prediction, answer) == vqa
+
+
+@pytest.mark.parametrize("text, exact, vqa", [
+    ("  The  Starry Night! ", "the starry night!", "starry night"),
+    ("Pop_Art", "pop_art", "pop art"),
+    ("Three, or four?", "three, or four?", "3 or 4"),
+    ("2.5 m.", "2.5 m.", "2.5 m"),
+    (3, "3", "3"),                                   # non-strings are converted
+])
+def test_normalisations(text, exact, vqa):
+    assert normalise_exact(text) == exact
+    assert normalise_vqa(text) == vqa
+
+
+def test_answer_metrics_overall_and_per_type():
+    records = [
+        {"prediction": "Pop Art", "answer": "pop art", "question_type": "style"},      # em 1, vqa 1
+        {"prediction": "the cubism", "answer": "cubism", "question_type": "style"},    # em 0, vqa 1
+        {"prediction": "impressionism", "answer": "cubism", "question_type": "style"}, # em 0, vqa 0
+        {"prediction": "Two circles", "answer": "2 circles", "question_type": "shape"},  # em 0, vqa 1
+        {"prediction": "square", "answer": "square", "question_type": "shape"},        # em 1, vqa 1
+    ]
+    m = answer_metrics(records)
+    assert m["em"] == pytest.approx(2 / 5)
+    assert m["vqa_acc"] == pytest.approx(4 / 5)
+    assert m["em_by_type"] == pytest.approx({"shape": 0.5, "style": 1 / 3})
+    assert m["vqa_acc_by_type"] == pytest.approx({"shape": 1.0, "style": 2 / 3})
+    assert list(m["em_by_type"]) == ["shape", "style"]  # sorted by type
+    assert set(m) == {"em", "vqa_acc", "em_by_type", "vqa_acc_by_type"}
+
+
+def test_answer_metrics_overall_is_per_sample_not_mean_of_types():
+    records = [{"prediction": "a", "answer": "b", "question_type": "style"}] * 3 + [
+        {"prediction": "x", "answer": "x", "question_type": "shape"}]
+    m = answer_metrics(records)
+    assert m["em"] == pytest.approx(0.25)  # the mean of the per-type values would be 0.5
+    assert m["em_by_type"] == {"shape": 1.0, "style": 0.0}
+
+
+def test_answer_metrics_of_no_records_is_zero():
+    assert answer_metrics([]) == {"em": 0.0, "vqa_acc": 0.0, "em_by_type": {}, "vqa_acc_by_type": {}}

@@ -1,0 +1,182 @@
+"""StyleCaptioningTask: metrics() from hand-made per-sample records, combine(), _style_rows, config checks."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lavis_gated.tasks.style_captioning import SELECT_BY, StyleCaptioningTask
+
+WEIGHTS = {"lm_weight": 1.0, "style_hit_weight": 0.5, "style_kl_weight": 0.25, "style_ce_weight": 2.0}
+
+
+def record(qid, question_type, prediction, answer, style, style_id, style_row, head, hits, positions,
+           lm_loss, style_hit_loss, style_kl, style_ce):
+    """A record with exactly the keys valid_step produces."""
+    return {
+        "question_id": qid, "image": f"{qid}.png", "question": "q?", "prediction": prediction, "answer": answer,
+        "question_type": question_type, "style": style, "style_id": style_id, "style_row": style_row,
+        "style_head_prediction": head, "style_hits": hits, "style_positions": positions,
+        "lm_loss": lm_loss, "style_hit_loss": style_hit_loss, "style_kl": style_kl, "style_ce": style_ce,
+    }
+
+
+RECORDS = [
+    # labelled style question: a style row; head right
+    record("q1", "style", "Pop Art", "pop art", "pop art", 2, True, 2, 1, 2, 1.0, 0.2, 0.4, 0.1),
+    # labelled style question: a style row; head wrong
+    record("q2", "style", "cubism", "cubism", "cubism", 0, True, 1, 0, 3, 2.0, 0.6, 0.8, 1.5),
+    # labelled shape question: not a style row (style_question_types), but labelled; head right
+    record("q3", "shape", "circle", "square", "cubism", 0, False, 0, 1, 1, 3.0, 0.9, 5.0, 0.3),
+    # style unknown to the vocabulary: counted as unknown, excluded from style terms
+    record("q4", "style", "the baroque", "baroque", "baroque", -1, False, 1, 0, 2, 2.0, 1.0, 9.0, 0.0),
+    # no style label at all: not "unknown"
+    record("q5", "shape", "Two", "2", "", -1, False, 0, 2, 2, 4.0, 0.0, 7.0, 0.0),
+]
+
+EXPECTED_LOSS = 1.0 * 2.4 + 0.5 * 0.4 + 0.25 * 0.6 + 2.0 * (1.9 / 3)
+
+
+def make_task(**kwargs):
+    return StyleCaptioningTask(**{**WEIGHTS, "style_question_types": ["style"], **kwargs})
+
+
+def test_metrics_every_number():
+    m = make_task().metrics(RECORDS)
+    assert m["num_samples"] == 5
+    assert m["num_unknown_style"] == 1
+    assert m["lm_loss"] == pytest.approx((1.0 + 2.0 + 3.0 + 2.0 + 4.0) / 5)  # all records
+    assert m["style_hit_loss"] == pytest.approx((0.2 + 0.6) / 2)  # style rows only
+    assert m["style_kl"] == pytest.approx((0.4 + 0.8) / 2)  # style rows only
+    assert m["style_ce"] == pytest.approx((0.1 + 1.5 + 0.3) / 3)  # labelled rows
+    assert m["style_hit_rate"] == pytest.approx((1 + 0) / (2 + 3))  # sum hits / sum positions over style rows
+    assert m["style_head_acc"] == pytest.approx(2 / 3)  # labelled rows
+    assert m["loss"] == pytest.approx(EXPECTED_LOSS)
+    assert m["em"] == pytest.approx(2 / 5)
+    assert m["vqa_acc"] == pytest.approx(4 / 5)
+    assert m["em_by_type"] == pytest.approx({"shape": 0.0, "style": 2 / 3})
+    assert m["vqa_acc_by_type"] == pytest.approx({"shape": 0.5, "style": 1.0})
+    assert m["agg_metrics"] == pytest.approx(1.0 / (1.0 + EXPECTED_LOSS))
+
+
+@pytest.mark.parametrize("select_by, expected", [
+    ("loss", 1.0 / (1.0 + EXPECTED_LOSS)),
+    ("em", 2 / 5),
+    ("vqa_acc", 4 / 5),
+    ("style_head_acc", 2 / 3),
+    ("style_hit_rate", 1 / 5),
+])
+def test_agg_metrics_follows_select_by(select_by, expected):
+    assert make_task(select_by=select_by).metrics(RECORDS)["agg_metrics"] == pytest.approx(expected)
+
+
+def test_loss_uses_the_task_weights():
+    m = make_task(lm_weight=0.0, style_hit_weight=0.0, style_kl_weight=1.0, style_ce_weight=0.0).metrics(RECORDS)
+    assert m["loss"] == pytest.approx(0.6)
+    m = StyleCaptioningTask().metrics(RECORDS)  # defaults: LM only
+    assert m["loss"] == pytest.approx(2.4)
+
+
+def test_metrics_are_json_plain_numbers():
+    m = make_task().metrics(RECORDS)
+    assert isinstance(m["num_samples"], int) and isinstance(m["num_unknown_style"], int)
+    for key in ("lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_head_acc", "loss",
+                "em", "vqa_acc", "agg_metrics"):
+        assert isinstance(m[key], float), key
+
+
+def test_metrics_without_style_rows_or_labels_are_zero_not_nan():
+    records = [r for r in RECORDS if r["style_id"] < 0]
+    m = make_task(select_by="style_hit_rate").metrics(records)
+    assert m["num_samples"] == 2
+    assert m["style_hit_loss"] == 0.0 and m["style_kl"] == 0.0 and m["style_ce"] == 0.0
+    assert m["style_hit_rate"] == 0.0 and m["style_head_acc"] == 0.0
+    assert m["loss"] == pytest.approx(3.0)  # (2 + 4) / 2
+    assert m["agg_metrics"] == 0.0
+
+
+def test_non_finite_loss_gives_agg_metrics_zero():
+    records = [dict(RECORDS[0], lm_loss=float("nan"))]
+    m = make_task().metrics(records)
+    assert math.isnan(m["loss"])
+    assert m["agg_metrics"] == 0.0
+    records = [dict(RECORDS[0], lm_loss=float("inf"))]
+    assert make_task().metrics(records)["agg_metrics"] == 0.0
+
+
+def test_invalid_select_by_names_the_allowed_values():
+    with pytest.raises(ValueError) as err:
+        StyleCaptioningTask(select_by="accuracy")
+    message = str(err.value)
+    assert "'accuracy'" in message
+    for name in SELECT_BY:
+        assert repr(name) in message
+    assert set(SELECT_BY) == {"loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate"}
+
+
+def test_invalid_amp_dtype_names_the_allowed_values():
+    with pytest.raises(ValueError, match="float32.*bf16.*bfloat16.*float16.*fp16"):
+        StyleCaptioningTask(amp_dtype="float32")
+
+
+def test_setup_task_reads_run_keys():
+    run = OmegaConf.create({"lm_weight": 0.5, "style_hit_weight": 0.1, "style_kl_weight": 0.2, "style_ce_weight": 0.3,
+                            "style_question_types": ["style"], "num_beams": 3, "max_len": 7, "min_len": 2,
+                            "select_by": "em", "amp": True, "amp_dtype": "bf16"})
+    task = StyleCaptioningTask.setup_task(SimpleNamespace(run_cfg=run))
+    assert task.weights == {"lm": 0.5, "style_hit": 0.1, "style_kl": 0.2, "style_ce": 0.3}
+    assert task.style_question_types == {"style"}
+    assert task.generation == {"num_beams": 3, "max_length": 7, "min_length": 2}
+    assert task.select_by == "em" and task.amp is True and task.amp_dtype == torch.bfloat16
+    default = StyleCaptioningTask.setup_task(SimpleNamespace(run_cfg=OmegaConf.create({})))
+    assert default.weights == {"lm": 1.0, "style_hit": 0.0, "style_kl": 0.0, "style_ce": 0.0}
+    assert default.style_question_types is None and default.select_by == "loss"
+
+
+def test_style_rows_labelled_and_of_a_style_question_type():
+    ids = torch.tensor([0, -1, 2, 1])
+    types = ["style", "style", "shape", "style"]
+    assert make_task()._style_rows(ids, types).tolist() == [True, False, False, True]
+    assert StyleCaptioningTask()._style_rows(ids, types).tolist() == [True, False, True, True]
+
+
+def _parts(**overrides):
+    parts = {
+        "batch_lm_loss": torch.tensor(1.5, requires_grad=True),
+        "style_hit_loss": torch.tensor([0.2, 0.4, 0.9], requires_grad=True),
+        "style_kl": torch.tensor([1.0, 3.0, 100.0], requires_grad=True),
+        "style_ce": torch.tensor([0.5, 2.0, 7.0], requires_grad=True),
+        "style_rows": torch.tensor([True, False, False]),
+        "style_ids": torch.tensor([1, 0, -1]),
+    }
+    parts.update(overrides)
+    return parts
+
+
+def test_combine_weights_each_term_over_its_rows():
+    terms = make_task().combine(_parts())
+    assert terms["lm_loss"].item() == pytest.approx(1.5)
+    assert terms["style_hit_loss"].item() == pytest.approx(0.2)  # style rows: row 0 only
+    assert terms["style_kl"].item() == pytest.approx(1.0)
+    assert terms["style_ce"].item() == pytest.approx((0.5 + 2.0) / 2)  # labelled rows 0 and 1
+    assert terms["loss"].item() == pytest.approx(1.0 * 1.5 + 0.5 * 0.2 + 0.25 * 1.0 + 2.0 * 1.25)
+    assert set(terms) == {"lm_loss", "style_hit_loss", "style_kl", "style_ce", "loss"}
+
+
+def test_combine_gradients_reach_only_the_counted_rows():
+    parts = _parts()
+    make_task().combine(parts)["loss"].backward()
+    assert parts["batch_lm_loss"].grad.item() == pytest.approx(1.0)
+    assert parts["style_hit_loss"].grad.tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert parts["style_kl"].grad.tolist() == pytest.approx([0.25, 0.0, 0.0])
+    assert parts["style_ce"].grad.tolist() == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_combine_without_style_rows_is_the_lm_term_and_still_differentiable():
+    parts = _parts(style_rows=torch.tensor([False, False, False]), style_ids=torch.tensor([-1, -1, -1]))
+    terms = make_task().combine(parts)
+    assert terms["style_hit_loss"].item() == 0.0 and terms["style_kl"].item() == 0.0 and terms["style_ce"].item() == 0.0
+    assert terms["loss"].item() == pytest.approx(1.5)
+    terms["loss"].backward()
+    assert parts["style_kl"].grad.tolist() == [0.0, 0.0, 0.0]
