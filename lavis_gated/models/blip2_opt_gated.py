@@ -144,6 +144,7 @@ class Blip2OPTGated(Blip2OPT):
         self.opt_proj = nn.Linear(qformer_width, self.opt_model.config.hidden_size)
         self.max_txt_len = max_txt_len
         self.prompt = prompt
+        self.vit_precision, self.opt_precision = vit_precision, opt_precision
 
         vocabulary = StyleVocabulary(style_names)
         self.style_vocabulary = _StyleVocabularyState(vocabulary)
@@ -194,6 +195,16 @@ class Blip2OPTGated(Blip2OPT):
     def _accept_plain_kv_keys(self, state_dict, prefix, *args):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
+    def frozen_autocast(self, precision):
+        """fp16 autocast around a frozen part stored in fp16 on CUDA, else no change of precision.
+
+        LAVIS's maybe_autocast (blip2.py:36-44) forces fp16 on any GPU, so an fp32 part or a bf16 run
+        got fp16 too; here the surrounding autocast (the task's run.amp / run.amp_dtype) applies.
+        """
+        if precision == "fp16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
     @property
     def vocabulary(self) -> StyleVocabulary:
         return self.style_vocabulary.vocabulary
@@ -233,7 +244,7 @@ class Blip2OPTGated(Blip2OPT):
 
     def encode_image(self, image, prompt_ids, prompt_mask):
         """image (B, 3, H, W), prompt ids/mask (B, T) -> (OPT prefix (B, Q, D_opt), style logits (B, S))."""
-        with self.maybe_autocast():
+        with self.frozen_autocast(self.vit_precision):
             image_embeds = self.ln_vision(self.visual_encoder(image))
         image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=image.device)
         style_feature = self.style_encoder(image)
@@ -276,7 +287,7 @@ class Blip2OPTGated(Blip2OPT):
 
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), text_mask], dim=1)
-        with self.maybe_autocast():
+        with self.frozen_autocast(self.opt_precision):
             outputs = self.opt_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True)
         num_query = inputs_opt.shape[1]
         # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2
@@ -318,7 +329,7 @@ class Blip2OPTGated(Blip2OPT):
         inputs_opt, _ = self.encode_image(image, input_ids, prompt_mask)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1)
         expand = num_captions if use_nucleus_sampling else num_beams
-        with self.maybe_autocast():
+        with self.frozen_autocast(self.opt_precision):
             outputs = self.opt_model.generate(
                 input_ids=input_ids,
                 query_embeds=inputs_opt.repeat_interleave(expand, dim=0),

@@ -35,7 +35,10 @@ class KVModulation(nn.Module):
             nn.Linear(hidden_dim, num_layers * self.params_per_layer * self.units),
         )
         last = self.net[-1]
-        nn.init.normal_(last.weight, std=init_scale) if init_scale > 0 else nn.init.zeros_(last.weight)
+        if init_scale > 0:
+            nn.init.normal_(last.weight, std=init_scale)
+        else:
+            nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self._active = None  # (B, L, params_per_layer, units) while conditioned
         self._handles = []
