@@ -47,6 +47,7 @@ def parse_args(argv=None, description="Training"):
     parser.add_argument(
         "--options",
         nargs="+",
+        action="extend",
         help="override settings of the config file, as key=value pairs merged into it.",
     )
     return parser.parse_args(argv)

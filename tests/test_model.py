@@ -110,7 +110,7 @@ def test_each_gating_variant_trains_a_step(gating_type, per_head):
     optimizer = torch.optim.AdamW(params, lr=1e-2)
     last = model.kv_modulation.net[-1].weight
     units = model.Qformer.config.num_attention_heads if per_head else model.Qformer.config.hidden_size
-    assert last.shape[0] == len(model._cross_attention_layers()) * (4 if gating_type == "film" else 2) * units
+    assert last.shape[0] == len(model._cross_attention_layers()) * (3 if gating_type == "film" else 2) * units
     before = last.detach().clone()
     loss = model(batch())["loss"]
     assert torch.isfinite(loss)
@@ -169,3 +169,44 @@ def test_generation_batch_equals_single_samples(tiny):
     together = tiny.generate(samples, num_beams=1, max_length=4)
     alone = [tiny.generate({k: v[i:i + 1] for k, v in samples.items()}, num_beams=1, max_length=4)[0] for i in range(4)]
     assert together == alone
+
+
+def test_deepcopy_keeps_the_modulation():
+    import copy
+
+    model = build_tiny()
+    model.eval()
+    with torch.no_grad():
+        model.kv_modulation.net[-1].weight.normal_(std=0.5)
+    clone = copy.deepcopy(model)
+    with torch.no_grad():  # only the clone's modulation changes: its hooks must use its own parameters
+        clone.kv_modulation.net[-1].weight.mul_(2)
+    samples, prompts = batch(), ["Question: what style Answer:"] * 4
+    assert not torch.allclose(qformer_output(model, samples, prompts), qformer_output(clone, samples, prompts))
+
+
+def test_one_long_answer_does_not_truncate_the_other_prompts(tiny):
+    samples = batch()
+    samples["answer"] = ["pop art " * 40, "circle", "cubism", "square"]
+    targets = tiny(samples)["targets"]
+    short = samples["text_input"][1]
+    prompt_length = len(tiny.opt_tokenizer(tiny.prompt.format(short)).input_ids)
+    assert (targets[1] != -100).nonzero()[0].item() == prompt_length, "row 1 lost part of its prompt"
+
+
+def test_randomly_initialised_parts_do_not_depend_on_the_global_seed():
+    model_cls = registry.get_model_class("blip2_opt_gated")
+    cfg = OmegaConf.merge(OmegaConf.load(model_cls.default_config_path("tiny")).model, {"image_size": 32})
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = model_cls.from_config(cfg)
+        states.append({k: v for k, v in model.state_dict().items()
+                       if k.startswith(("Qformer.", "query_tokens", "visual_encoder.", "opt_model.", "style_encoder."))})
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_misspelt_gating_key_is_an_error():
+    with pytest.raises(KeyError, match="model.gating: unknown keys \\['perhead'\\]"):
+        build_tiny(gating={"perhead": False})

@@ -221,3 +221,10 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
     job_dirs = list((tmp_path / "output").iterdir())
     assert len(job_dirs) == 1  # both ranks agreed on the job id
     assert checkpoint_files(job_dirs[0]) == ["checkpoint_best.pth"]
+
+
+def test_repeated_options_accumulate():
+    from lavis_gated.train import parse_args
+
+    args = parse_args(["--cfg-path", "x.yaml", "--options", "a=1", "b=2", "--options", "c=3"])
+    assert args.options == ["a=1", "b=2", "c=3"]

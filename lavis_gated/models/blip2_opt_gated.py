@@ -67,6 +67,14 @@ def _pad(sequences, pad_id, left=False):
     return ids, mask
 
 
+def _with_defaults(name, given, defaults):
+    """A config block merged over its defaults; an unknown (e.g. misspelt) key is an error, not ignored."""
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise KeyError(f"model.{name}: unknown keys {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **(given or {})}
+
+
 @registry.register_model("blip2_opt_gated")
 class Blip2OPTGated(Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
@@ -109,8 +117,8 @@ class Blip2OPTGated(Blip2OPT):
         # Blip2OPT.__init__ fetches hub names and a fixed URL (blip2.py:32-76, blip2_opt.py:77-78);
         # the same parts are built here from config values, under the same attribute names.
         super(Blip2OPT, self).__init__()
-        gating = {"type": "film", "per_head": True, "hidden_dim": 256, "init_scale": 0.0, **(gating or {})}
-        lora = {"enabled": False, "rank": 8, "alpha": 16, "dropout": 0.05, **(lora or {})}
+        gating = _with_defaults("gating", gating, {"type": "film", "per_head": True, "hidden_dim": 256, "init_scale": 0.0})
+        lora = _with_defaults("lora", lora, {"enabled": False, "rank": 8, "alpha": 16, "dropout": 0.05})
 
         self.tokenizer = backbones.build_bert_tokenizer(qformer_bert)
         with backbones.seeded(random_init_seed):
@@ -123,9 +131,10 @@ class Blip2OPTGated(Blip2OPT):
             self.visual_encoder = self.visual_encoder.eval()
             self.visual_encoder.train = disabled_train
 
-        self.Qformer, self.query_tokens = backbones.build_qformer(
-            qformer_bert, num_query_token, self.visual_encoder.num_features, cross_attention_freq, qformer_random_init
-        )
+        with backbones.seeded(random_init_seed + 3):
+            self.Qformer, self.query_tokens = backbones.build_qformer(
+                qformer_bert, num_query_token, self.visual_encoder.num_features, cross_attention_freq, qformer_random_init
+            )
         self.Qformer.cls = None
         self.Qformer.bert.embeddings.word_embeddings = None
         self.Qformer.bert.embeddings.position_embeddings = None
@@ -159,7 +168,8 @@ class Blip2OPTGated(Blip2OPT):
         self.gating_type = gating["type"]
         self.kv_modulation = None
         if self.gating_type != "none":
-            mapper = {"num_tokens": 4, "hidden_size": 256, "num_heads": 4, "dropout": 0.1, **(prompt_mapper or {})}
+            mapper = _with_defaults("prompt_mapper", prompt_mapper,
+                                    {"num_tokens": 4, "hidden_size": 256, "num_heads": 4, "dropout": 0.1})
             self.style_to_qformer = nn.Linear(self.style_encoder.num_features, qformer_width)
             self.prompt_mapper = PromptMapper(
                 style_dim=qformer_width, prompt_dim=self.opt_model.get_input_embeddings().embedding_dim, **mapper
@@ -221,14 +231,15 @@ class Blip2OPTGated(Blip2OPT):
             return [self.prompt.format(q) for q in samples["text_input"]]
         return [self.prompt.replace("{}", "").strip()] * batch_size
 
-    def _prompt_ids(self, prompts, budget):
-        """Token ids per prompt (with BOS); an over-long prompt keeps BOS and its tail ("... Answer:")."""
+    def _prompt_ids(self, prompts, budgets):
+        """Token ids per prompt (with BOS) within its budget; an over-long prompt keeps BOS and its tail
+        ("... Answer:")."""
         ids = [self.opt_tokenizer(p).input_ids for p in prompts]
-        return [s if len(s) <= budget else s[:1] + s[len(s) - budget + 1:] for s in ids]
+        return [s if len(s) <= b else s[:1] + s[len(s) - b + 1:] for s, b in zip(ids, budgets)]
 
     def _answer_ids(self, answers):
         """Target ids per answer: " <answer>" then the "\n" end token (as LAVIS's blip2_opt)."""
-        limit = self.max_txt_len - 2
+        limit = self.max_txt_len // 2  # the prompt keeps at least half of the budget
         return [self.opt_tokenizer(" " + a.strip(), add_special_tokens=False).input_ids[:limit] + [self.eos_token_id]
                 for a in answers]
 
@@ -275,7 +286,7 @@ class Blip2OPTGated(Blip2OPT):
         image = samples["image"]
         device = image.device
         answer_ids = self._answer_ids(samples["answer"])
-        prompt_ids = self._prompt_ids(self.format_prompts(samples), self.max_txt_len - max(len(a) for a in answer_ids))
+        prompt_ids = self._prompt_ids(self.format_prompts(samples), [self.max_txt_len - len(a) for a in answer_ids])
         prompt_tokens, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id))
         inputs_opt, image_style_logits = self.encode_image(image, prompt_tokens, prompt_mask)
 
@@ -324,7 +335,8 @@ class Blip2OPTGated(Blip2OPT):
         """
         image = samples["image"]
         device = image.device
-        prompt_ids = self._prompt_ids(self.format_prompts(samples), self.max_txt_len)
+        prompts = self.format_prompts(samples)
+        prompt_ids = self._prompt_ids(prompts, [self.max_txt_len] * len(prompts))
         input_ids, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id, left=True))
         inputs_opt, _ = self.encode_image(image, input_ids, prompt_mask)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1)
@@ -375,19 +387,21 @@ class Blip2OPTGated(Blip2OPT):
         kwargs = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
                   for k in cls.CONFIG_KEYS if k in cfg}
         kwargs["img_size"] = cfg.get("image_size", 224)
-        checkpoint = None
+        finetuned = None
         if cfg.get("load_finetuned", False):
             if not cfg.get("finetuned"):
                 raise ValueError("model.load_finetuned is true but model.finetuned names no checkpoint")
-            checkpoint = cls.read_checkpoint(cfg.finetuned)
-        elif cfg.get("pretrained"):
-            checkpoint = cls.read_checkpoint(cfg.pretrained)
-        names = (checkpoint and style_names_in_checkpoint(checkpoint)) or cfg.get("style_names")
+            finetuned = cls.read_checkpoint(cfg.finetuned)
+        names = (finetuned and style_names_in_checkpoint(finetuned)) or cfg.get("style_names")
         if not names:
             raise ValueError("model.style_names is empty and no checkpoint provides a style vocabulary")
         model = cls(style_names=list(names), **kwargs)
-        if checkpoint is not None:
-            model.load_trained_state(checkpoint, cfg.get("finetuned") if cfg.get("load_finetuned", False) else cfg.pretrained)
+        # pretrained first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer never saves), then the
+        # finetuned checkpoint's trainable weights on top
+        if cfg.get("pretrained"):
+            model.load_trained_state(cls.read_checkpoint(cfg.pretrained), cfg.pretrained)
+        if finetuned is not None:
+            model.load_trained_state(finetuned, cfg.finetuned)
         return model
 
     @staticmethod

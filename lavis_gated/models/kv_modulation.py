@@ -1,34 +1,37 @@
 """K/V modulation of the Q-Former's cross-attention, driven by control tokens.
 
 One small MLP maps the control tokens to every cross-attention layer's parameters at once (computed
-once per sample, not per head or per token): FiLM (K * (1 + gamma) + beta, V likewise) or a gate
-(K * (1 + tanh(g)), V likewise), per head or per channel. Its last layer starts at zero, so a fresh
+once per sample, not per head or per token): FiLM (K * (1 + gamma_k), V * (1 + gamma_v) + beta_v) or a
+gate (K * (1 + tanh(g_k)), V * (1 + tanh(g_v))), per head or per channel. K gets no beta: a shift that is
+the same for every key adds the same amount to all of a query's scores, which softmax cancels. Its last layer starts at zero, so a fresh
 modulation is exactly the identity and training starts from BLIP-2 itself.
 
 The parameters are applied by forward hooks on the key/value projections, which leaves the
 Q-Former's modules and state-dict keys exactly LAVIS's (BLIP-2 checkpoints load unchanged).
 """
+import functools
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
 GATING_TYPES = ("film", "gate", "none")
-_PARAMS_PER_PROJECTION = {"film": 2, "gate": 1}  # (gamma, beta) or (gate,)
+# rows of the per-layer parameter block: key scale, value scale[, value shift]
+_PARAMS_PER_LAYER = {"film": 3, "gate": 2}
 
 
 class KVModulation(nn.Module):
     def __init__(self, control_dim, num_control_tokens, num_layers, num_heads, width,
                  gating_type="film", per_head=True, hidden_dim=256, init_scale=0.0):
         super().__init__()
-        if gating_type not in _PARAMS_PER_PROJECTION:
+        if gating_type not in _PARAMS_PER_LAYER:
             raise ValueError(f"model.gating.type {gating_type!r} is not one of {GATING_TYPES}")
         self.gating_type = gating_type
         self.per_head = per_head
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.units = num_heads if per_head else width
-        self.params_per_layer = 2 * _PARAMS_PER_PROJECTION[gating_type]  # key and value
+        self.params_per_layer = _PARAMS_PER_LAYER[gating_type]
         self.net = nn.Sequential(
             nn.Linear(num_control_tokens * control_dim, hidden_dim),
             nn.GELU(),
@@ -55,8 +58,9 @@ class KVModulation(nn.Module):
             raise ValueError(f"{len(projections)} cross-attention layers, modulation built for {self.num_layers}")
         for handle in self._handles:
             handle.remove()
+        # partial of a bound method (not a closure): copy.deepcopy of the model rebinds it to the copy
         self._handles = [
-            module.register_forward_hook(self._hook(layer, which))
+            module.register_forward_hook(functools.partial(self._apply_hook, layer, which))
             for layer, pair in enumerate(projections)
             for which, module in enumerate(pair)
         ]
@@ -70,23 +74,25 @@ class KVModulation(nn.Module):
         finally:
             self._active = None
 
-    def _hook(self, layer, which):
-        def apply(module, inputs, output):
-            if self._active is None:
-                return output
-            return self.modulate(output, self._active[:, layer], which)
-
-        return apply
+    def _apply_hook(self, layer, which, module, inputs, output):
+        if self._active is None:
+            return output
+        return self.modulate(output, self._active[:, layer], which)
 
     def modulate(self, projected, layer_params, which):
-        """projected (B, T, D) key or value; layer_params (B, params_per_layer, units); which 0=key 1=value."""
-        per = self.params_per_layer // 2
-        params = layer_params[:, which * per:(which + 1) * per].to(projected.dtype)  # (B, per, units)
+        """projected (B, T, D) key (which=0) or value (which=1); layer_params (B, params_per_layer, units)."""
+        params = layer_params.to(projected.dtype)
         shape = projected.shape
         x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
-        expand = (lambda p: p[:, None, :, None]) if self.per_head else (lambda p: p[:, None, :])
+
+        def expand(p):  # (B, units) -> broadcastable over tokens (and head channels)
+            return p[:, None, :, None] if self.per_head else p[:, None, :]
+
+        scale = params[:, which]  # row 0 scales K, row 1 scales V
         if self.gating_type == "film":
-            x = x * (1 + expand(params[:, 0])) + expand(params[:, 1])
+            x = x * (1 + expand(scale))
+            if which == 1:
+                x = x + expand(params[:, 2])
         else:
-            x = x * (1 + torch.tanh(expand(params[:, 0])))
+            x = x * (1 + torch.tanh(expand(scale)))
         return x.view(shape)

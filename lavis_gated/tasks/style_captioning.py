@@ -24,7 +24,7 @@ from lavis_gated.tasks import style_losses
 from lavis_gated.tasks.answer_metrics import answer_metrics
 
 SELECT_BY = ("loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate")
-_AMP_DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}  # the runner's GradScaler keys on "float16"
 
 
 @registry.register_task("style_captioning")
