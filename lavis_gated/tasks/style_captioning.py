@@ -63,6 +63,11 @@ class StyleCaptioningTask(BaseTask):
         if labels:
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
             logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
+        types = {row["question_type"] for splits in datasets.values() if "train" in splits
+                 for row in splits["train"].annotation}
+        if self.style_question_types is None and len(types) > 1 and self.weights["style_hit"] > 0:
+            logging.warning("run.style_question_types is null: the style hit-rate term also pushes style tokens into "
+                            "answers of question types %s; list the types that ask for a style", sorted(types))
         return datasets
 
     def build_model(self, cfg):
