@@ -8,6 +8,7 @@ Config keys read here, beyond LAVIS's:
 - run.runner: registered runner name (default "runner_gated").
 - run.imports: list of modules to import before the config is built, so that models, builders,
   tasks or runners of your own register themselves (the modules must be on sys.path).
+- run.frozen_feature_cache: folder of the frozen-feature cache (lavis_gated/datasets/feature_cache.py).
 """
 import os
 import sys
@@ -38,6 +39,7 @@ from lavis.common.logger import setup_logger  # noqa: E402
 from lavis.common.registry import registry  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from lavis_gated.datasets.feature_cache import attach_feature_cache  # noqa: E402
 from lavis_gated.runners.distributed import init_distributed_mode  # noqa: E402
 
 
@@ -81,6 +83,19 @@ def make_job_id():
     return job_id[0]
 
 
+def with_frozen_feature_cache(cfg, task, model, datasets):
+    """The datasets reading cached frozen features when run.frozen_feature_cache names a folder."""
+    root = cfg.run_cfg.get("frozen_feature_cache")
+    if not root:
+        return datasets
+    device = torch.device(cfg.run_cfg.get("device", "cuda"))
+    amp = getattr(task, "amp", False) and device.type == "cuda"
+    return attach_feature_cache(datasets, model, os.path.abspath(os.path.expanduser(root)), device,
+                                autocast_dtype=task.amp_dtype if amp else None,
+                                batch_size=cfg.run_cfg.get("batch_size_eval", 64),
+                                num_workers=cfg.run_cfg.get("num_workers", 0))
+
+
 def build_runner(args):
     """Config, process group, seeds, logging, task, datasets, model and runner, as LAVIS does."""
     import_user_modules(args.cfg_path)
@@ -95,6 +110,7 @@ def build_runner(args):
     task = tasks.setup_task(cfg)
     datasets = task.build_datasets(cfg)
     model = task.build_model(cfg)
+    datasets = with_frozen_feature_cache(cfg, task, model, datasets)
 
     runner_name = cfg.run_cfg.get("runner", "runner_gated")
     runner_cls = registry.get_runner_class(runner_name)

@@ -38,7 +38,7 @@ def qformer_output(model, samples, prompts):
     tokens = torch.tensor([s + [model.opt_tokenizer.pad_token_id] * (length - len(s)) for s in ids])
     mask = torch.tensor([[1] * len(s) + [0] * (length - len(s)) for s in ids])
     with torch.no_grad():
-        return model.encode_image(samples["image"], tokens, mask)[0]
+        return model.encode_image(model.frozen_features(samples["image"]), tokens, mask)[0]
 
 
 @pytest.fixture(scope="module")

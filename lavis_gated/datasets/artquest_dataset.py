@@ -76,12 +76,13 @@ class ArtQuestDataset(BaseDataset):
     def style_labels(self):
         return [row["style"] for row in self.annotation]
 
-    def __getitem__(self, index):
+    def image_path(self, index):
+        return os.path.join(self.vis_root, self.annotation[index]["image"])
+
+    def fields(self, index):
+        """Everything of a sample but the image (what the frozen-feature cache pairs with cached features)."""
         row = self.annotation[index]
-        path = os.path.join(self.vis_root, row["image"])
-        image = Image.open(path).convert("RGB")
         return {
-            "image": self.vis_processor(image),
             "text_input": self.text_processor(row["question"]),
             "answer": row["answer"],
             "question_type": row["question_type"],
@@ -90,3 +91,7 @@ class ArtQuestDataset(BaseDataset):
             "image_file": row["image"],
             "instance_id": row["instance_id"],
         }
+
+    def __getitem__(self, index):
+        image = Image.open(self.image_path(index)).convert("RGB")
+        return {"image": self.vis_processor(image), **self.fields(index)}

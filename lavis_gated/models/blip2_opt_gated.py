@@ -27,6 +27,8 @@ from lavis_gated.models.style_encoder import StyleEncoder
 
 MODEL_CONFIG_DIR = os.path.join(backbones.PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
 STYLE_VOCAB_KEY = "style_vocabulary._extra_state"
+# what a batch may carry instead of "image": the frozen parts' outputs (see frozen_features, feature_cache)
+FROZEN_FEATURE_KEYS = ("vit_features", "style_features")
 # keys of BLIP-2 checkpoints (stage 1) for parts that Blip2OPT sets to None or never builds (blip2_opt.py:69-74)
 UNUSED_BLIP2_KEYS = re.compile(
     r"^(Qformer\.cls\.|Qformer\.bert\.embeddings\.(word|position)_embeddings\."
@@ -59,6 +61,11 @@ def style_names_in_checkpoint(checkpoint):
         return list(state[STYLE_VOCAB_KEY]["names"])
     names = checkpoint.get("config", {}).get("model", {}).get("style_names")
     return list(names) if names else None
+
+
+def batch_size_of(samples):
+    """Rows in a batch that carries images or their precomputed frozen features."""
+    return (samples["image"] if "image" in samples else samples[FROZEN_FEATURE_KEYS[0]]).shape[0]
 
 
 def _count_by_module(keys):
@@ -272,7 +279,7 @@ class Blip2OPTGated(Blip2OPT):
 
     def format_prompts(self, samples):
         """Per-sample prompt strings: samples["prompt"] verbatim if given, else the template on each question."""
-        batch_size = samples["image"].shape[0]
+        batch_size = batch_size_of(samples)
         if "prompt" in samples:
             prompt = samples["prompt"]
             return [prompt] * batch_size if isinstance(prompt, str) else list(prompt)
@@ -304,14 +311,34 @@ class Blip2OPTGated(Blip2OPT):
             params = self.kv_modulation(control)
         return self.kv_modulation.conditioned(params)
 
-    def encode_image(self, image, prompt_ids, prompt_mask):
-        """image (B, 3, H, W), prompt ids/mask (B, T) -> (OPT prefix (B, Q, D_opt), style logits (B, S) fp32)."""
+    def frozen_features(self, image):
+        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision (trainable),
+        "style_features": frozen CNN pooled feature (B, F) fp32}.
+
+        Only the frozen parts: what the frozen-feature cache stores, so a batch that carries these instead of
+        "image" trains exactly as if its images were encoded here.
+        """
         self._frozen_parts_to_fp32_on_cpu(image.device)
         with self.frozen_autocast(self.vit_precision):
-            image_embeds = self.ln_vision(self.visual_encoder(image))
-        image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=image.device)
-        style_feature = self.style_encoder(image)
-        with self._fp32(image.device):
+            vit_features = self.visual_encoder(image)
+        return {"vit_features": vit_features, "style_features": self.style_encoder(image)}
+
+    def image_inputs(self, samples):
+        """The batch's frozen features: precomputed ones if it carries them, else frozen_features(samples["image"])."""
+        if FROZEN_FEATURE_KEYS[0] in samples:
+            return {key: samples[key] for key in FROZEN_FEATURE_KEYS}
+        return self.frozen_features(samples["image"])
+
+    def encode_image(self, frozen, prompt_ids, prompt_mask):
+        """frozen: frozen_features() of the batch; prompt ids/mask (B, T)
+        -> (OPT prefix (B, Q, D_opt), style logits (B, S) fp32)."""
+        vit_features, style_feature = frozen["vit_features"], frozen["style_features"]
+        device = vit_features.device
+        self._frozen_parts_to_fp32_on_cpu(device)
+        with self.frozen_autocast(self.vit_precision):
+            image_embeds = self.ln_vision(vit_features)
+        image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=device)
+        with self._fp32(device):
             image_style_logits = self.style_head(style_feature)
         query_tokens = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
         with self._modulation(style_feature, prompt_ids, prompt_mask):
@@ -325,7 +352,7 @@ class Blip2OPTGated(Blip2OPT):
 
     def style_ids(self, samples, device):
         """(B,) style id per sample from samples["style"] names; NO_STYLE where missing or unknown."""
-        names = samples.get("style") or [None] * samples["image"].shape[0]
+        names = samples.get("style") or [None] * batch_size_of(samples)
         return torch.tensor(self.vocabulary.ids(names), dtype=torch.long, device=device)
 
     # ---- training -------------------------------------------------------------------------------
@@ -336,12 +363,12 @@ class Blip2OPTGated(Blip2OPT):
         Returns loss / lm_loss (scalar), logits (B, T, V) fp32 predicting targets (B, T) (-100 where not
         an answer token), image_style_logits (B, S) and style_ids (B,).
         """
-        image = samples["image"]
-        device = image.device
+        frozen = self.image_inputs(samples)
+        device = frozen["vit_features"].device
         answer_ids = self._answer_ids(samples["answer"])
         prompt_ids = self._prompt_ids(self.format_prompts(samples), [self.max_txt_len - len(a) for a in answer_ids])
         prompt_tokens, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id))
-        inputs_opt, image_style_logits = self.encode_image(image, prompt_tokens, prompt_mask)
+        inputs_opt, image_style_logits = self.encode_image(frozen, prompt_tokens, prompt_mask)
 
         text_ids, text_mask = (t.to(device) for t in _pad(
             [p + a for p, a in zip(prompt_ids, answer_ids)], self.opt_tokenizer.pad_token_id))
@@ -382,16 +409,17 @@ class Blip2OPTGated(Blip2OPT):
         num_captions=1,
         temperature=1,
     ):
-        """Answers/captions for samples["image"] (B, 3, H, W) and their questions; list of B * num_captions str.
+        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
+        questions; list of B * num_captions str.
 
         Prompts of different lengths are left-padded so every sample's answer starts right after its prompt.
         """
-        image = samples["image"]
-        device = image.device
+        frozen = self.image_inputs(samples)
+        device = frozen["vit_features"].device
         prompts = self.format_prompts(samples)
         prompt_ids = self._prompt_ids(prompts, [self.max_txt_len] * len(prompts))
         input_ids, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id, left=True))
-        inputs_opt, _ = self.encode_image(image, input_ids, prompt_mask)
+        inputs_opt, _ = self.encode_image(frozen, input_ids, prompt_mask)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1)
         expand = num_captions if use_nucleus_sampling else num_beams
         with self.frozen_autocast(self.opt_precision):

@@ -1,0 +1,127 @@
+"""Frozen-feature cache: cached training computes what uncached training does, and each image is encoded once."""
+import copy
+import json
+import os
+
+import pytest
+import torch
+from lavis.processors.blip_processors import BlipImageEvalProcessor, BlipImageTrainProcessor
+from lavis.processors.blip_processors import BlipQuestionProcessor
+from PIL import Image
+
+from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
+from lavis_gated.datasets.feature_cache import FeatureStore, attach_feature_cache, build_store
+from lavis_gated.datasets.synthetic_artquest import generate
+from lavis_gated.tasks.style_captioning import StyleCaptioningTask
+from tests.test_model import build_tiny
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(str(root), {"train": 2, "val": 1, "test": 1}, seed=5)  # 6 styles x 2 images, 2 questions each
+    return root
+
+
+def artquest(root, split="train", processor=None):
+    return ArtQuestDataset(processor or BlipImageEvalProcessor(image_size=IMAGE_SIZE), BlipQuestionProcessor(),
+                           str(root / "images"), read_split(str(root / f"artquest_{split}.csv"), split=split))
+
+
+class Counter:
+    """Counts the images that go through the frozen ViT."""
+
+    def __init__(self, model):
+        self.images = 0
+        model.visual_encoder.register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        self.images += inputs[0].shape[0]
+
+
+def train(model, dataset, epochs=2, batch_size=4):
+    """Per-step losses of a few epochs with the style_captioning task's full loss (fixed order, fp32)."""
+    task = StyleCaptioningTask(style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collater)
+        for samples in loader:
+            loss = task.train_step(model, samples)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+    return losses
+
+
+def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(data_root, tmp_path):
+    model = build_tiny(image_size=IMAGE_SIZE)
+    cached_model = copy.deepcopy(model)
+    dataset = artquest(data_root)
+    images = len({row["image"] for row in dataset.annotation})
+    assert len(dataset) == 2 * images  # two questions per image
+
+    counter = Counter(cached_model)
+    cached = attach_feature_cache({"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu")
+    assert counter.images == images, "one encoding per distinct image"
+    sample = cached["artquest"]["train"][0]
+    assert "image" not in sample and sample["vit_features"].dtype == torch.float32
+    assert {k: v for k, v in sample.items() if k not in ("vit_features", "style_features")} == dataset.fields(0)
+
+    expected = train(model, dataset)
+    got = train(cached_model, cached["artquest"]["train"])
+    assert counter.images == images, "training with the cache never runs the ViT"
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert expected[0] != pytest.approx(expected[-1], abs=1e-3), "the model trained"
+
+    # a new run over the same images (and the val split's, under the same transform) reuses the store
+    again = attach_feature_cache({"artquest": {"train": dataset, "val": artquest(data_root, "val")}},
+                                 cached_model, str(tmp_path / "cache"), "cpu")
+    val_images = len({row["image"] for row in again["artquest"]["val"].annotation})
+    assert counter.images == images + val_images
+    assert again["artquest"]["train"].store.folder == cached["artquest"]["train"].store.folder
+
+
+def test_a_changed_image_file_is_encoded_again(data_root, tmp_path):
+    model = build_tiny(image_size=IMAGE_SIZE)
+    dataset = artquest(data_root, "test")
+    root = str(tmp_path / "cache")
+    before = attach_feature_cache({"a": {"test": dataset}}, model, root, "cpu")["a"]["test"][0]["vit_features"]
+    counter = Counter(model)
+    path = dataset.image_path(0)
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(path)
+    os.utime(path, ns=(1, 1))
+    after = attach_feature_cache({"a": {"test": dataset}}, model, root, "cpu")["a"]["test"][0]["vit_features"]
+    assert counter.images == 1
+    assert not torch.allclose(before, after)
+
+
+def test_random_training_transforms_are_refused(data_root, tmp_path):
+    dataset = artquest(data_root, processor=BlipImageTrainProcessor(image_size=IMAGE_SIZE))
+    with pytest.raises(ValueError, match=r"datasets.artquest split 'train' uses BlipImageTrainProcessor.*blip_image_eval"):
+        attach_feature_cache({"artquest": {"train": dataset}}, build_tiny(image_size=IMAGE_SIZE),
+                             str(tmp_path / "cache"), "cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype):
+    """The store keeps what the frozen parts produced (fp16/bf16 on CUDA, fp32 on CPU), written atomically."""
+    paths = sorted(str(p) for p in (data_root / "images").iterdir())[:3]
+    values = {p: torch.randn(5, 4, generator=torch.Generator().manual_seed(i)).to(dtype) for i, p in enumerate(paths)}
+    order = iter(paths)
+
+    def encode(images):
+        return {"vit_features": torch.stack([values[next(order)] for _ in images])}
+
+    store = build_store(str(tmp_path / "store"), {"test": 1}, paths, BlipImageEvalProcessor(image_size=8), encode,
+                        batch_size=2)
+    reopened = FeatureStore(store.folder)
+    for p in paths:
+        got = reopened.get(p)["vit_features"]
+        assert got.dtype == dtype and torch.equal(got, values[p])
+    assert sorted(os.listdir(tmp_path)) == ["store"], "no temporary folder left behind"
+    assert json.loads((tmp_path / "store" / "meta.json").read_text())["features"]["vit_features"]["shape"] == [5, 4]
