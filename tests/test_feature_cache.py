@@ -125,3 +125,21 @@ def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype)
         assert got.dtype == dtype and torch.equal(got, values[p])
     assert sorted(os.listdir(tmp_path)) == ["store"], "no temporary folder left behind"
     assert json.loads((tmp_path / "store" / "meta.json").read_text())["features"]["vit_features"]["shape"] == [5, 4]
+
+
+def test_train_py_with_the_cache_trains_and_evaluates_as_without(data_root, tmp_path):
+    """run.frozen_feature_cache through the real entry point: one store for all splits (one transform), and
+    the same test metrics as the uncached run (fp32, same seed, same order)."""
+    from tests.test_end_to_end import only_run_dir, run, write_config
+
+    metrics = {}
+    for name, run_options in (("plain", {}), ("cached", {"frozen_feature_cache": str(tmp_path / "cache")})):
+        cfg = write_config(tmp_path, data_root, name, max_epoch=1, warmup_steps=1, **run_options)
+        run(["lavis_gated/train.py", "--cfg-path", str(cfg)])
+        metrics[name] = json.loads((only_run_dir(tmp_path / name) / "test_metrics.json").read_text())
+    stores = [p for p in (tmp_path / "cache").iterdir()]
+    assert len(stores) == 1 and not stores[0].name.startswith(".")
+    index = json.loads((stores[0] / "meta.json").read_text())["index"]
+    assert len(index) == len(list((data_root / "images").iterdir()))
+    for key in ("loss", "lm_loss", "style_kl", "style_ce", "style_head_acc", "em"):
+        assert metrics["cached"][key] == pytest.approx(metrics["plain"][key], abs=1e-5), key

@@ -296,3 +296,40 @@ def test_randomly_initialised_parts_do_not_depend_on_the_global_seed():
 def test_misspelt_gating_key_is_an_error():
     with pytest.raises(KeyError, match="model.gating: unknown keys \\['perhead'\\]"):
         build_tiny(gating={"perhead": False})
+
+
+def test_compiled_training_path_gives_the_eager_losses_and_gradients():
+    """What torch.compile captures (backend aot_eager: its graphs, without generating kernels) computes the
+    eager losses and gradients, without graph breaks; texts padded to multiples of 8; state-dict keys unchanged."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    eager = build_tiny()
+    compiled = copy.deepcopy(eager)
+    compiled.compile_trainable_path(backend="aot_eager")
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    counters.clear()
+    for seed, answers in ((0, None), (1, ["a much longer answer about the painting"] * 4)):
+        samples = batch(seed=seed)
+        samples["answer"] = answers or samples["answer"]
+        losses = []
+        for model in (eager, compiled):
+            model.zero_grad(set_to_none=True)
+            out = model(samples)
+            out["loss"].backward()
+            losses.append((out["loss"], out["targets"].shape[1], model.query_tokens.grad.clone()))
+        (loss, length, grad), (compiled_loss, compiled_length, compiled_grad) = losses
+        assert compiled_length % 8 == 0 and compiled_length >= length
+        assert compiled_loss.item() == pytest.approx(loss.item(), abs=1e-5)
+        torch.testing.assert_close(compiled_grad, grad, atol=1e-5, rtol=1e-4)
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled"
+
+
+def test_compile_mode_config_compiles_the_trainable_path_lazily():
+    model = build_tiny(compile_mode="max-autotune")
+    assert model.pad_multiple == 8
+    assert model.Qformer.bert._compiled_call_impl is not None
+    assert all(layer._compiled_call_impl is not None for layer in model.opt_model.model.decoder.layers)
+    assert build_tiny().Qformer.bert._compiled_call_impl is None

@@ -216,6 +216,16 @@ def store_signature(model, processor, where, device, autocast_dtype):
     }
 
 
+def _build_stores(plan, root, encode, batch_size, num_workers):
+    """One store per distinct signature, over the images of every split that uses it."""
+    os.makedirs(root, exist_ok=True)
+    by_folder = {}
+    for folder, signature, paths, processor in plan.values():
+        by_folder.setdefault(folder, (signature, set(), processor))[1].update(paths)
+    for folder, (signature, paths, processor) in by_folder.items():
+        build_store(folder, signature, sorted(paths), processor, encode, batch_size, num_workers)
+
+
 def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, batch_size=64, num_workers=0):
     """{name: {split: dataset}} with every dataset replaced by a CachedFeatureDataset reading from a store
     under `root` (built first where missing; by rank 0 only under torch.distributed, the others wait).
@@ -241,13 +251,10 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
         with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             return model.frozen_features(images.to(device))
 
-    if is_main_process():
-        os.makedirs(root, exist_ok=True)
-        by_folder = {}
-        for folder, signature, paths, processor in plan.values():
-            by_folder.setdefault(folder, (signature, set(), processor))[1].update(paths)
-        for folder, (signature, paths, processor) in by_folder.items():
-            build_store(folder, signature, sorted(paths), processor, encode, batch_size, num_workers)
+    # fork_rng: building draws no numbers from the training's random stream (DataLoader iterators do)
+    with torch.random.fork_rng(devices=[]):
+        if is_main_process():
+            _build_stores(plan, root, encode, batch_size, num_workers)
     if is_dist_avail_and_initialized():
         dist.barrier()
     stores = {}

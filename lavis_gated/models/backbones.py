@@ -19,10 +19,11 @@ PACKAGE_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspat
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 
-# LAVIS eva_vit.py:create_eva_vit_g for eva_clip_g; eva_tiny is the same class at toy size.
+# LAVIS eva_vit.py:create_eva_vit_g for eva_clip_g; eva_tiny and eva_mid are the same class at smaller sizes.
 VIT_ARCHITECTURES = {
     "eva_clip_g": dict(patch_size=14, embed_dim=1408, depth=39, num_heads=1408 // 88, mlp_ratio=4.3637),
     "eva_tiny": dict(patch_size=8, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0),
+    "eva_mid": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),  # ViT-S-sized, CPU benchmarks
 }
 
 

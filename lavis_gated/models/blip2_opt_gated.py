@@ -76,9 +76,10 @@ def _count_by_module(keys):
     return counts
 
 
-def _pad(sequences, pad_id, left=False):
-    """List of id lists -> (ids (B, T), mask (B, T)) padded on the right, or the left for generation."""
-    length = max(len(s) for s in sequences)
+def _pad(sequences, pad_id, left=False, multiple=1):
+    """List of id lists -> (ids (B, T), mask (B, T)) padded on the right, or the left for generation;
+    T is the longest sequence rounded up to a multiple of `multiple`."""
+    length = -(-max(len(s) for s in sequences) // multiple) * multiple
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.long)
     for row, seq in enumerate(sequences):
@@ -134,6 +135,7 @@ class Blip2OPTGated(Blip2OPT):
         gating=None,
         lora=None,
         random_init_seed=0,
+        compile_mode=None,
     ):
         # Blip2OPT.__init__ fetches hub names and a fixed URL (blip2.py:32-76, blip2_opt.py:77-78);
         # the same parts are built here from config values, under the same attribute names.
@@ -218,6 +220,24 @@ class Blip2OPTGated(Blip2OPT):
             self.kv_modulation.attach(
                 [(layer.crossattention.self.key, layer.crossattention.self.value) for layer in self._cross_attention_layers()]
             )
+        self.pad_multiple = 1
+        if compile_mode:
+            self.compile_trainable_path(mode=compile_mode)
+
+    def compile_trainable_path(self, **options):
+        """torch.compile(**options) the Q-Former and each OPT decoder layer, in place (state-dict keys unchanged).
+
+        Small-batch BLIP-2 steps on a GPU are bound by kernel launches and Python overhead, not arithmetic;
+        compiled (fused kernels; with mode="reduce-overhead", CUDA graphs) they launch far fewer kernels.
+        OPT is compiled layer by layer because LAVIS's decoder loop draws a Python random number for LayerDrop
+        (modeling_opt.py:741-742), a data-dependent branch that would split one whole-model graph anyway; the
+        layers share one compiled graph. Training texts are padded to a multiple of 8 tokens, so that only a
+        few shapes are compiled (the padding is masked: losses do not change).
+        """
+        self.Qformer.bert.compile(**options)
+        for layer in self.opt_model.model.decoder.layers:
+            layer.compile(**options)
+        self.pad_multiple = 8
 
     def _init_style_head_from_classifier(self):
         """Start the style head's row for each style the CNN was trained to classify from that class's
@@ -370,11 +390,12 @@ class Blip2OPTGated(Blip2OPT):
         prompt_tokens, prompt_mask = (t.to(device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id))
         inputs_opt, image_style_logits = self.encode_image(frozen, prompt_tokens, prompt_mask)
 
-        text_ids, text_mask = (t.to(device) for t in _pad(
-            [p + a for p, a in zip(prompt_ids, answer_ids)], self.opt_tokenizer.pad_token_id))
+        text_ids, text_mask = _pad([p + a for p, a in zip(prompt_ids, answer_ids)], self.opt_tokenizer.pad_token_id,
+                                   multiple=self.pad_multiple)
         targets = torch.full_like(text_ids, -100)
-        for row, (p, a) in enumerate(zip(prompt_ids, answer_ids)):
+        for row, (p, a) in enumerate(zip(prompt_ids, answer_ids)):  # on the host: no small copies on the device
             targets[row, len(p):len(p) + len(a)] = text_ids[row, len(p):len(p) + len(a)]
+        text_ids, text_mask, targets = (t.to(device) for t in (text_ids, text_mask, targets))
 
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), text_mask], dim=1)
@@ -458,7 +479,7 @@ class Blip2OPTGated(Blip2OPT):
         "vit_model", "vit_weights", "drop_path_rate", "use_grad_checkpoint", "vit_precision", "freeze_vit",
         "num_query_token", "cross_attention_freq", "qformer_bert", "qformer_random_init", "freeze_qformer",
         "opt_model", "opt_random_init", "opt_precision", "prompt", "max_txt_len",
-        "style_encoder", "prompt_mapper", "gating", "lora", "random_init_seed",
+        "style_encoder", "prompt_mapper", "gating", "lora", "random_init_seed", "compile_mode",
     )
 
     @classmethod

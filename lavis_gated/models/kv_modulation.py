@@ -43,7 +43,7 @@ class KVModulation(nn.Module):
         else:
             nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self._active = None  # (B, L, params_per_layer, units) while conditioned
+        self._active = None  # factors(params) while conditioned
         self._handles = []
 
     def forward(self, control_tokens):
@@ -68,35 +68,41 @@ class KVModulation(nn.Module):
     @contextmanager
     def conditioned(self, params):
         """Apply `params` (from forward) to every hooked projection inside the block."""
-        self._active = params
+        self._active = self.factors(params)
         try:
             yield
         finally:
             self._active = None
 
+    def factors(self, params):
+        """params (B, L, params_per_layer, units) -> (scales (B, L, 2, ...), V shift (B, L, ...) or None), fp32,
+        shaped to broadcast over a projection viewed as (B, T, heads, head_dim) or (B, T, width).
+
+        Computed once per batch for every layer, so each hook applies its layer's slice in one operation.
+        """
+        params = params.float()
+        shape = (params.shape[0], self.num_layers, -1, 1, self.units, 1) if self.per_head else \
+            (params.shape[0], self.num_layers, -1, 1, self.units)
+        scales = params[:, :, :2] if self.gating_type == "film" else torch.tanh(params[:, :, :2])
+        shift = params[:, :, 2].reshape(shape[:2] + shape[3:]) if self.gating_type == "film" else None
+        return (1 + scales).reshape(shape), shift
+
     def _apply_hook(self, layer, which, module, inputs, output):
         if self._active is None:
             return output
-        return self.modulate(output, self._active[:, layer], which)
+        scales, shift = self._active
+        return self.modulate(output, scales[:, layer, which], shift[:, layer] if which == 1 and shift is not None else None)
 
-    def modulate(self, projected, layer_params, which):
-        """projected (B, T, D) key (which=0) or value (which=1); layer_params (B, params_per_layer, units).
+    def modulate(self, projected, scale, shift=None):
+        """projected (B, T, D) key or value; scale (and shift) (B, 1, heads, 1) or (B, 1, D), fp32 (see factors).
 
-        Computed in fp32 (1 + a small gamma is not representable in fp16) and returned in the projection's dtype.
+        Computed in fp32 (1 + a small gamma is not representable in fp16) and returned in the projection's
+        dtype: one fused operation (fp16 inputs are read as fp32 on the fly, no fp32 copy of K/V is made),
+        plus the cast back when the projection is not fp32.
         """
-        params = layer_params.float()
         shape = projected.shape
-        x = projected.float()
-        x = x.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else x
-
-        def expand(p):  # (B, units) -> broadcastable over tokens (and head channels)
-            return p[:, None, :, None] if self.per_head else p[:, None, :]
-
-        scale = params[:, which]  # row 0 scales K, row 1 scales V
-        if self.gating_type == "film":
-            x = x * (1 + expand(scale))
-            if which == 1:
-                x = x + expand(params[:, 2])
-        else:
-            x = x * (1 + torch.tanh(expand(scale)))
-        return x.view(shape).to(projected.dtype)
+        x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
+        # autocast would cast K/V to fp32 first for addcmul (a "widest type" op): plain type promotion does not
+        with torch.autocast(projected.device.type, enabled=False):
+            out = x * scale if shift is None else torch.addcmul(shift, x, scale)
+        return out.view(shape).to(projected.dtype)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU rows of the README's "Performance" section, on the air-gapped GPU host (see smoke.sh for the set-up):
+# LAVIS's Blip2OPT against blip2_opt_gated at full size (EVA ViT-g, BERT-base Q-Former, OPT-2.7B, EfficientNet-B3;
+# random weights), 224 px, one process per row, steps alternating between the models. Device tool command, from
+# the repo root, with the wheels made by fetch_wheels.sh carried (carry: [".whl"]):
+#
+#   bash benchmarks/gpu_host/step_time.sh
+#
+#   1. fp16 amp, batch 16: baseline, gated, gated fast (cached frozen features)
+#   2. fp16 amp, batch 32: the same, plus the fast path compiled (model.compile_mode: reduce-overhead)
+#   3. bf16 amp, batch 32: baseline, gated, gated fast
+# Each row runs under `timeout`, all within STEP_TIME_BUDGET_S (default 560 s, so that a device call with
+# timeout_s=600 still gets $OUT back); a failed or timed-out row is recorded and the next one still runs.
+# STEP_TIME_ARGS adds arguments to every row (e.g. "--rounds 20"); STEP_TIME_ROWS="1 3" picks rows.
+#
+# $OUT (default /tmp/out) gets step_time.jsonl (every JSON line, each with its row's settings), row<N>.log
+# (each row's console output) and summary.txt. The last line is `STEP TIME OK` only if every row succeeded.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+OUT="${OUT:-/tmp/out}"
+BUDGET="${STEP_TIME_BUDGET_S:-560}"
+ROWS="${STEP_TIME_ROWS:-1 2 3}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+JSONL="$OUT/step_time.jsonl"
+: >"$SUMMARY"
+: >"$JSONL"
+export PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+START=$(date +%s)
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+left() { echo $(( START + BUDGET - 5 - $(date +%s) )); }
+
+say "== step_time start $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s"
+# shellcheck source=/dev/null
+if ! source benchmarks/gpu_host/setup.sh >>"$SUMMARY" 2>&1; then
+    tail -n 20 "$SUMMARY"
+    say "STEP TIME FAILED: setup.sh"
+    exit 1
+fi
+export PYTHONWARNINGS="$PYTHONWARNINGS,ignore::SyntaxWarning,ignore::UserWarning"
+"$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "|", torch.cuda.get_device_name(0))' \
+    2>&1 | tee -a "$SUMMARY"
+
+declare -A ROW_ARGS=(
+    [1]="--amp fp16 --batch-size 16 --fast"
+    [2]="--amp fp16 --batch-size 32 --fast --compile reduce-overhead"
+    [3]="--amp bf16 --batch-size 32 --fast"
+)
+declare -A WANT=([1]=150 [2]=260 [3]=150)
+FAILED=()
+for row in $ROWS; do
+    lim=$(left)
+    [ "$lim" -gt "${WANT[$row]}" ] && lim=${WANT[$row]}
+    if [ "$lim" -lt 60 ]; then
+        say "-- row $row: SKIPPED, ${lim}s left of the ${BUDGET}s budget"
+        FAILED+=("$row")
+        continue
+    fi
+    # shellcheck disable=SC2086
+    args=(--size full --device cuda ${ROW_ARGS[$row]} ${STEP_TIME_ARGS:-})
+    say "== row $row: benchmarks/step_time.py ${args[*]} (timeout ${lim}s)"
+    t0=$(date +%s)
+    rc=0
+    timeout -k 10 "$lim" "$PY" benchmarks/step_time.py "${args[@]}" >"$OUT/row$row.log" 2>&1 || rc=$?
+    grep '^{' "$OUT/row$row.log" >>"$JSONL" || true
+    "$PY" - "$OUT/row$row.log" <<'EOF' | tee -a "$SUMMARY" || true
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        r = json.loads(line)
+        ratio = r.get("ratio_to_baseline") or {}
+        print(f"   {r['model']:45s} {r['ms_per_step']:8.1f} ms  {r['samples_per_s']:7.1f} samples/s  "
+              f"peak {r['peak_memory_bytes'] / 2**30:5.2f} GiB  ratio {ratio.get('step_time_median', 1.0):.3f} "
+              f"{ratio.get('step_time_quartiles', '')}  memory ratio {ratio.get('peak_memory', 1.0)}  shares {r['shares']}"
+              + (f"  eval loss diff {r['eval_loss_abs_diff_vs_plain']:.2e}" if "eval_loss_abs_diff_vs_plain" in r else ""))
+EOF
+    if [ "$rc" = 0 ]; then
+        say "-- row $row: ok, $(( $(date +%s) - t0 ))s"
+    else
+        say "-- row $row: FAILED (exit $rc$( [ "$rc" = 124 ] && echo ', timed out' )), $(( $(date +%s) - t0 ))s"
+        grep -v "SyntaxWarning\|re.compile" "$OUT/row$row.log" | tail -n 30 | sed 's/^/   | /' | tee -a "$SUMMARY"
+        FAILED+=("$row")
+    fi
+done
+say "== total $(( $(date +%s) - START ))s"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    say "STEP TIME FAILED: rows ${FAILED[*]}"
+    exit 1
+fi
+say "STEP TIME OK"
