@@ -92,7 +92,7 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
     amp = getattr(task, "amp", False) and device.type == "cuda"
     return attach_feature_cache(datasets, model, os.path.abspath(os.path.expanduser(root)), device,
                                 autocast_dtype=task.amp_dtype if amp else None,
-                                batch_size=cfg.run_cfg.get("batch_size_eval", 64),
+                                batch_size=cfg.run_cfg.batch_size_train,
                                 num_workers=cfg.run_cfg.get("num_workers", 0))
 
 

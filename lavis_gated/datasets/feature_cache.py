@@ -123,7 +123,8 @@ def _create_arrays(folder, count, features):
 
 
 def build_store(folder, signature, paths, processor, encode, batch_size=64, num_workers=0):
-    """Make `folder` hold the features of every image path (the key is the absolute path).
+    """Make `folder` hold the features of every image path (the key is the absolute path), encoded by
+    `encode` in batches of `batch_size` (that of the training step).
 
     Encodes only the images that the existing store lacks or that changed since; keeps its other current
     rows, so stores shared by several splits or configs only grow. Returns the FeatureStore.
@@ -147,7 +148,11 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
         loader = DataLoader(_Images(todo, processor), batch_size=batch_size, num_workers=num_workers)
         done = 0
         for images in loader:
-            encoded = {name: values.detach().cpu() for name, values in encode(images).items()}
+            count = len(images)
+            # always full batches: convolution and GEMM kernels are chosen by batch size, so features come out
+            # bit-identical to the training step's only when encoded at its batch size
+            images = torch.cat([images, images[:1].expand(batch_size - count, *images.shape[1:])])
+            encoded = {name: values[:count].detach().cpu() for name, values in encode(images).items()}
             if arrays is None:
                 features = {name: {"dtype": str(encoded[name].dtype), "shape": list(encoded[name].shape[1:])}
                             for name in encoded}
@@ -156,7 +161,7 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
                 values = values.view(torch.uint16) if values.dtype == torch.bfloat16 else values
                 for i, key in enumerate(todo[done:done + len(values)]):
                     arrays[name][rows[key]] = values[i].numpy()
-            done += len(images)
+            done += count
         for name, array in arrays.items():
             array.flush()
             with open(os.path.join(tmp, f"{name}.bin"), "rb+") as f:
@@ -226,12 +231,12 @@ def _build_stores(plan, root, encode, batch_size, num_workers):
         build_store(folder, signature, sorted(paths), processor, encode, batch_size, num_workers)
 
 
-def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, batch_size=64, num_workers=0):
+def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, batch_size=16, num_workers=0):
     """{name: {split: dataset}} with every dataset replaced by a CachedFeatureDataset reading from a store
     under `root` (built first where missing; by rank 0 only under torch.distributed, the others wait).
 
     model: has frozen_features(image) and the frozen parts; features are computed on `device` under
-    autocast in `autocast_dtype` (None: none), as the training step would compute them.
+    autocast in `autocast_dtype` (None: none), in batches of `batch_size`, as the training step computes them.
     """
     device = torch.device(device)
     model.to(device)
