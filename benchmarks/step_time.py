@@ -239,12 +239,14 @@ class PartTimer:
     flow (from the grad of their output to the grad of their input). CUDA events on GPU, clock on CPU."""
 
     def __init__(self, parts, device):
+        """parts: {name: [modules]} (modules of one part must not call each other)."""
         self.cuda = device.type == "cuda"
         self.marks = {name: [] for name in parts}
         self.handles = []
-        for name, module in parts.items():
-            self.handles.append(module.register_forward_pre_hook(self._pre(name), with_kwargs=True))
-            self.handles.append(module.register_forward_hook(self._post(name)))
+        for name, modules in parts.items():
+            for module in modules:
+                self.handles.append(module.register_forward_pre_hook(self._pre(name), with_kwargs=True))
+                self.handles.append(module.register_forward_hook(self._post(name)))
 
     def _mark(self, name):
         if self.cuda:
@@ -290,9 +292,10 @@ class PartTimer:
 def part_shares(trainer, steps):
     """Share of step time in the frozen ViT, the style CNN and the OPT, over `steps` instrumented steps."""
     model = trainer.model
-    parts = {"vit": model.visual_encoder, "opt": model.opt_model}
+    # the decoder and the vocabulary projection: blip2_opt_gated calls them separately
+    parts = {"vit": [model.visual_encoder], "opt": [model.opt_model.model.decoder, model.opt_model.lm_head]}
     if hasattr(model, "style_encoder"):
-        parts["style_cnn"] = model.style_encoder
+        parts["style_cnn"] = [model.style_encoder]
     timer = PartTimer(parts, trainer.device)
     try:
         total = sum(trainer.timed_step(record=False) for _ in range(steps))

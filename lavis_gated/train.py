@@ -88,12 +88,14 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
     root = cfg.run_cfg.get("frozen_feature_cache")
     if not root:
         return datasets
-    device = torch.device(cfg.run_cfg.get("device", "cuda"))
+    run = cfg.run_cfg
+    device = torch.device(run.get("device", "cuda"))
     amp = getattr(task, "amp", False) and device.type == "cuda"
+    # encoded at the batch size the steps will use (see feature_cache.build_store)
+    batch_size = run.get("batch_size_eval") if run.get("evaluate", False) else run.get("batch_size_train")
     return attach_feature_cache(datasets, model, os.path.abspath(os.path.expanduser(root)), device,
-                                autocast_dtype=task.amp_dtype if amp else None,
-                                batch_size=cfg.run_cfg.batch_size_train,
-                                num_workers=cfg.run_cfg.get("num_workers", 0))
+                                autocast_dtype=task.amp_dtype if amp else None, batch_size=batch_size or 16,
+                                num_workers=run.get("num_workers", 0))
 
 
 def build_runner(args):

@@ -399,11 +399,13 @@ class Blip2OPTGated(Blip2OPT):
 
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), text_mask], dim=1)
-        with self.frozen_autocast(self.opt_precision):
-            outputs = self.opt_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True)
         num_query = inputs_opt.shape[1]
-        # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2
-        logits = outputs.logits[:, num_query - 1:-1].float()
+        with self.frozen_autocast(self.opt_precision):
+            hidden = self.opt_model.model.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                                  return_dict=True).last_hidden_state
+            # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
+            # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
+            logits = self.opt_model.lm_head(hidden[:, num_query - 1:-1]).float()
         lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
         return {
             "loss": lm_loss,
