@@ -31,13 +31,14 @@ def artquest(root, split="train", processor=None):
 
 
 class Counter:
-    """Counts the images that go through the frozen ViT."""
+    """Counts the batches and images that go through the frozen ViT."""
 
     def __init__(self, model):
-        self.images = 0
+        self.batches = self.images = 0
         model.visual_encoder.register_forward_hook(self)
 
     def __call__(self, module, inputs, output):
+        self.batches += 1
         self.images += inputs[0].shape[0]
 
 
@@ -66,8 +67,9 @@ def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(d
     assert len(dataset) == 2 * images  # two questions per image
 
     counter = Counter(cached_model)
-    cached = attach_feature_cache({"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu")
-    assert counter.images == images, "one encoding per distinct image"
+    cached = attach_feature_cache({"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu",
+                                  batch_size=4)
+    assert counter.images == images == 12, "one encoding per distinct image (in full batches of 4)"
     sample = cached["artquest"]["train"][0]
     assert "image" not in sample and sample["vit_features"].dtype == torch.float32
     assert {k: v for k, v in sample.items() if k not in ("vit_features", "style_features")} == dataset.fields(0)
@@ -80,9 +82,9 @@ def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(d
 
     # a new run over the same images (and the val split's, under the same transform) reuses the store
     again = attach_feature_cache({"artquest": {"train": dataset, "val": artquest(data_root, "val")}},
-                                 cached_model, str(tmp_path / "cache"), "cpu")
+                                 cached_model, str(tmp_path / "cache"), "cpu", batch_size=6)
     val_images = len({row["image"] for row in again["artquest"]["val"].annotation})
-    assert counter.images == images + val_images
+    assert counter.images == images + val_images and val_images == 6, "only the val images were encoded"
     assert again["artquest"]["train"].store.folder == cached["artquest"]["train"].store.folder
 
 
@@ -96,7 +98,7 @@ def test_a_changed_image_file_is_encoded_again(data_root, tmp_path):
     Image.new("RGB", (64, 64), (255, 255, 255)).save(path)
     os.utime(path, ns=(1, 1))
     after = attach_feature_cache({"a": {"test": dataset}}, model, root, "cpu")["a"]["test"][0]["vit_features"]
-    assert counter.images == 1
+    assert counter.batches == 1, "only the changed image was encoded (one batch, padded to the batch size)"
     assert not torch.allclose(before, after)
 
 
@@ -111,14 +113,13 @@ def test_random_training_transforms_are_refused(data_root, tmp_path):
 def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype):
     """The store keeps what the frozen parts produced (fp16/bf16 on CUDA, fp32 on CPU), written atomically."""
     paths = sorted(str(p) for p in (data_root / "images").iterdir())[:3]
-    values = {p: torch.randn(5, 4, generator=torch.Generator().manual_seed(i)).to(dtype) for i, p in enumerate(paths)}
-    order = iter(paths)
+    processor = BlipImageEvalProcessor(image_size=8)
 
-    def encode(images):
-        return {"vit_features": torch.stack([values[next(order)] for _ in images])}
+    def encode(images):  # (B, 3, 8, 8) -> (B, 5, 4): a stand-in for the frozen parts, in `dtype`
+        return {"vit_features": (images[:, :, :5, :4].sum(1) * 10).to(dtype)}
 
-    store = build_store(str(tmp_path / "store"), {"test": 1}, paths, BlipImageEvalProcessor(image_size=8), encode,
-                        batch_size=2)
+    store = build_store(str(tmp_path / "store"), {"test": 1}, paths, processor, encode, batch_size=2)
+    values = {p: encode(processor(Image.open(p).convert("RGB"))[None])["vit_features"][0] for p in paths}
     reopened = FeatureStore(store.folder)
     for p in paths:
         got = reopened.get(p)["vit_features"]
