@@ -11,7 +11,10 @@
 #   3. bf16 amp, batch 32: baseline, gated, gated fast
 # Each row runs under `timeout`, all within STEP_TIME_BUDGET_S (default 560 s, so that a device call with
 # timeout_s=600 still gets $OUT back); a failed or timed-out row is recorded and the next one still runs.
-# STEP_TIME_ARGS adds arguments to every row (e.g. "--rounds 20"); STEP_TIME_ROWS="1 3" picks rows.
+# STEP_TIME_ARGS adds arguments to every row (e.g. "--rounds 20"); STEP_TIME_ROWS="1 3" picks rows;
+# STEP_TIME_SETUP=0 uses the current Python environment as it is (a GPU machine with LAVIS installed).
+# Dry run of the plumbing without a GPU (amp is then off; not a substitute for the GPU run):
+#   STEP_TIME_SETUP=0 STEP_TIME_DEVICE=cpu STEP_TIME_SIZE=tiny STEP_TIME_ROWS="1 3" bash benchmarks/gpu_host/step_time.sh
 #
 # $OUT (default /tmp/out) gets step_time.jsonl (every JSON line, each with its row's settings), row<N>.log
 # (each row's console output) and summary.txt. The last line is `STEP TIME OK` only if every row succeeded.
@@ -20,6 +23,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT="${OUT:-/tmp/out}"
 BUDGET="${STEP_TIME_BUDGET_S:-560}"
 ROWS="${STEP_TIME_ROWS:-1 2 3}"
+SIZE="${STEP_TIME_SIZE:-full}"
+DEVICE="${STEP_TIME_DEVICE:-cuda}"
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 JSONL="$OUT/step_time.jsonl"
@@ -33,15 +38,17 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 left() { echo $(( START + BUDGET - 5 - $(date +%s) )); }
 
 say "== step_time start $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s"
-# shellcheck source=/dev/null
-if ! source benchmarks/gpu_host/setup.sh >>"$SUMMARY" 2>&1; then
-    tail -n 20 "$SUMMARY"
-    say "STEP TIME FAILED: setup.sh"
-    exit 1
+if [ "${STEP_TIME_SETUP:-1}" = 1 ]; then
+    # shellcheck source=/dev/null
+    if ! source benchmarks/gpu_host/setup.sh >>"$SUMMARY" 2>&1; then
+        tail -n 20 "$SUMMARY"
+        say "STEP TIME FAILED: setup.sh"
+        exit 1
+    fi
 fi
-export PYTHONWARNINGS="$PYTHONWARNINGS,ignore::SyntaxWarning,ignore::UserWarning"
-"$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "|", torch.cuda.get_device_name(0))' \
-    2>&1 | tee -a "$SUMMARY"
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore::SyntaxWarning,ignore::UserWarning,ignore::FutureWarning"
+"$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "|",
+          torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' 2>&1 | tee -a "$SUMMARY"
 
 declare -A ROW_ARGS=(
     [1]="--amp fp16 --batch-size 16 --fast"
@@ -58,8 +65,13 @@ for row in $ROWS; do
         FAILED+=("$row")
         continue
     fi
-    # shellcheck disable=SC2086
-    args=(--size full --device cuda ${ROW_ARGS[$row]} ${STEP_TIME_ARGS:-})
+    row_args="${ROW_ARGS[$row]}"
+    if [ "$DEVICE" = cpu ]; then  # LAVIS's blip2_opt autocasts on CUDA only
+        row_args="${row_args/--amp fp16/--amp none}"
+        row_args="${row_args/--amp bf16/--amp none}"
+    fi
+    # shellcheck disable=SC2206  # word splitting of the argument lists is intended
+    args=(--size "$SIZE" --device "$DEVICE" $row_args ${STEP_TIME_ARGS:-})
     say "== row $row: benchmarks/step_time.py ${args[*]} (timeout ${lim}s)"
     t0=$(date +%s)
     rc=0
