@@ -28,6 +28,8 @@ setup(
         "pillow",
         "peft>=0.6,<0.14",
         "tqdm",
+        "matplotlib",
+        "pycocoevalcap",
     ],
     extras_require={"test": ["pytest"]},
 )
