@@ -34,6 +34,8 @@ from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
 
+from lavis_gated.runners.eval_sampler import BatchShardSampler
+
 
 class EpochIterLoader(IterLoader):
     """LAVIS's infinite loader without the 2 s sleep at every epoch (dataloader_utils.py:152)."""
@@ -130,11 +132,13 @@ class GatedRunner(RunnerBase):
                 )
 
             sampler = None
-            if self.use_distributed and (is_train or self.use_dist_eval_sampler):
-                # The eval sampler pads with repeats; tasks de-duplicate by question_id.
+            if self.use_distributed and is_train:
                 sampler = DistributedSampler(
-                    dataset, shuffle=is_train, num_replicas=get_world_size(), rank=get_rank()
+                    dataset, shuffle=True, num_replicas=get_world_size(), rank=get_rank()
                 )
+            elif self.use_distributed and self.use_dist_eval_sampler:
+                # No padding, and one process's batches: N processes evaluate as one does.
+                sampler = BatchShardSampler(len(dataset), bsz, get_world_size(), get_rank())
             loader = DataLoader(
                 dataset,
                 batch_size=bsz,
