@@ -41,7 +41,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from lavis_gated.runners.distributed import init_distributed_mode  # noqa: E402
 
 
-def parse_args(argv=None, description="Training"):
+def argument_parser(description="Training"):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
     parser.add_argument(
@@ -50,7 +50,11 @@ def parse_args(argv=None, description="Training"):
         action="extend",
         help="override settings of the config file, as key=value pairs merged into it.",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None, description="Training"):
+    return argument_parser(description).parse_args(argv)
 
 
 def import_user_modules(cfg_path):
@@ -81,10 +85,10 @@ def make_job_id():
     return job_id[0]
 
 
-def build_runner(args):
+def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, task, datasets, model and runner, as LAVIS does."""
     import_user_modules(args.cfg_path)
-    cfg = Config(args)
+    cfg = config_cls(args)
     init_distributed_mode(cfg.run_cfg)
     setup_seeds(cfg)
     # After the process group exists, so that only rank 0 logs at INFO.

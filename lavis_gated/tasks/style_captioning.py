@@ -18,10 +18,14 @@ from lavis.common.registry import registry
 from lavis.datasets.data_utils import prepare_sample
 from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
+from tqdm import tqdm
 
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.report import epoch_summary
 from lavis_gated.tasks import style_losses
-from lavis_gated.tasks.answer_metrics import answer_metrics
+from lavis_gated.tasks.answer_metrics import answer_metrics, style_word_hit_rate
+from lavis_gated.tasks.modulation_summary import summarise_modulation
+from lavis_gated.tasks.text_metrics import caption_metrics
 
 SELECT_BY = ("loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate")
 _AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}  # the runner's GradScaler keys on "float16"
@@ -44,6 +48,9 @@ class StyleCaptioningTask(BaseTask):
         self.amp = amp
         self.amp_dtype = _AMP_DTYPES[amp_dtype]
         self.train_style_vocabulary = None
+        self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
+        self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
+        self.last_train_stats = None  # for the one-line summary after the epoch's validation
 
     @classmethod
     def setup_task(cls, cfg):
@@ -164,14 +171,30 @@ class StyleCaptioningTask(BaseTask):
             metric_logger.update(lr=optimizer.param_groups[0]["lr"])
         _synchronise_meters(metric_logger, device="cuda" if cuda_enabled else "cpu")
         logging.info("Averaged stats: " + str(metric_logger.global_avg()))
-        return {k: "{:.4f}".format(meter.global_avg) for k, meter in metric_logger.meters.items()}
+        stats = {k: "{:.4f}".format(meter.global_avg) for k, meter in metric_logger.meters.items()}
+        self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
+        return self.last_train_stats
 
     # ---- evaluation -----------------------------------------------------------------------------
 
+    def before_evaluation(self, model, dataset, **kwargs):
+        """Remember what the metrics and the heatmap need from the model: style names, modulation layout."""
+        super().before_evaluation(model, dataset, **kwargs)
+        core = model.module if hasattr(model, "module") else model
+        self.style_names = list(core.vocabulary.names)
+        modulation = getattr(core, "kv_modulation", None)
+        self.modulation_layout = None if modulation is None else {
+            "gating_type": modulation.gating_type,
+            "qformer_layers": [i for i, layer in enumerate(core.Qformer.bert.encoder.layer) if layer.has_cross_attention],
+        }
+
     def valid_step(self, model, samples):
-        """Per-sample records: the generated answer, the reference, and every loss part."""
+        """Per-sample records: the generated answer, the reference, every loss part and, for gated models,
+        the modulation strength (cross-attention layer x parameter x head)."""
         parts = self.per_sample_losses(model, samples)
         predictions = model.generate(samples, **self.generation)
+        core = model.module if hasattr(model, "module") else model
+        strength = core.modulation_strength(samples) if self.modulation_layout else None
         size = len(predictions)
         records = []
         for i in range(size):
@@ -189,15 +212,17 @@ class StyleCaptioningTask(BaseTask):
                 "style_hits": int(parts["style_hits"][i]),
                 "style_positions": int(parts["style_positions"][i]),
                 **{k: float(parts[k][i]) for k in ("lm_loss", "style_hit_loss", "style_kl", "style_ce")},
+                **({} if strength is None else {"modulation": strength[i].tolist()}),
             })
         return records
 
     def evaluation(self, model, data_loader, cuda_enabled=True):
-        """Every rank evaluates its share; the records are gathered and de-duplicated by question_id
-        (DistributedSampler pads the last batch with repeats)."""
-        metric_logger = MetricLogger(delimiter="  ")
+        """Every rank evaluates its share; rank 0 gets all records, once per question_id (runner_gated's
+        evaluation sampler never repeats one; LAVIS's DistributedSampler pads with repeats)."""
         records = []
-        for samples in metric_logger.log_every(data_loader, 10, "Evaluation"):
+        total = len(data_loader) if hasattr(data_loader, "__len__") else None
+        for samples in tqdm(data_loader, total=total, desc="Evaluation (loss + generation)", unit="batch",
+                            disable=not is_main_process(), dynamic_ncols=True):
             samples = prepare_sample(samples, cuda_enabled=cuda_enabled)
             with self._autocast(cuda_enabled):
                 records.extend(self.valid_step(model=model, samples=samples))
@@ -208,6 +233,8 @@ class StyleCaptioningTask(BaseTask):
         unique = {}
         for r in records:
             unique.setdefault(r["question_id"], r)
+        if len(unique) < len(records):
+            logging.info("evaluation: %d repeated records (sampler padding) dropped", len(records) - len(unique))
         return [unique[k] for k in sorted(unique)]
 
     def metrics(self, records):
@@ -224,28 +251,40 @@ class StyleCaptioningTask(BaseTask):
             "style_ce": _mean([r["style_ce"] for r in labelled]),
             "style_hit_rate": (sum(r["style_hits"] for r in style_rows)
                                / max(1, sum(r["style_positions"] for r in style_rows))),
+            "style_word_hit_rate": style_word_hit_rate(records, self.style_names),
             "style_head_acc": _mean([float(r["style_head_prediction"] == r["style_id"]) for r in labelled]),
         }
         w = self.weights
         m["loss"] = (w["lm"] * m["lm_loss"] + w["style_hit"] * m["style_hit_loss"]
                      + w["style_kl"] * m["style_kl"] + w["style_ce"] * m["style_ce"])
+        if not w["style_ce"]:
+            del m["style_ce"]  # not trained: the style head is random
         m.update(answer_metrics(records))
+        m.update(caption_metrics(records))
         m["agg_metrics"] = 1.0 / (1.0 + m["loss"]) if self.select_by == "loss" else m[self.select_by]
         if not records or not math.isfinite(m["agg_metrics"]):
             m["agg_metrics"] = 0.0
         return m
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
-        """Metrics for the split; `<split>_metrics.json` in the run folder and predictions in result/."""
+        """Metrics for the split; `<split>_metrics.json`, `<split>_predictions.json` and, for gated models,
+        `<split>_modulation.json` in the run folder; every validation's predictions also in result/."""
         m = self.metrics(val_result)
         m["epoch"] = epoch
         if is_main_process():
             output_dir = registry.get_path("output_dir")
+            predictions = [{k: v for k, v in r.items() if k != "modulation"} for r in val_result]
             _write_json(os.path.join(registry.get_path("result_dir"), f"{split_name}_epoch{epoch}_predictions.json"),
-                        val_result)
-            _write_json(os.path.join(output_dir, f"{split_name}_predictions.json"), val_result)
+                        predictions)
+            _write_json(os.path.join(output_dir, f"{split_name}_predictions.json"), predictions)
             _write_json(os.path.join(output_dir, f"{split_name}_metrics.json"), m)
+            if self.modulation_layout and val_result:
+                _write_json(os.path.join(output_dir, f"{split_name}_modulation.json"),
+                            summarise_modulation(val_result, **self.modulation_layout))
             logging.info("%s metrics (epoch %s): %s", split_name, epoch, json.dumps(m))
+            if isinstance(epoch, int):
+                train = self.last_train_stats if (self.last_train_stats or {}).get("epoch") == epoch else None
+                logging.info(epoch_summary(epoch, train, split_name, m, self.select_by))
         return m
 
 
@@ -265,8 +304,10 @@ def _synchronise_meters(metric_logger, device):
 
 def _write_json(path, obj):
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
