@@ -17,6 +17,7 @@ METRIC_KEYS = {"loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "sty
 PREDICTION_KEYS = {"question_id", "image", "question", "prediction", "answer", "question_type", "style"}
 TEST_QUESTIONS = 6 * 2 * 2  # styles x images x questions
 EVAL_BATCH = 5  # 24 questions: batches of 5, 5, 5, 5, 4; with two processes rank 0 gets three, rank 1 two
+TIMEOUT = 900  # seconds per subprocess; a shared, busy CPU can make one training epoch take minutes
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def workspace(tmp_path_factory):
 def train(workspace, name, *options):
     root, data = workspace
     cfg = write_config(root, data, name, max_epoch=1, warmup_steps=1)
-    run(["lavis_gated/train.py", "--cfg-path", str(cfg), "--options", f"run.batch_size_eval={EVAL_BATCH}", *options])
+    run(["lavis_gated/train.py", "--cfg-path", str(cfg), "--options", f"run.batch_size_eval={EVAL_BATCH}", *options],
+        timeout=TIMEOUT)
     return only_run_dir(root / name)
 
 
@@ -50,7 +52,7 @@ def evaluate(workspace, name, checkpoint, nproc):
     cfg = write_config(root, data, name, base="demo_eval.yaml")
     result = run(["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
                   "lavis_gated/evaluate.py", "--cfg-path", str(cfg), "--checkpoint", str(checkpoint),
-                  "--split", "test", "--options", f"run.batch_size_eval={EVAL_BATCH}"])
+                  "--split", "test", "--options", f"run.batch_size_eval={EVAL_BATCH}"], timeout=TIMEOUT)
     return only_run_dir(root / name), result.stdout
 
 

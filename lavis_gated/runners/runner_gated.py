@@ -228,7 +228,8 @@ class GatedRunner(RunnerBase):
         """Evaluate one split; cur_epoch "best" reloads checkpoint_best.pth unless skip_reload."""
         # runner_base.py:469 omits cuda_enabled, so the task moves every batch to CUDA.
         data_loader = self.dataloaders.get(split_name, None)
-        assert data_loader, "data_loader for split {} is None.".format(split_name)
+        # not `assert data_loader`: a rank can have no evaluation batch, and an empty loader is falsy
+        assert data_loader is not None, "data_loader for split {} is None.".format(split_name)
 
         model = self.unwrap_dist_model(self.model)
         if not skip_reload and cur_epoch == "best":
