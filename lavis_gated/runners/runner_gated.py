@@ -119,15 +119,17 @@ class GatedRunner(RunnerBase):
 
         def _create_loader(dataset, bsz, is_train, collate_fn):
             if isinstance(dataset, (ChainDataset, wds.DataPipeline)):
-                # webdataset pipelines bring their own sampling and collation.
-                return iter(
-                    DataLoader(
-                        dataset,
-                        batch_size=bsz,
-                        num_workers=num_workers,
-                        pin_memory=self.cuda_enabled,
-                    )
+                # webdataset pipelines split themselves across ranks and workers. runner_base.py:504
+                # returns iter(DataLoader): no len() for the training loop, and an evaluation split
+                # would be empty from its second epoch on.
+                loader = DataLoader(
+                    dataset,
+                    batch_size=bsz,
+                    num_workers=num_workers,
+                    pin_memory=self.cuda_enabled,
+                    collate_fn=collate_fn,
                 )
+                return EpochIterLoader(loader, use_distributed=self.use_distributed) if is_train else loader
 
             sampler = None
             if self.use_distributed and (is_train or self.use_dist_eval_sampler):
