@@ -118,21 +118,12 @@ class GatedRunner(RunnerBase):
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
 
         def _create_loader(dataset, bsz, is_train, collate_fn):
-            if isinstance(dataset, (ChainDataset, wds.DataPipeline)):
-                # webdataset pipelines split themselves across ranks and workers. runner_base.py:504
-                # returns iter(DataLoader): no len() for the training loop, and an evaluation split
-                # would be empty from its second epoch on.
-                loader = DataLoader(
-                    dataset,
-                    batch_size=bsz,
-                    num_workers=num_workers,
-                    pin_memory=self.cuda_enabled,
-                    collate_fn=collate_fn,
-                )
-                return EpochIterLoader(loader, use_distributed=self.use_distributed) if is_train else loader
-
+            # webdataset pipelines split and shuffle themselves across ranks and workers;
+            # runner_base.py:504 gives them iter(DataLoader), which has no len() for the training
+            # loop and leaves an evaluation split empty from its second epoch on.
+            streamed = isinstance(dataset, (ChainDataset, wds.DataPipeline))
             sampler = None
-            if self.use_distributed and (is_train or self.use_dist_eval_sampler):
+            if not streamed and self.use_distributed and (is_train or self.use_dist_eval_sampler):
                 # The eval sampler pads with repeats; tasks de-duplicate by question_id.
                 sampler = DistributedSampler(
                     dataset, shuffle=is_train, num_replicas=get_world_size(), rank=get_rank()
@@ -143,9 +134,9 @@ class GatedRunner(RunnerBase):
                 num_workers=num_workers,
                 pin_memory=self.cuda_enabled,
                 sampler=sampler,
-                shuffle=sampler is None and is_train,
+                shuffle=sampler is None and is_train and not streamed,
                 collate_fn=collate_fn,
-                drop_last=is_train,
+                drop_last=is_train and not streamed,
             )
             if self.cuda_enabled:
                 loader = PrefetchLoader(loader)
