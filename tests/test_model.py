@@ -163,12 +163,98 @@ def test_style_vocabulary_travels_in_state_dict(tiny):
         other.load_state_dict(state, strict=False)
 
 
-def test_generation_batch_equals_single_samples(tiny):
+def one_sample(samples, i):
+    return {k: v[i:i + 1] for k, v in samples.items()}
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_batch_equals_single_samples(tiny, num_beams):
+    """Questions of different lengths: left padding must not change any sample's answer."""
     tiny.eval()
     samples = batch()
-    together = tiny.generate(samples, num_beams=1, max_length=4)
-    alone = [tiny.generate({k: v[i:i + 1] for k, v in samples.items()}, num_beams=1, max_length=4)[0] for i in range(4)]
+    together = tiny.generate(samples, num_beams=num_beams, max_length=4)
+    alone = [tiny.generate(one_sample(samples, i), num_beams=num_beams, max_length=4)[0] for i in range(4)]
     assert together == alone
+
+
+def test_num_captions_are_grouped_per_sample(tiny):
+    tiny.eval()
+    samples = batch()
+    together = tiny.generate(samples, num_beams=3, num_captions=2, max_length=4)
+    assert len(together) == 8
+    for i in range(4):
+        assert together[2 * i:2 * i + 2] == tiny.generate(one_sample(samples, i), num_beams=3, num_captions=2, max_length=4)
+    torch.manual_seed(0)
+    sampled = tiny.generate(samples, use_nucleus_sampling=True, num_captions=3, max_length=4)
+    assert len(sampled) == 12 and all(isinstance(t, str) for t in sampled)
+
+
+def test_prompt_template_is_configurable():
+    model = build_tiny(prompt="Q: {} A:")
+    model.eval()
+    samples = batch()
+    assert model.format_prompts(samples)[0] == "Q: what style is this painting A:"
+    explicit = dict(samples, prompt=[f"Q: {q} A:" for q in samples["text_input"]])
+    assert model.generate(samples, num_beams=2, max_length=4) == model.generate(explicit, num_beams=2, max_length=4)
+    assert model.predict_answers(samples, num_beams=2, max_len=4, prompt="Q: {} A:") == \
+        model.generate(explicit, num_beams=2, max_length=4)
+
+
+def frozen_state(model):
+    """Every tensor (parameters and buffers) of the frozen parts, copied."""
+    return {k: v.clone() for k, v in model.state_dict().items()
+            if k.startswith(("visual_encoder.", "opt_model.", "style_encoder."))}
+
+
+def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
+    """Training with the optimizer LAVIS's runner builds: ViT, OPT and CNN never change and never get .grad."""
+    import types
+
+    from lavis.runners.runner_base import RunnerBase
+
+    model = build_tiny()
+    model.train()
+    before = frozen_state(model)
+    runner = types.SimpleNamespace(_optimizer=None, model=model, config=types.SimpleNamespace(
+        run_cfg=OmegaConf.create({"init_lr": 1e-2, "weight_decay": 0.05})))
+    optimizer = RunnerBase.optimizer.fget(runner)
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    frozen = [p for n, p in model.named_parameters() if n.startswith(("visual_encoder.", "opt_model.", "style_encoder."))]
+    assert frozen and not optimized & {id(p) for p in frozen}
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        model(batch())["loss"].backward()
+        assert all(p.grad is None for p in frozen), "memory was allocated for a frozen part's gradient"
+        optimizer.step()
+    after = frozen_state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    assert not torch.equal(model.opt_proj.weight, build_tiny().opt_proj.weight), "the trainable parts did not train"
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_low_precision_frozen_parts_run_in_fp32_on_cpu(precision, dtype):
+    model = build_tiny(vit_precision=precision, opt_precision=precision)
+    assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == dtype  # stored as for CUDA, like LAVIS's ViT
+    assert model.opt_model.lm_head.weight.dtype == dtype
+    reference = build_tiny()
+    loss = model(batch())["loss"]
+    assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == torch.float32
+    assert model.opt_model.lm_head.weight.dtype == torch.float32
+    assert abs(loss.item() - reference(batch())["loss"].item()) < 0.05  # same weights up to their rounding
+
+
+def test_style_modules_run_in_fp32_under_autocast(tiny):
+    seen = {}
+    hooks = [module.register_forward_hook(lambda m, i, out, name=name: seen.__setitem__(name, out.dtype))
+             for name, module in [("mapper", tiny.prompt_mapper.ffn), ("modulation", tiny.kv_modulation)]]
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = tiny(batch())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == {"mapper": torch.float32, "modulation": torch.float32}
+    assert out["image_style_logits"].dtype == torch.float32 and out["logits"].dtype == torch.float32
 
 
 def test_deepcopy_keeps_the_modulation():

@@ -8,7 +8,9 @@ which is what the offline `tiny` model type does. Architectures and defaults are
 import contextlib
 import logging
 import os
+import socket
 from functools import partial
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -22,6 +24,67 @@ VIT_ARCHITECTURES = {
     "eva_clip_g": dict(patch_size=14, embed_dim=1408, depth=39, num_heads=1408 // 88, mlp_ratio=4.3637),
     "eva_tiny": dict(patch_size=8, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0),
 }
+
+
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class SourceUnavailableError(OSError):
+    """A weights/config source (hub name, URL or path) could not be loaded."""
+
+
+@contextlib.contextmanager
+def loading_source(key, value):
+    """Re-raise a failure to load config value `key` (= `value`) as an error that says how to fix it.
+
+    Without network, hub names and URLs fail deep inside transformers or torch.hub; the user needs to
+    know which config value it was and how to point it at local files instead.
+    """
+    try:
+        yield
+    except SourceUnavailableError:
+        raise
+    except OSError as error:
+        value = str(value)
+        if value.startswith(("http://", "https://")):
+            cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(value).path))
+            fix = (f"download it where there is network and set {key} to the local file's path, "
+                   f"or place it at {cached} (LAVIS's download cache)")
+        elif os.path.isabs(value) or value.startswith("."):
+            fix = f"{value} must be an existing local path"
+        else:
+            fix = (f"set {key} to a local directory holding a copy of that Hugging Face repository "
+                   "(save_pretrained or a snapshot), or fill the Hugging Face cache and set HF_HUB_OFFLINE=1")
+        raise SourceUnavailableError(f"{key}: could not load {value!r} ({type(error).__name__}: {error}). "
+                                     f"It is not a local path, and fetching it failed; {fix}.") from error
+
+
+def from_pretrained(load, source, **kwargs):
+    """`load(source, **kwargs)` for a transformers from_pretrained: a local folder as it is; a hub name
+    from the local Hugging Face cache if it is there, else fetched, but only once the hub is known to
+    answer (unreachable, huggingface_hub retries every file for about 25 s before failing)."""
+    if os.path.isdir(source):
+        return load(source, **kwargs)
+    try:
+        return load(source, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    _require_hub()
+    return load(source, **kwargs)
+
+
+def _require_hub(timeout=5.0):
+    """Raise OSError at once if the Hugging Face hub cannot be reached (no probe behind a proxy)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
+        raise OSError("offline mode is set (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the cache")
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise OSError(f"{endpoint.hostname} is unreachable ({error})") from error
 
 
 def resolve_source(value):
@@ -59,13 +122,13 @@ def load_weights_file(url_or_path):
     if is_url(source):
         source = download_cached_file(source, check_hash=False, progress=True)
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"weights file not found: {url_or_path!r} (give a URL or an existing local path)")
+        raise SourceUnavailableError(f"weights file not found: {url_or_path!r} (give a URL or an existing local path)")
     return torch.load(source, map_location="cpu", weights_only=True)
 
 
 def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint=False, precision="fp16", weights=None):
     """LAVIS's EVA VisionTransformer; `weights` (URL/path) None means random initialisation."""
-    from lavis.models.eva_vit import VisionTransformer, convert_weights_to_fp16, interpolate_pos_embed
+    from lavis.models.eva_vit import VisionTransformer, interpolate_pos_embed
 
     if arch not in VIT_ARCHITECTURES:
         raise KeyError(f"model.vit_model {arch!r} is not one of {sorted(VIT_ARCHITECTURES)}")
@@ -83,16 +146,30 @@ def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint
         interpolate_pos_embed(model, state_dict)
         incompatible = model.load_state_dict(state_dict, strict=False)
         logging.info("ViT weights from %s; missing keys: %s", weights, incompatible.missing_keys)
-    if precision == "fp16":
-        convert_weights_to_fp16(model)
+    convert_matmul_weights(model, precision)
     return model
+
+
+def convert_matmul_weights(model, precision):
+    """Store Linear/Conv weights in `precision` (fp16 | bf16 | fp32), norms in fp32, as LAVIS stores its
+    fp16 ViT (eva_vit.py:convert_weights_to_fp16); autocast then runs the part in that precision."""
+    dtype = PRECISIONS[_check_precision(precision)]
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            module.to(dtype)
+
+
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {sorted(PRECISIONS)}")
+    return precision
 
 
 def build_bert_tokenizer(source):
     """The Q-Former's BERT tokenizer with LAVIS's extra [DEC] bos token (blip2.py:32-34)."""
     from transformers import BertTokenizer
 
-    tokenizer = BertTokenizer.from_pretrained(resolve_source(source))
+    tokenizer = from_pretrained(BertTokenizer.from_pretrained, resolve_source(source))
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     return tokenizer
 
@@ -102,12 +179,12 @@ def build_qformer(source, num_query_token, vision_width, cross_attention_freq=2,
     from lavis.models.blip2_models.Qformer import BertConfig, BertLMHeadModel
 
     source = resolve_source(source)
-    config = BertConfig.from_pretrained(source)
+    config = from_pretrained(BertConfig.from_pretrained, source)
     config.encoder_width = vision_width
     config.add_cross_attention = True
     config.cross_attention_freq = cross_attention_freq
     config.query_length = num_query_token
-    qformer = BertLMHeadModel(config) if random_init else BertLMHeadModel.from_pretrained(source, config=config)
+    qformer = BertLMHeadModel(config) if random_init else from_pretrained(BertLMHeadModel.from_pretrained, source, config=config)
     query_tokens = nn.Parameter(torch.zeros(1, num_query_token, config.hidden_size))
     query_tokens.data.normal_(mean=0.0, std=config.initializer_range)
     return qformer, query_tokens
@@ -119,10 +196,10 @@ def build_opt(source, precision="fp16", random_init=False):
     from transformers import AutoTokenizer
 
     source = resolve_source(source)
-    dtype = torch.float16 if precision == "fp16" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=False)
+    dtype = PRECISIONS[_check_precision(precision)]
+    tokenizer = from_pretrained(AutoTokenizer.from_pretrained, source, use_fast=False)
     if random_init:
-        model = OPTForCausalLM(OPTConfig.from_pretrained(source)).to(dtype)
+        model = OPTForCausalLM(from_pretrained(OPTConfig.from_pretrained, source)).to(dtype)
     else:
-        model = OPTForCausalLM.from_pretrained(source, torch_dtype=dtype)
+        model = from_pretrained(OPTForCausalLM.from_pretrained, source, torch_dtype=dtype)
     return tokenizer, model

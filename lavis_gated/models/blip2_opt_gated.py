@@ -8,6 +8,7 @@ the Q-Former's cross-attention key/value projections.
 import contextlib
 import logging
 import os
+import re
 
 import torch
 import torch.nn as nn
@@ -17,7 +18,7 @@ from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
 from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from omegaconf import OmegaConf
 
-from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary
+from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary, normalise_style
 from lavis_gated.models import backbones
 from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
 from lavis_gated.models.kv_modulation import KVModulation
@@ -26,6 +27,11 @@ from lavis_gated.models.style_encoder import StyleEncoder
 
 MODEL_CONFIG_DIR = os.path.join(backbones.PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
 STYLE_VOCAB_KEY = "style_vocabulary._extra_state"
+# keys of BLIP-2 checkpoints (stage 1) for parts that Blip2OPT sets to None or never builds (blip2_opt.py:69-74)
+UNUSED_BLIP2_KEYS = re.compile(
+    r"^(Qformer\.cls\.|Qformer\.bert\.embeddings\.(word|position)_embeddings\."
+    r"|Qformer\.bert\.encoder\.layer\.\d+\.(intermediate|output)\.|(vision_proj|text_proj|itm_head)\.|temp$)"
+)
 
 
 class _StyleVocabularyState(nn.Module):
@@ -53,6 +59,14 @@ def style_names_in_checkpoint(checkpoint):
         return list(state[STYLE_VOCAB_KEY]["names"])
     names = checkpoint.get("config", {}).get("model", {}).get("style_names")
     return list(names) if names else None
+
+
+def _count_by_module(keys):
+    """{"style_encoder": 122, ...}: a readable summary of a long key list."""
+    counts = {}
+    for key in keys:
+        counts[key.split(".")[0]] = counts.get(key.split(".")[0], 0) + 1
+    return counts
 
 
 def _pad(sequences, pad_id, left=False):
@@ -120,8 +134,9 @@ class Blip2OPTGated(Blip2OPT):
         gating = _with_defaults("gating", gating, {"type": "film", "per_head": True, "hidden_dim": 256, "init_scale": 0.0})
         lora = _with_defaults("lora", lora, {"enabled": False, "rank": 8, "alpha": 16, "dropout": 0.05})
 
-        self.tokenizer = backbones.build_bert_tokenizer(qformer_bert)
-        with backbones.seeded(random_init_seed):
+        with backbones.loading_source("model.qformer_bert", qformer_bert):
+            self.tokenizer = backbones.build_bert_tokenizer(qformer_bert)
+        with backbones.seeded(random_init_seed), backbones.loading_source("model.vit_weights", vit_weights):
             self.visual_encoder = backbones.build_vision_encoder(
                 vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision, vit_weights
             )
@@ -131,7 +146,7 @@ class Blip2OPTGated(Blip2OPT):
             self.visual_encoder = self.visual_encoder.eval()
             self.visual_encoder.train = disabled_train
 
-        with backbones.seeded(random_init_seed + 3):
+        with backbones.seeded(random_init_seed + 3), backbones.loading_source("model.qformer_bert", qformer_bert):
             self.Qformer, self.query_tokens = backbones.build_qformer(
                 qformer_bert, num_query_token, self.visual_encoder.num_features, cross_attention_freq, qformer_random_init
             )
@@ -145,7 +160,7 @@ class Blip2OPTGated(Blip2OPT):
             self._freeze(self.Qformer)
             self.query_tokens.requires_grad = False
 
-        with backbones.seeded(random_init_seed + 1):
+        with backbones.seeded(random_init_seed + 1), backbones.loading_source("model.opt_model", opt_model):
             self.opt_tokenizer, self.opt_model = backbones.build_opt(opt_model, opt_precision, opt_random_init)
         self._freeze(self.opt_model)
         self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
@@ -157,9 +172,12 @@ class Blip2OPTGated(Blip2OPT):
 
         vocabulary = StyleVocabulary(style_names)
         self.style_vocabulary = _StyleVocabularyState(vocabulary)
-        with backbones.seeded(random_init_seed + 2):
-            self.style_encoder = StyleEncoder(**(style_encoder or {}))
+        style_encoder = style_encoder or {}
+        with backbones.seeded(random_init_seed + 2), \
+                backbones.loading_source("model.style_encoder.checkpoint", style_encoder.get("checkpoint")):
+            self.style_encoder = StyleEncoder(**style_encoder)
         self.style_head = nn.Linear(self.style_encoder.num_features, len(vocabulary))
+        self._init_style_head_from_classifier()
         token_ids = vocabulary.token_ids(self.opt_tokenizer)
         style_tokens, style_token_mask = _pad(token_ids, pad_id=0)
         self.register_buffer("style_tokens", style_tokens, persistent=False)  # (S, L) token ids per style
@@ -194,6 +212,22 @@ class Blip2OPTGated(Blip2OPT):
                 [(layer.crossattention.self.key, layer.crossattention.self.value) for layer in self._cross_attention_layers()]
             )
 
+    def _init_style_head_from_classifier(self):
+        """Start the style head's row for each style the CNN was trained to classify from that class's
+        classifier row (matched by normalised name); the other rows keep their random initialisation."""
+        classifier = self.style_encoder.classifier
+        if classifier is None:
+            return
+        rows = {normalise_style(name): row for row, name in enumerate(classifier.class_names)}
+        matched = [(i, rows[name]) for i, name in enumerate(self.vocabulary.names) if name in rows]
+        with torch.no_grad():
+            for style_id, row in matched:
+                self.style_head.weight[style_id] = classifier.weight[row]
+                self.style_head.bias[style_id] = classifier.bias[row]
+        logging.info("style head: %d of %d styles start from the CNN classifier's rows: %s; unmatched: %s",
+                     len(matched), len(self.vocabulary), [self.vocabulary.names[i] for i, _ in matched],
+                     [n for n in self.vocabulary.names if n not in rows])
+
     @staticmethod
     def _freeze(module):
         for p in module.parameters():
@@ -206,14 +240,29 @@ class Blip2OPTGated(Blip2OPT):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
     def frozen_autocast(self, precision):
-        """fp16 autocast around a frozen part stored in fp16 on CUDA, else no change of precision.
+        """Autocast in the storage precision (fp16 | bf16) around a frozen part on CUDA; fp32 parts run
+        under whatever autocast surrounds them (the task's run.amp / run.amp_dtype).
 
-        LAVIS's maybe_autocast (blip2.py:36-44) forces fp16 on any GPU, so an fp32 part or a bf16 run
-        got fp16 too; here the surrounding autocast (the task's run.amp / run.amp_dtype) applies.
+        LAVIS's maybe_autocast (blip2.py:36-44) forces fp16 on any GPU, whatever the part's precision.
         """
-        if precision == "fp16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
+        if precision != "fp32" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=backbones.PRECISIONS[precision])
         return contextlib.nullcontext()
+
+    def _frozen_parts_to_fp32_on_cpu(self, device):
+        """Frozen ViT/OPT stored in fp16/bf16 (for CUDA) run in fp32 on CPU, converted once on first use,
+        as LAVIS's load_model_and_preprocess does with model.float() on CPU."""
+        if device.type != "cpu" or (self.vit_precision == "fp32" and self.opt_precision == "fp32"):
+            return
+        logging.info("on CPU: frozen ViT (%s) and OPT (%s) converted to fp32", self.vit_precision, self.opt_precision)
+        self.visual_encoder.float()
+        self.opt_model.float()
+        self.vit_precision = self.opt_precision = "fp32"
+
+    @staticmethod
+    def _fp32(device):
+        """A block whose ops run in fp32 even under autocast (the small trainable style modules)."""
+        return torch.autocast(device_type=device.type, enabled=False)
 
     @property
     def vocabulary(self) -> StyleVocabulary:
@@ -249,17 +298,21 @@ class Blip2OPTGated(Blip2OPT):
         """A context in which the Q-Former's cross-attention K/V are modulated for this batch."""
         if self.kv_modulation is None:
             return contextlib.nullcontext()
-        prompt_embeds = self.opt_model.get_input_embeddings()(prompt_ids)
-        control = self.prompt_mapper(self.style_to_qformer(style_feature), prompt_embeds, prompt_mask)
-        return self.kv_modulation.conditioned(self.kv_modulation(control))
+        prompt_embeds = self.opt_model.get_input_embeddings()(prompt_ids).float()
+        with self._fp32(style_feature.device):
+            control = self.prompt_mapper(self.style_to_qformer(style_feature), prompt_embeds, prompt_mask)
+            params = self.kv_modulation(control)
+        return self.kv_modulation.conditioned(params)
 
     def encode_image(self, image, prompt_ids, prompt_mask):
-        """image (B, 3, H, W), prompt ids/mask (B, T) -> (OPT prefix (B, Q, D_opt), style logits (B, S))."""
+        """image (B, 3, H, W), prompt ids/mask (B, T) -> (OPT prefix (B, Q, D_opt), style logits (B, S) fp32)."""
+        self._frozen_parts_to_fp32_on_cpu(image.device)
         with self.frozen_autocast(self.vit_precision):
             image_embeds = self.ln_vision(self.visual_encoder(image))
         image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=image.device)
         style_feature = self.style_encoder(image)
-        image_style_logits = self.style_head(style_feature)
+        with self._fp32(image.device):
+            image_style_logits = self.style_head(style_feature)
         query_tokens = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
         with self._modulation(style_feature, prompt_ids, prompt_mask):
             query_output = self.Qformer.bert(
@@ -391,34 +444,76 @@ class Blip2OPTGated(Blip2OPT):
         if cfg.get("load_finetuned", False):
             if not cfg.get("finetuned"):
                 raise ValueError("model.load_finetuned is true but model.finetuned names no checkpoint")
-            finetuned = cls.read_checkpoint(cfg.finetuned)
+            with backbones.loading_source("model.finetuned", cfg.finetuned):
+                finetuned = cls.read_checkpoint(cfg.finetuned)
         names = (finetuned and style_names_in_checkpoint(finetuned)) or cfg.get("style_names")
         if not names:
             raise ValueError("model.style_names is empty and no checkpoint provides a style vocabulary")
         model = cls(style_names=list(names), **kwargs)
-        # pretrained first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer never saves), then the
-        # finetuned checkpoint's trainable weights on top
-        if cfg.get("pretrained"):
-            model.load_trained_state(cls.read_checkpoint(cfg.pretrained), cfg.pretrained)
-        if finetuned is not None:
-            model.load_trained_state(finetuned, cfg.finetuned)
+        model.load_checkpoint_from_config(cfg, finetuned_checkpoint=finetuned)
         return model
+
+    def load_checkpoint_from_config(self, cfg, finetuned_checkpoint=None, **kwargs):
+        """LAVIS's entry point, loading `pretrained` first (e.g. BLIP-2's Q-Former, which a run with
+        freeze_qformer never saves) and then, with load_finetuned, the `finetuned` checkpoint on top
+        (`finetuned_checkpoint`: that file's contents, when already read)."""
+        if cfg.get("pretrained"):
+            self.load_from_pretrained(cfg.pretrained)
+        if cfg.get("load_finetuned", False):
+            if finetuned_checkpoint is None:
+                self.load_checkpoint(cfg.finetuned)
+            else:
+                self.load_trained_state(finetuned_checkpoint, cfg.finetuned)
+
+    def load_from_pretrained(self, url_or_filename):
+        """A BLIP-2 (or lavis-gated) checkpoint from a URL or local file: LAVIS's method, without
+        executing pickled code and with every key accounted for."""
+        with backbones.loading_source("model.pretrained", url_or_filename):
+            checkpoint = self.read_checkpoint(url_or_filename)
+        return self.load_trained_state(checkpoint, url_or_filename)
+
+    def load_checkpoint(self, url_or_filename):
+        """A finetuned checkpoint (LAVIS's method name; same loading rules as load_from_pretrained)."""
+        with backbones.loading_source("model.finetuned", url_or_filename):
+            checkpoint = self.read_checkpoint(url_or_filename)
+        return self.load_trained_state(checkpoint, url_or_filename)
 
     @staticmethod
     def read_checkpoint(url_or_path):
         """A checkpoint dict from a URL or local file, loaded without executing any pickled code."""
         return backbones.load_weights_file(url_or_path)
 
+    def new_module_names(self):
+        """Top-level modules that BLIP-2 does not have."""
+        return ("style_vocabulary", "style_encoder", "style_head", "style_to_qformer", "prompt_mapper", "kv_modulation")
+
     def load_trained_state(self, checkpoint, source="checkpoint"):
-        """Load a LAVIS/BLIP-2 or lavis-gated checkpoint dict; unexpected keys are an error, missing keys logged."""
+        """Load a LAVIS/BLIP-2 or lavis-gated checkpoint dict (plain, or under "model").
+
+        Keys unknown to the model are an error, except the parts of a BLIP-2 stage-1 checkpoint that
+        Blip2OPT itself drops (Q-Former text branch, ITC/ITM heads), which are listed and ignored.
+        Missing keys are logged by module: the new modules, and frozen parts a trainable-only checkpoint
+        (what LAVIS's runner saves) leaves out.
+        """
         state_dict = checkpoint.get("model", checkpoint)
+        unused = [k for k in state_dict if UNUSED_BLIP2_KEYS.match(k)]
+        if unused:
+            state_dict = {k: v for k, v in state_dict.items() if k not in set(unused)}
+            logging.info("%s: %d keys of BLIP-2 parts that blip2_opt does not use are ignored (%s ...)",
+                         source, len(unused), unused[:3])
         incompatible = self.load_state_dict(state_dict, strict=False)
         if incompatible.unexpected_keys:
-            raise ValueError(f"{source}: keys unknown to blip2_opt_gated: {incompatible.unexpected_keys[:20]}")
+            raise ValueError(f"{source}: {len(incompatible.unexpected_keys)} keys unknown to blip2_opt_gated: "
+                             f"{incompatible.unexpected_keys[:20]}")
+        missing = incompatible.missing_keys
+        new = [k for k in missing if k.split(".")[0] in self.new_module_names()]
         frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
-        new = [k for k in incompatible.missing_keys if k not in frozen]
-        logging.info("loaded %s: %d keys; %d frozen keys not in it; trainable keys not in it: %s",
-                     source, len(state_dict), len(incompatible.missing_keys) - len(new), new)
+        missing_frozen = [k for k in missing if k not in new and k in frozen]
+        missing_trainable = [k for k in missing if k not in new and k not in frozen]
+        logging.info("loaded %s: %d keys; new modules not in it: %s; frozen keys not in it: %d (%s); "
+                     "other trainable keys not in it: %s", source, len(state_dict), _count_by_module(new),
+                     len(missing_frozen), _count_by_module(missing_frozen), missing_trainable)
+        logging.debug("new-module keys not in %s: %s", source, new)
         return incompatible
 
     # ---- inspection (read-only; evaluation's modulation heatmap) --------------------------------

@@ -80,10 +80,14 @@ class KVModulation(nn.Module):
         return self.modulate(output, self._active[:, layer], which)
 
     def modulate(self, projected, layer_params, which):
-        """projected (B, T, D) key (which=0) or value (which=1); layer_params (B, params_per_layer, units)."""
-        params = layer_params.to(projected.dtype)
+        """projected (B, T, D) key (which=0) or value (which=1); layer_params (B, params_per_layer, units).
+
+        Computed in fp32 (1 + a small gamma is not representable in fp16) and returned in the projection's dtype.
+        """
+        params = layer_params.float()
         shape = projected.shape
-        x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
+        x = projected.float()
+        x = x.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else x
 
         def expand(p):  # (B, units) -> broadcastable over tokens (and head channels)
             return p[:, None, :, None] if self.per_head else p[:, None, :]
@@ -95,4 +99,4 @@ class KVModulation(nn.Module):
                 x = x + expand(params[:, 2])
         else:
             x = x * (1 + torch.tanh(expand(scale)))
-        return x.view(shape)
+        return x.view(shape).to(projected.dtype)

@@ -4,8 +4,11 @@ The batch arrives normalised for BLIP (CLIP mean/std) at the ViT's resolution; t
 on ImageNet-normalised images at its own resolution, so the image is re-normalised and resized here
 rather than loaded twice.
 """
+import json
 import logging
 import warnings
+from dataclasses import dataclass
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -17,18 +20,44 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@dataclass
+class CheckpointClassifier:
+    """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style head."""
+
+    weight: torch.Tensor  # (num_classes, num_features)
+    bias: torch.Tensor  # (num_classes,)
+    class_names: List[str]
+
+
+def read_class_names(path, num_classes, checkpoint):
+    """The JSON list of the checkpoint classifier's class names, one per classifier row."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"model.style_encoder.class_names: cannot read {path}: {error}") from error
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: expected a JSON list of class names (strings)")
+    if len(names) != num_classes:
+        raise ValueError(f"{path} lists {len(names)} class names, but the classifier in {checkpoint} has {num_classes} rows")
+    return names
+
+
 class StyleEncoder(nn.Module):
     """Frozen timm CNN -> pooled feature (B, num_features)."""
 
-    def __init__(self, arch="efficientnet_b3", image_size=300, checkpoint=None, allow_random=False):
+    def __init__(self, arch="efficientnet_b3", image_size=300, checkpoint=None, class_names=None, allow_random=False):
         super().__init__()
         import timm
 
         self.cnn = timm.create_model(arch, pretrained=False, num_classes=0)
         self.num_features = self.cnn.num_features
         self.image_size = image_size
+        self.classifier = None
+        if class_names and not checkpoint:
+            raise ValueError("model.style_encoder.class_names is set but model.style_encoder.checkpoint is not")
         if checkpoint:
-            self._load(checkpoint)
+            self._load(checkpoint, class_names)
         elif not allow_random:
             raise ValueError(
                 f"model.style_encoder.checkpoint is not set for {arch}: give the WikiArt-trained weights file, "
@@ -44,7 +73,9 @@ class StyleEncoder(nn.Module):
         self.register_buffer("scale", (torch.tensor(BLIP_STD) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), False)
         self.register_buffer("shift", (shift / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), False)
 
-    def _load(self, path):
+    def _load(self, path, class_names=None):
+        """timm weights from a plain state dict or one under `state_dict`/`model`, `module.` prefixes
+        stripped; the classifier (timm's `classifier.*` or `fc.*`) is kept aside for the style head."""
         from lavis_gated.models.backbones import load_weights_file
 
         state = load_weights_file(path)
@@ -52,14 +83,28 @@ class StyleEncoder(nn.Module):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        incompatible = self.cnn.load_state_dict(state, strict=False)
-        if incompatible.missing_keys or incompatible.unexpected_keys:
+        head = self.cnn.default_cfg.get("classifier", "classifier")
+        weight, bias = state.pop(f"{head}.weight", None), state.pop(f"{head}.bias", None)
+        expected = self.cnn.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+                       for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+        if missing or unexpected or wrong_shape:
             raise ValueError(
-                f"style encoder checkpoint {path} does not match the timm architecture: "
-                f"missing {incompatible.missing_keys[:10]}, unexpected {incompatible.unexpected_keys[:10]}"
+                f"style encoder checkpoint {path} does not match timm {self.cnn.default_cfg.get('architecture')}: "
+                f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
+                f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}, "
+                f"wrong shapes {wrong_shape[:10]}"
             )
+        self.cnn.load_state_dict(state)
         logging.info("style encoder weights loaded from %s", path)
+        if class_names:
+            if weight is None or bias is None or weight.shape[-1] != self.num_features:
+                raise ValueError(f"model.style_encoder.class_names is set, but {path} has no classifier "
+                                 f"'{head}.weight'/'{head}.bias' over {self.num_features} features")
+            names = read_class_names(class_names, weight.shape[0], path)
+            self.classifier = CheckpointClassifier(weight.float(), bias.float(), names)
 
     def train(self, mode=True):
         """The CNN stays in eval mode (frozen BatchNorm statistics) whatever the parent does."""

@@ -120,23 +120,16 @@ class GatedRunner(RunnerBase):
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
 
         def _create_loader(dataset, bsz, is_train, collate_fn):
-            if isinstance(dataset, (ChainDataset, wds.DataPipeline)):
-                # webdataset pipelines bring their own sampling and collation.
-                return iter(
-                    DataLoader(
-                        dataset,
-                        batch_size=bsz,
-                        num_workers=num_workers,
-                        pin_memory=self.cuda_enabled,
-                    )
-                )
-
+            # webdataset pipelines split and shuffle themselves across ranks and workers;
+            # runner_base.py:504 gives them iter(DataLoader), which has no len() for the training
+            # loop and leaves an evaluation split empty from its second epoch on.
+            streamed = isinstance(dataset, (ChainDataset, wds.DataPipeline))
             sampler = None
-            if self.use_distributed and is_train:
+            if not streamed and self.use_distributed and is_train:
                 sampler = DistributedSampler(
                     dataset, shuffle=True, num_replicas=get_world_size(), rank=get_rank()
                 )
-            elif self.use_distributed and self.use_dist_eval_sampler:
+            elif not streamed and self.use_distributed and self.use_dist_eval_sampler:
                 # No padding, and one process's batches: N processes evaluate as one does.
                 sampler = BatchShardSampler(len(dataset), bsz, get_world_size(), get_rank())
             loader = DataLoader(
@@ -145,9 +138,9 @@ class GatedRunner(RunnerBase):
                 num_workers=num_workers,
                 pin_memory=self.cuda_enabled,
                 sampler=sampler,
-                shuffle=sampler is None and is_train,
+                shuffle=sampler is None and is_train and not streamed,
                 collate_fn=collate_fn,
-                drop_last=is_train,
+                drop_last=is_train and not streamed,
             )
             if self.cuda_enabled:
                 loader = PrefetchLoader(loader)

@@ -20,7 +20,7 @@ from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
 from tqdm import tqdm
 
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.report import epoch_summary
 from lavis_gated.tasks import style_losses
 from lavis_gated.tasks.answer_metrics import answer_metrics, style_word_hit_rate
@@ -48,6 +48,7 @@ class StyleCaptioningTask(BaseTask):
         self.amp = amp
         self.amp_dtype = _AMP_DTYPES[amp_dtype]
         self.train_style_vocabulary = None
+        self.split_styles = {}  # "<dataset>/<split>" -> style labels, to report styles the model does not know
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -66,6 +67,8 @@ class StyleCaptioningTask(BaseTask):
 
     def build_datasets(self, cfg):
         datasets = super().build_datasets(cfg)
+        self.split_styles = {f"{name}/{split}": d.style_labels() for name, splits in datasets.items()
+                             for split, d in splits.items()}
         labels = [label for splits in datasets.values() if "train" in splits for label in splits["train"].style_labels()]
         if labels:
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
@@ -83,7 +86,18 @@ class StyleCaptioningTask(BaseTask):
         if self.train_style_vocabulary is not None and not model_cfg.get("load_finetuned", False):
             with open_dict(model_cfg):
                 model_cfg.style_names = list(self.train_style_vocabulary.names)
-        return super().build_model(cfg)
+        model = super().build_model(cfg)
+        self.report_unseen_styles(model.vocabulary)
+        return model
+
+    def report_unseen_styles(self, vocabulary):
+        """Log, per split, the rows whose style the model's vocabulary lacks (evaluated as no style);
+        returns {split: {style: rows}}."""
+        unseen = {split: u for split, labels in self.split_styles.items() if (u := unseen_styles(labels, vocabulary))}
+        for split, styles in unseen.items():
+            logging.warning("%s: %d rows have styles not in the model's style vocabulary (counted as "
+                            "num_unknown_style, left out of the style terms): %s", split, sum(styles.values()), styles)
+        return unseen
 
     # ---- losses ---------------------------------------------------------------------------------
 
