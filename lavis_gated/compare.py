@@ -43,7 +43,7 @@ def format_comparison(labels, all_metrics):
         if len(values) == 2:
             a, b = values
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            cells.append(format_value(float(b - a)) if numeric else "")
+            cells.append(format_value(b - a) if numeric else "")
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
