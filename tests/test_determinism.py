@@ -4,18 +4,16 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from lavis_gated.datasets.synthetic_artquest import generate
 from lavis_gated.train import build_runner
-from test_end_to_end import write_config
+from test_end_to_end import REPO, free_port, write_config
+from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
 
-REPO = Path(__file__).resolve().parent.parent
 GLOBAL_BATCH = 8
 RUN = dict(max_epoch=1, warmup_steps=1, batch_size_eval=16, test_splits=[], seed=7)
 
@@ -25,12 +23,6 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     generate(str(root), {"train": 4, "val": 1, "test": 1}, seed=5)  # 48 train and 12 val questions
     return root
-
-
-@pytest.fixture(autouse=True)
-def single_process(monkeypatch):
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):
-        monkeypatch.delenv(var, raising=False)
 
 
 def train_in_this_process(tmp_path, data, name):
@@ -70,12 +62,6 @@ def test_same_seed_and_config_give_identical_metrics(tmp_path, data, one_process
     assert first_metrics == second_metrics
     assert first_predictions == second_predictions
     assert first_metrics["epoch"] == 0 and first_metrics["num_samples"] == 12
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_one_and_two_processes_give_the_same_validation_metrics(tmp_path, data, one_process_run):

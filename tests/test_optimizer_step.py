@@ -1,10 +1,13 @@
 """Non-finite steps are skipped, counted and logged; too many in a row stop the run; clipping works."""
 import copy
+import json
 import logging
 import math
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep, NonFiniteTrainingError
@@ -104,6 +107,25 @@ def test_fp16_scaler_overflow_is_skipped_and_lowers_the_scale():
     assert torch.equal(before[0]["weight"], model.weight)
     scaler.scale(model(torch.ones(2, 3)).pow(2).mean()).backward()
     assert step(torch.tensor(True))[0] and not torch.equal(before[0]["weight"], model.weight)
+
+
+def step_on_rank(rank, init_file, out_dir):
+    """Rank 0 sees a NaN batch, rank 1 a good one; each writes whether it stepped."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model, optimizer = linear_and_adamw()
+        finite = backward(model, torch.full((2, 3), math.nan) if rank == 0 else torch.ones(2, 3))
+        stepped, _ = GuardedOptimizerStep(optimizer)(finite)
+        (out_dir / f"rank{rank}.json").write_text(json.dumps({"stepped": stepped, "finite": bool(finite)}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_ranks_skip_when_one_rank_is_not_finite(tmp_path):
+    # No DDP here, so rank 1's own gradient stays finite: only the shared decision stops its update.
+    mp.spawn(step_on_rank, args=(tmp_path / "init", tmp_path), nprocs=2)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert results == [{"stepped": False, "finite": False}, {"stepped": False, "finite": True}]
 
 
 class ConstantLR:

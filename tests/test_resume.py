@@ -19,6 +19,7 @@ from lavis_gated.runners import checkpoint_io
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 from test_checkpoint_io import CodePayload
 from test_runner import ITERS_PER_EPOCH, REPO_ROOT, checkpoint_files, load_checkpoint, make_runner, write_config
+from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
 
 MAX_EPOCH = 4
 SCHEDULE = [0.9, 0.5, 0.1, 0.05]  # the best is epoch 0; a resume that forgot it would save epoch 2 as best
