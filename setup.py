@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "salesforce-lavis==1.0.2",
-        "torch>=1.13",
+        "torch>=2.6",  # weights_only loading with safe_globals, get_total_norm
         "torchvision",
         "timm==0.4.12",
         "transformers>=4.25,<4.27",
@@ -28,6 +28,8 @@ setup(
         "pillow",
         "peft>=0.6,<0.14",
         "tqdm",
+        "matplotlib",
+        "pycocoevalcap",
     ],
     extras_require={"test": ["pytest"]},
 )

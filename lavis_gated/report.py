@@ -1,4 +1,4 @@
-"""Print a metrics JSON (as written by the style_captioning task) as a table.
+"""Print a metrics JSON (as written by the style_captioning task) as a table; the one-line epoch summary.
 
     python -m lavis_gated.report output/demo/<job>/test_metrics.json
 """
@@ -6,25 +6,47 @@ import argparse
 import json
 
 ORDER = ("num_samples", "loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate",
-         "style_head_acc", "em", "vqa_acc", "agg_metrics")
+         "style_word_hit_rate", "style_head_acc", "em", "vqa_acc", "bleu4", "rougeL", "cider", "agg_metrics")
+BY_TYPE = ("em_by_type", "vqa_acc_by_type")
+# (key, short name) of the loss parts and headline numbers in the epoch summary
+LOSS_PARTS = (("loss", "loss"), ("lm_loss", "lm"), ("style_hit_loss", "hit"), ("style_kl", "kl"), ("style_ce", "ce"))
+HEADLINE = (("em", "em"), ("vqa_acc", "vqa_acc"), ("style_head_acc", "style_head_acc"))
 
 
 def metric_rows(metrics):
     """(name, value) rows: the headline numbers first, then per-question-type values, then the rest."""
     rows = [(k, metrics[k]) for k in ORDER if k in metrics]
-    for key in ("em_by_type", "vqa_acc_by_type"):
+    for key in BY_TYPE:
         rows += [(f"{key[:-8]}[{t}]", v) for t, v in sorted(metrics.get(key, {}).items())]
-    shown = set(ORDER) | {"em_by_type", "vqa_acc_by_type"}
+    shown = set(ORDER) | set(BY_TYPE)
     rows += [(k, v) for k, v in sorted(metrics.items()) if k not in shown and not isinstance(v, (dict, list))]
     return rows
 
 
+def format_value(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def format_table(metrics):
-    rows = [(name, f"{value:.4f}" if isinstance(value, float) else str(value)) for name, value in metric_rows(metrics)]
+    rows = [(name, format_value(value)) for name, value in metric_rows(metrics)]
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 14)
     return "\n".join([line, f"{'metric':<{width}}  {'value':>10}", line]
                      + [f"{name:<{width}}  {value:>10}" for name, value in rows] + [line])
+
+
+def _numbers(stats, names):
+    return " ".join(f"{short} {float(stats[key]):.4f}" for key, short in names if key in stats)
+
+
+def epoch_summary(epoch, train_stats, split_name, metrics, select_by):
+    """One line per epoch: train loss parts, validation loss parts and answers, the selection metric."""
+    parts = [f"epoch {epoch}"]
+    if train_stats:
+        parts.append("train " + _numbers(train_stats, LOSS_PARTS))
+    parts.append(f"{split_name} " + _numbers(metrics, LOSS_PARTS + HEADLINE))
+    parts.append(f"agg_metrics {metrics['agg_metrics']:.4f} (select_by {select_by})")
+    return " | ".join(parts)
 
 
 def main(argv=None):

@@ -3,12 +3,14 @@
     python lavis_gated/train.py --cfg-path CFG.yaml [--options run.max_epoch=3 ...]
     python -m lavis_gated.train --cfg-path CFG.yaml
     python -m torch.distributed.run --nproc_per_node=2 lavis_gated/train.py --cfg-path CFG.yaml
+    python lavis_gated/train.py --cfg-path CFG.yaml --resume OUTPUT_DIR/JOB_ID/checkpoint_last.pth
 
 Config keys read here, beyond LAVIS's:
 - run.runner: registered runner name (default "runner_gated").
 - run.imports: list of modules to import before the config is built, so that models, builders,
   tasks or runners of your own register themselves (the modules must be on sys.path).
 - run.frozen_feature_cache: folder of the frozen-feature cache (lavis_gated/datasets/feature_cache.py).
+--resume CKPT is run.resume_ckpt_path=CKPT: the run continues in CKPT's folder (see runner_gated).
 """
 import os
 import sys
@@ -25,25 +27,24 @@ if not __package__:
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
-import random  # noqa: E402
 import time  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registers our components before Config looks them up)
 import lavis.tasks as tasks  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from lavis.common.config import Config  # noqa: E402
 from lavis.common.dist_utils import get_rank, is_dist_avail_and_initialized  # noqa: E402
 from lavis.common.logger import setup_logger  # noqa: E402
 from lavis.common.registry import registry  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 from lavis_gated.datasets.feature_cache import attach_feature_cache  # noqa: E402
 from lavis_gated.runners.distributed import init_distributed_mode  # noqa: E402
+from lavis_gated.runners.reproducibility import seed_everything  # noqa: E402
 
 
-def parse_args(argv=None, description="Training"):
+def argument_parser(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
     parser.add_argument(
@@ -51,6 +52,21 @@ def parse_args(argv=None, description="Training"):
         nargs="+",
         action="extend",
         help="override settings of the config file, as key=value pairs merged into it.",
+    )
+    return parser
+
+
+def parse_args(argv=None, description="Training"):
+    return argument_parser(description).parse_args(argv)
+
+
+def parse_train_args(argv=None):
+    parser = argument_parser("Training")
+    parser.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue the run saved in CHECKPOINT (e.g. its checkpoint_last.pth), in its folder; "
+        "the same as --options run.resume_ckpt_path=CHECKPOINT.",
     )
     return parser.parse_args(argv)
 
@@ -63,10 +79,7 @@ def import_user_modules(cfg_path):
 
 
 def setup_seeds(cfg):
-    seed = cfg.run_cfg.seed + get_rank()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(cfg.run_cfg.seed + get_rank())
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
 
@@ -98,10 +111,13 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
                                 num_workers=run.get("num_workers", 0))
 
 
-def build_runner(args):
+def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, task, datasets, model and runner, as LAVIS does."""
     import_user_modules(args.cfg_path)
-    cfg = Config(args)
+    cfg = config_cls(args)
+    if getattr(args, "resume", None):
+        with open_dict(cfg.run_cfg):
+            cfg.run_cfg.resume_ckpt_path = args.resume
     init_distributed_mode(cfg.run_cfg)
     setup_seeds(cfg)
     # After the process group exists, so that only rank 0 logs at INFO.
@@ -124,7 +140,7 @@ def build_runner(args):
 
 
 def main(argv=None):
-    build_runner(parse_args(argv)).train()
+    build_runner(parse_train_args(argv)).train()
 
 
 if __name__ == "__main__":

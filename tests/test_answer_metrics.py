@@ -1,7 +1,8 @@
-"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, by hand."""
+"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by hand."""
 import pytest
 
-from lavis_gated.tasks.answer_metrics import answer_metrics, exact_match, normalise_exact, normalise_vqa, vqa_accuracy
+from lavis_gated.tasks.answer_metrics import (answer_metrics, exact_match, mentions_style, normalise_exact,
+                                              normalise_vqa, style_word_hit_rate, vqa_accuracy)
 
 
 @pytest.mark.parametrize("prediction, answer, em, vqa", [
@@ -68,3 +69,33 @@ def test_answer_metrics_overall_is_per_sample_not_mean_of_types():
 
 def test_answer_metrics_of_no_records_is_zero():
     assert answer_metrics([]) == {"em": 0.0, "vqa_acc": 0.0, "em_by_type": {}, "vqa_acc_by_type": {}}
+
+
+STYLES = ["pop art", "ukiyo e", "art nouveau (modern)", "cubism"]
+
+
+@pytest.mark.parametrize("text, mentions", [
+    ("pop art", True),
+    ("It is Pop-Art.", True),                        # case, hyphen, punctuation
+    ("ukiyo-e", True),                               # the vocabulary spells it "ukiyo e"
+    ("Art Nouveau (Modern)", True),                  # names with brackets
+    ("pop artist", False),                           # whole words only
+    ("art", False),
+    ("synthetic cubism", True),                      # a longer name containing a style name
+    ("", False),
+])
+def test_mentions_style(text, mentions):
+    assert mentions_style(text, STYLES) is mentions
+
+
+def test_style_word_hit_rate_counts_only_answers_that_name_a_style():
+    records = [
+        {"prediction": "pop art", "answer": "pop art"},        # reference names a style; prediction too: hit
+        {"prediction": "cubism", "answer": "pop art"},         # a different style still names a style: hit
+        {"prediction": "a red circle", "answer": "ukiyo-e"},   # no style named: miss
+        {"prediction": "square", "answer": "Cubism."},         # miss
+        {"prediction": "cubism", "answer": "circle"},          # reference names none: not counted
+    ]
+    assert style_word_hit_rate(records, STYLES) == pytest.approx(2 / 4)
+    assert style_word_hit_rate(records[4:], STYLES) == 0.0   # no reference names a style
+    assert style_word_hit_rate(records, []) == 0.0

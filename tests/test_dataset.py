@@ -88,7 +88,8 @@ def test_read_split_default_columns(tmp_path):
         ["007", "a.png", "What style?", "Pop Art", "style", "Pop_Art "],
         ["8", "b.png", "How many?", "None", "count", "cubism"],
     ])
-    rows = read_split(path, split="val")
+    rows, skipped = read_split(path, split="val")
+    assert skipped == {}
     assert rows == [
         {"question_id": "007", "image": "a.png", "question": "What style?", "answer": "Pop Art",
          "question_type": "style", "style": "pop art"},
@@ -146,20 +147,27 @@ def test_read_split_rows_without_style_are_an_error_naming_file_and_rows(tmp_pat
     assert "2 of 4 rows" in message
     assert "[3, 5]" in message  # CSV line numbers, the header being line 1
     assert "'style'" in message
-    assert "missing_style: keep" in message
+    assert "missing_style: keep-unlabelled" in message
 
 
 def test_read_split_keeps_rows_without_style_when_asked(tmp_path):
-    rows = read_split(_csv_with_unlabelled_rows(tmp_path), split="train", missing_style="keep")
+    rows, skipped = read_split(_csv_with_unlabelled_rows(tmp_path), split="train", missing_style="keep-unlabelled")
     assert [r["style"] for r in rows] == ["cubism", "", "pop art", ""]
     assert [r["image"] for r in rows] == ["a.png", "b.png", "c.png", "d.png"]
+    assert skipped == {}
 
 
-def test_read_split_without_style_column_errors_for_every_row(tmp_path):
+def test_read_split_skips_rows_without_style_and_counts_them(tmp_path):
+    rows, skipped = read_split(_csv_with_unlabelled_rows(tmp_path), split="train", missing_style="skip")
+    assert [r["image"] for r in rows] == ["a.png", "c.png"]
+    assert skipped == {"no style": 2}
+
+
+def test_read_split_without_style_column_is_a_no_source_error(tmp_path):
     path = write_csv(tmp_path / "train.csv", ["image", "question", "answer"], [["a.png", "q", "x"], ["b.png", "q", "y"]])
-    with pytest.raises(ValueError, match=r"2 of 2 rows .*\[2, 3\]"):
+    with pytest.raises(ValueError, match=r"no style source .*style_table"):
         read_split(path)
-    assert [r["style"] for r in read_split(path, missing_style="keep")] == ["", ""]
+    assert [r["style"] for r in read_split(path, missing_style="keep-unlabelled")[0]] == ["", ""]
 
 
 def test_read_split_configurable_field_names_and_generated_ids(tmp_path):
@@ -169,7 +177,7 @@ def test_read_split_configurable_field_names_and_generated_ids(tmp_path):
         ["x/3.jpg", "Which style?", "cubism", "cubism", "style", "ignored"],
     ])
     fields = {"image": "img", "question": "q", "answer": "a", "style": "style_label", "question_type": "kind"}
-    rows = read_split(path, fields=fields, split="val")
+    rows, _ = read_split(path, fields=fields, split="val")
     assert rows[0] == {"question_id": "val-0", "image": "x/1.jpg", "question": "Which style?", "answer": "ukiyo-e",
                        "question_type": "style", "style": "ukiyo e"}
     assert [r["question_id"] for r in rows] == ["val-0", "val-1", "val-2"]
@@ -179,7 +187,7 @@ def test_read_split_configurable_field_names_and_generated_ids(tmp_path):
 
 def test_read_split_without_question_type_column(tmp_path):
     path = write_csv(tmp_path / "train.csv", ["image", "question", "answer", "style"], [["a.png", "q", "x", "cubism"]])
-    assert read_split(path, split="train") == [
+    assert read_split(path, split="train")[0] == [
         {"question_id": "train-0", "image": "a.png", "question": "q", "answer": "x", "question_type": "", "style": "cubism"}]
 
 
@@ -228,7 +236,7 @@ def test_synthetic_generator_content(tmp_path):
                        "question": "What style is this painting?", "answer": "impressionism",
                        "question_type": "style", "style": "impressionism"}
     # the generated CSVs pass validation
-    assert len(read_split(paths["val"], split="val")) == len(STYLES) * 2
+    assert len(read_split(paths["val"], split="val")[0]) == len(STYLES) * 2
 
 
 # ---- the `artquest` builder -----------------------------------------------------------------------------
@@ -338,7 +346,7 @@ def test_builder_passes_fields_and_missing_style(tmp_path):
     builder_cls = registry.get_builder_class("artquest")
     with pytest.raises(ValueError, match="no style"):
         builder_cls(cfg).build_datasets()
-    cfg.missing_style = "keep"
+    cfg.missing_style = "keep-unlabelled"
     item = builder_cls(cfg).build_datasets()["val"][0]
     assert item["style"] == "" and item["answer"] == "cubism" and item["question_id"] == "val-0"
     assert item["image"].shape == (3, 32, 32)  # an absolute image path ignores the image root
@@ -365,5 +373,5 @@ def test_read_split_rejects_empty_required_values(tmp_path, column):
 
 def test_read_split_rejects_unknown_missing_style_policy(tmp_path):
     path = write_csv(tmp_path / "ok.csv", ["image", "question", "answer", "style"], [["a.png", "what?", "x", "cubism"]])
-    with pytest.raises(ValueError, match="missing_style 'drop' is not one of"):
-        read_split(str(path), missing_style="drop")
+    with pytest.raises(ValueError, match="missing_style 'keep' is not one of"):
+        read_split(str(path), missing_style="keep")

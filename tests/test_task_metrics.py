@@ -43,7 +43,9 @@ def make_task(**kwargs):
 
 
 def test_metrics_every_number():
-    m = make_task().metrics(RECORDS)
+    task = make_task()
+    task.style_names = ["cubism", "pop art", "square"]  # a vocabulary naming q3's reference "square" too
+    m = task.metrics(RECORDS)
     assert m["num_samples"] == 5
     assert m["num_unknown_style"] == 1
     assert m["lm_loss"] == pytest.approx((1.0 + 2.0 + 3.0 + 2.0 + 4.0) / 5)  # all records
@@ -51,6 +53,7 @@ def test_metrics_every_number():
     assert m["style_kl"] == pytest.approx((0.4 + 0.8) / 2)  # style rows only
     assert m["style_ce"] == pytest.approx((0.1 + 1.5 + 0.3) / 3)  # labelled rows
     assert m["style_hit_rate"] == pytest.approx((1 + 0) / (2 + 3))  # sum hits / sum positions over style rows
+    assert m["style_word_hit_rate"] == pytest.approx(2 / 3)  # q1, q2 name their style; q3 says circle, not square
     assert m["style_head_acc"] == pytest.approx(2 / 3)  # labelled rows
     assert m["loss"] == pytest.approx(EXPECTED_LOSS)
     assert m["em"] == pytest.approx(2 / 5)
@@ -58,6 +61,18 @@ def test_metrics_every_number():
     assert m["em_by_type"] == pytest.approx({"shape": 0.0, "style": 2 / 3})
     assert m["vqa_acc_by_type"] == pytest.approx({"shape": 0.5, "style": 1.0})
     assert m["agg_metrics"] == pytest.approx(1.0 / (1.0 + EXPECTED_LOSS))
+    # ROUGE-L per answer: 1, 1, 0, "the baroque" vs "baroque" (P 1/2, R 1, beta 1.2), 0
+    assert m["rougeL"] == pytest.approx((2 + (1 + 1.44) * 0.5 / (1 + 1.44 * 0.5)) / 5)
+    assert m["bleu4"] < 1e-3  # no answer has four words
+    assert m["cider"] >= 0.0
+    assert set(m) == {"num_samples", "num_unknown_style", "loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce",
+                      "style_hit_rate", "style_word_hit_rate", "style_head_acc", "em", "vqa_acc", "em_by_type",
+                      "vqa_acc_by_type", "bleu4", "rougeL", "cider", "agg_metrics"}
+
+
+def test_style_ce_is_reported_only_when_trained():
+    assert "style_ce" not in make_task(style_ce_weight=0.0).metrics(RECORDS)
+    assert "style_ce" in make_task(style_ce_weight=0.1).metrics(RECORDS)
 
 
 @pytest.mark.parametrize("select_by, expected", [
@@ -81,8 +96,8 @@ def test_loss_uses_the_task_weights():
 def test_metrics_are_json_plain_numbers():
     m = make_task().metrics(RECORDS)
     assert isinstance(m["num_samples"], int) and isinstance(m["num_unknown_style"], int)
-    for key in ("lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_head_acc", "loss",
-                "em", "vqa_acc", "agg_metrics"):
+    for key in ("lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_word_hit_rate",
+                "style_head_acc", "loss", "em", "vqa_acc", "bleu4", "rougeL", "cider", "agg_metrics"):
         assert isinstance(m[key], float), key
 
 

@@ -4,6 +4,7 @@ Imported by tests/test_runner.py and, through run.imports, by the train.py proce
 Registry names start with "toy_runner_" so they cannot collide with real components.
 """
 import os
+import time
 
 import torch
 import torch.nn.functional as F
@@ -90,16 +91,22 @@ class ToyBuilder(BaseDatasetBuilder):
 
 @registry.register_task("toy_runner_task")
 class ToyTask(BaseTask):
-    """agg_metrics of epoch e is run.toy_agg_schedule[e]; afterwards, and in tests, it is -MSE."""
+    """agg_metrics of epoch e is run.toy_agg_schedule[e]; afterwards, and in tests, it is -MSE.
 
-    def __init__(self, agg_schedule=()):
+    Each training step prints "toy step <epoch> <iteration>" and then sleeps run.toy_step_seconds, so
+    that a test can kill the process in the middle of a known epoch.
+    """
+
+    def __init__(self, agg_schedule=(), step_seconds=0.0):
         super().__init__()
         self.agg_schedule = list(agg_schedule)
+        self.step_seconds = step_seconds
         self.cuda_enabled_seen = []
 
     @classmethod
     def setup_task(cls, cfg):
-        return cls(cfg.run_cfg.get("toy_agg_schedule", None) or [])
+        run = cfg.run_cfg
+        return cls(run.get("toy_agg_schedule", None) or [], run.get("toy_step_seconds", 0.0))
 
     def train_epoch(self, epoch, model, data_loader, optimizer, lr_scheduler, scaler=None,
                     cuda_enabled=False, log_freq=50, accum_grad_iters=1):
@@ -112,6 +119,9 @@ class ToyTask(BaseTask):
             optimizer.step()
             optimizer.zero_grad()
             losses.append(loss.item())
+            if self.step_seconds:
+                print(f"toy step {epoch} {i}", flush=True)
+                time.sleep(self.step_seconds)
         return {"loss": "{:.4f}".format(sum(losses) / len(losses))}
 
     def valid_step(self, model, samples):

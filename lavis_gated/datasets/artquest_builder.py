@@ -1,10 +1,14 @@
-"""Builder `artquest`: ArtQuest-format CSV splits plus an image root, from the datasets YAML."""
+"""Builder `artquest`: ArtQuest-format splits (CSV/TSV/JSON/JSON-lines files plus an image root, or
+webdataset shards) from the datasets YAML; see the README for the keys."""
 import os
 
 from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 
-from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
+from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
+from lavis_gated.datasets.artquest_shards import ArtQuestShards
+from lavis_gated.datasets.dataset_summary import log_summary, summarise
+from lavis_gated.datasets.style_sources import StyleTable
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets", "artquest")
 
@@ -18,26 +22,49 @@ class ArtQuestBuilder(BaseDatasetBuilder):
     def _download_data(self):
         """Data is local; LAVIS's _download_ann needs a `url` per split (base_dataset_builder.py:145)."""
 
+    def _processors(self, split):
+        stage = "train" if split == "train" else "eval"
+        return self.vis_processors[stage], self.text_processors[stage]
+
     def build(self):
-        """{split: ArtQuestDataset} for the splits in build_info.annotations; relative paths are relative
-        to the working directory."""
+        """{split: dataset} for the splits in build_info.shards (streamed) or build_info.annotations;
+        relative paths are relative to the working directory. Logs a summary of every split."""
         self.build_processors()
         info = self.config.get("build_info")
-        if not info or not info.get("annotations") or not info.get("images"):
-            raise KeyError("datasets.artquest.build_info needs annotations.<split>.storage and images.storage")
-        image_root = os.path.abspath(info.images.storage)
+        if info and info.get("shards"):
+            datasets = self._build_shards(info.shards)
+        elif info and info.get("annotations") and info.get("images"):
+            datasets = self._build_files(info.annotations, info.images.storage)
+        else:
+            raise KeyError("datasets.artquest.build_info needs annotations.<split>.storage and images.storage, "
+                           "or shards.<split>.storage")
+        for dataset in datasets.values():
+            dataset.summary = summarise(dataset.annotation, dataset.skipped)
+        log_summary("artquest", {split: d.summary for split, d in datasets.items()})
+        return datasets
+
+    def _build_files(self, annotations, image_root):
+        image_root = os.path.abspath(image_root)
         if not os.path.isdir(image_root):
             raise FileNotFoundError(f"image root does not exist: {image_root} (datasets.*.build_info.images.storage)")
-        fields = dict(self.config.get("fields") or {})
-        missing_style = self.config.get("missing_style", "error")
+        cfg = self.config
+        encoding, delimiter = cfg.get("encoding", "utf-8"), cfg.get("delimiter", None)
+        style_table = StyleTable.from_config(cfg.get("style_table"), encoding, delimiter)
         datasets = {}
-        for split, annotation in info.annotations.items():
-            is_train = split == "train"
-            records = read_split(os.path.abspath(annotation.storage), fields, split, missing_style)
-            datasets[split] = ArtQuestDataset(
-                vis_processor=self.vis_processors["train" if is_train else "eval"],
-                text_processor=self.text_processors["train" if is_train else "eval"],
-                vis_root=image_root,
-                records=records,
-            )
+        for split, annotation in annotations.items():
+            path = os.path.abspath(annotation.storage)
+            records, skipped = read_split(path, dict(cfg.get("fields") or {}), split, cfg.get("missing_style", "error"),
+                                          style_table, encoding, delimiter)
+            records, bad = attach_images(records, image_root, split, cfg.get("bad_image", "error"),
+                                         cfg.get("image_check", "decode"), source=path)
+            if not records:
+                raise ValueError(f"{path}: every row was left out ({ {**skipped, **bad} })")
+            datasets[split] = ArtQuestDataset(*self._processors(split), image_root, records, {**skipped, **bad})
         return datasets
+
+    def _build_shards(self, shards):
+        missing_style = self.config.get("missing_style", "error")
+        shuffle_buffer = int(self.config.get("shuffle_buffer", 1000))
+        return {split: ArtQuestShards(entry.storage, *self._processors(split), missing_style,
+                                      shuffle_buffer if split == "train" else 0)
+                for split, entry in shards.items()}

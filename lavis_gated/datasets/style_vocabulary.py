@@ -5,7 +5,8 @@ The vocabulary is built once from the train split's style labels and then travel
 exactly the styles the style head was trained on.
 """
 import re
-from typing import Iterable, List, Sequence
+from collections import Counter
+from typing import Dict, Iterable, List, Sequence
 
 NO_STYLE = -1  # id of a missing label or of a style unknown to the vocabulary
 
@@ -58,3 +59,8 @@ class StyleVocabulary:
     def token_ids(self, tokenizer) -> List[List[int]]:
         """Per style, the token ids of " <name>" as it appears after the prompt's "Answer:"."""
         return [tokenizer(" " + n, add_special_tokens=False).input_ids for n in self.names]
+
+
+def unseen_styles(labels: Iterable, vocabulary: StyleVocabulary) -> Dict[str, int]:
+    """{normalised style: row count} of the labelled rows whose style the vocabulary lacks (they count as no style)."""
+    return dict(sorted(Counter(n for n in map(normalise_style, labels) if n and vocabulary.id_of(n) == NO_STYLE).items()))

@@ -566,3 +566,25 @@ class Blip2OPTGated(Blip2OPT):
                      len(missing_frozen), _count_by_module(missing_frozen), missing_trainable)
         logging.debug("new-module keys not in %s: %s", source, new)
         return incompatible
+
+    # ---- inspection (read-only; evaluation's modulation heatmap) --------------------------------
+
+    @torch.no_grad()
+    def modulation_strength(self, samples):
+        """How far each cross-attention layer's K/V modulation moves away from identity, per head.
+
+        Returns (B, L, P, H) or None when gating.type is none. P rows: FiLM |gamma_k|, |gamma_v|, |beta_v|;
+        gate |tanh g_k|, |tanh g_v|. Per-channel parameters are averaged over each head's channels. The
+        parameters are those generate() conditions the Q-Former with (prompts without answers).
+        """
+        if self.kv_modulation is None:
+            return None
+        style_feature = samples["style_features"] if "style_features" in samples else self.style_encoder(samples["image"])
+        prompts = self.format_prompts(samples)
+        prompt_ids = self._prompt_ids(prompts, [self.max_txt_len] * len(prompts))
+        ids, mask = (t.to(style_feature.device) for t in _pad(prompt_ids, self.opt_tokenizer.pad_token_id, left=True))
+        control = self.prompt_mapper(self.style_to_qformer(style_feature),
+                                     self.opt_model.get_input_embeddings()(ids), mask)
+        params = self.kv_modulation(control)  # (B, L, P, units)
+        deviation = params.abs() if self.kv_modulation.gating_type == "film" else torch.tanh(params).abs()
+        return deviation.view(*deviation.shape[:3], self.kv_modulation.num_heads, -1).mean(-1)

@@ -1,12 +1,15 @@
-"""LAVIS's epoch runner, made to run on CPU and under gloo, and to keep one safe best checkpoint.
+"""LAVIS's epoch runner, made to run on CPU and under gloo, to keep one safe best checkpoint and to
+resume exactly.
 
 Only what is broken in RunnerBase (salesforce-lavis 1.0.2) is overridden; each override names the
 lines of lavis/runners/runner_base.py it replaces.
 
-Checkpoints in output_dir/<job_id>/:
+Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only; see checkpoint_io):
 - checkpoint_best.pth: the model with the highest val agg_metrics so far;
 - checkpoint_last.pth: the latest epoch, written when there is no validation split or when
   run.save_last is true.
+Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
+run.resume_ckpt_path continues the run in their folder as if it had never stopped.
 """
 import datetime
 import logging
@@ -20,7 +23,6 @@ import torch
 import torch.distributed as dist
 import webdataset as wds
 from lavis.common.dist_utils import (
-    download_cached_file,
     get_rank,
     get_world_size,
     is_dist_avail_and_initialized,
@@ -28,24 +30,32 @@ from lavis.common.dist_utils import (
     main_process,
 )
 from lavis.common.registry import registry
-from lavis.common.utils import is_url
 from lavis.datasets.datasets.dataloader_utils import IterLoader, MultiIterLoader, PrefetchLoader
 from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
 
+from lavis_gated.runners.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
+from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
+from lavis_gated.runners.eval_sampler import BatchShardSampler
+
 
 class EpochIterLoader(IterLoader):
-    """LAVIS's infinite loader without the 2 s sleep at every epoch (dataloader_utils.py:152)."""
+    """LAVIS's infinite loader without the 2 s sleep at every epoch (dataloader_utils.py:152), whose
+    batch order is a function of the epoch number, so a resumed epoch sees the batches it saw before."""
+
+    def set_epoch(self, epoch):
+        """Restart at the first batch of `epoch`."""
+        self._epoch = epoch
+        if hasattr(self._dataloader.sampler, "set_epoch"):
+            self._dataloader.sampler.set_epoch(epoch)
+        self.iter_loader = iter(self._dataloader)
 
     def __next__(self):
         try:
             return next(self.iter_loader)
         except StopIteration:
-            self._epoch += 1
-            if self._use_distributed and hasattr(self._dataloader.sampler, "set_epoch"):
-                self._dataloader.sampler.set_epoch(self._epoch)
-            self.iter_loader = iter(self._dataloader)
+            self.set_epoch(self._epoch + 1)
             return next(self.iter_loader)
 
 
@@ -99,10 +109,20 @@ class GatedRunner(RunnerBase):
         # runner_base.py:326 raises with omegaconf >= 2.1 when run.evaluate is absent.
         return bool(self.config.run_cfg.get("evaluate", False))
 
+    @property
+    def resumes_in_place(self):
+        """True when training resumes from a local checkpoint file: the run goes on in its folder."""
+        path = self.resume_ckpt_path
+        return not self.evaluate_only and path is not None and os.path.isfile(path)
+
     def setup_output_dir(self):
         # runner_base.py:343-352 puts output_dir under the lavis package and cannot run twice.
-        output_dir = Path(os.path.abspath(os.path.expanduser(self.config.run_cfg.output_dir)))
-        output_dir = output_dir / self.job_id
+        if self.resumes_in_place:
+            # The folder keeps the best checkpoint, whose metric the resumed run must beat to replace it.
+            output_dir = Path(os.path.abspath(self.resume_ckpt_path)).parent
+        else:
+            output_dir = Path(os.path.abspath(os.path.expanduser(self.config.run_cfg.output_dir)))
+            output_dir = output_dir / self.job_id
         result_dir = output_dir / "result"
         result_dir.mkdir(parents=True, exist_ok=True)
 
@@ -118,32 +138,33 @@ class GatedRunner(RunnerBase):
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
 
         def _create_loader(dataset, bsz, is_train, collate_fn):
-            if isinstance(dataset, (ChainDataset, wds.DataPipeline)):
-                # webdataset pipelines bring their own sampling and collation.
-                return iter(
-                    DataLoader(
-                        dataset,
-                        batch_size=bsz,
-                        num_workers=num_workers,
-                        pin_memory=self.cuda_enabled,
-                    )
-                )
-
+            # webdataset pipelines split and shuffle themselves across ranks and workers;
+            # runner_base.py:504 gives them iter(DataLoader), which has no len() for the training
+            # loop and leaves an evaluation split empty from its second epoch on.
+            streamed = isinstance(dataset, (ChainDataset, wds.DataPipeline))
             sampler = None
-            if self.use_distributed and (is_train or self.use_dist_eval_sampler):
-                # The eval sampler pads with repeats; tasks de-duplicate by question_id.
+            if is_train and not streamed:
+                # Also for one process: the permutation then depends on run.seed and the epoch only,
+                # and N processes with batch b split exactly the batches of one process with N * b.
                 sampler = DistributedSampler(
-                    dataset, shuffle=is_train, num_replicas=get_world_size(), rank=get_rank()
+                    dataset,
+                    shuffle=True,
+                    num_replicas=get_world_size(),
+                    rank=get_rank(),
+                    seed=int(self.config.run_cfg.get("seed", 0)),
+                    drop_last=True,
                 )
+            elif not streamed and self.use_distributed and self.use_dist_eval_sampler:
+                # No padding, and one process's batches: N processes evaluate as one does.
+                sampler = BatchShardSampler(len(dataset), bsz, get_world_size(), get_rank())
             loader = DataLoader(
                 dataset,
                 batch_size=bsz,
                 num_workers=num_workers,
                 pin_memory=self.cuda_enabled,
                 sampler=sampler,
-                shuffle=sampler is None and is_train,
                 collate_fn=collate_fn,
-                drop_last=is_train,
+                drop_last=is_train and not streamed,
             )
             if self.cuda_enabled:
                 loader = PrefetchLoader(loader)
@@ -170,11 +191,12 @@ class GatedRunner(RunnerBase):
 
     def train(self):
         """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
-        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best;
-        # runner_base.py:399-401 writes one checkpoint per epoch; runner_base.py:406 calls
-        # dist.barrier() without a process group.
+        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best, and
+        # restarts it on resume, so a worse epoch would replace the best; runner_base.py:399-401
+        # writes one checkpoint per epoch; runner_base.py:406 calls dist.barrier() without a
+        # process group.
         start_time = time.time()
-        best_agg_metric, best_epoch = -math.inf, 0
+        self.best_agg_metric, self.best_epoch = -math.inf, 0
         save_last = not self.valid_splits or self.config.run_cfg.get("save_last", False)
         # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
         # checkpoint would ever exist for the test phase to reload.
@@ -197,12 +219,12 @@ class GatedRunner(RunnerBase):
                 if val_log is None or not is_main_process():
                     continue
                 assert "agg_metrics" in val_log, "No agg_metrics found in validation log."
-                agg_metrics = val_log["agg_metrics"]
-                if split_name == select_split and agg_metrics > best_agg_metric:
-                    best_epoch, best_agg_metric = cur_epoch, agg_metrics
+                agg_metrics = float(val_log["agg_metrics"])
+                if split_name == select_split and agg_metrics > self.best_agg_metric:
+                    self.best_epoch, self.best_agg_metric = cur_epoch, agg_metrics
                     if not self.evaluate_only:
                         self._save_checkpoint(cur_epoch, is_best=True)
-                val_log.update({"best_epoch": best_epoch})
+                val_log.update({"best_epoch": self.best_epoch})
                 self.log_stats(val_log, split_name)
 
             if self.evaluate_only:
@@ -219,12 +241,20 @@ class GatedRunner(RunnerBase):
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
         logging.info("Training time {}".format(total_time_str))
 
+    def train_epoch(self, epoch):
+        """One epoch whose random numbers and batch order depend only on run.seed, epoch and rank."""
+        seed_everything(epoch_seed(int(self.config.run_cfg.get("seed", 0)), epoch, get_rank()))
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(epoch)
+        return super().train_epoch(epoch)
+
     @torch.no_grad()
     def eval_epoch(self, split_name, cur_epoch, skip_reload=False):
         """Evaluate one split; cur_epoch "best" reloads checkpoint_best.pth unless skip_reload."""
         # runner_base.py:469 omits cuda_enabled, so the task moves every batch to CUDA.
         data_loader = self.dataloaders.get(split_name, None)
-        assert data_loader, "data_loader for split {} is None.".format(split_name)
+        # not `assert data_loader`: a rank can have no evaluation batch, and an empty loader is falsy
+        assert data_loader is not None, "data_loader for split {} is None.".format(split_name)
 
         model = self.unwrap_dist_model(self.model)
         if not skip_reload and cur_epoch == "best":
@@ -242,7 +272,8 @@ class GatedRunner(RunnerBase):
     def _save_checkpoint(self, cur_epoch, is_best=False):
         """Write checkpoint_best.pth or checkpoint_last.pth without ever leaving a torn file.
 
-        As in LAVIS, frozen parameters are left out; buffers and extra state are kept.
+        As in LAVIS, frozen parameters are left out; buffers and extra state (e.g. the style
+        vocabulary) are kept. best_agg_metric and best_epoch let a resumed run go on comparing.
         """
         # runner_base.py:591 writes in place: a crash mid-write destroyed the previous best.
         model_no_ddp = self.unwrap_dist_model(self.model)
@@ -254,23 +285,13 @@ class GatedRunner(RunnerBase):
             "config": self.config.to_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": cur_epoch,
+            "best_agg_metric": self.best_agg_metric,
+            "best_epoch": self.best_epoch,
         }
         name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
         save_to = os.path.join(self.output_dir, name)
-        tmp_path = os.path.join(self.output_dir, f".{name}.{os.getpid()}.tmp")
         logging.info("Saving checkpoint at epoch {} to {}.".format(cur_epoch, save_to))
-        try:
-            with open(tmp_path, "wb") as f:
-                torch.save(save_obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_path, save_to)
-        except BaseException as err:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            if isinstance(err, Exception):
-                raise RuntimeError(f"Could not write checkpoint {save_to}: {err}") from err
-            raise
+        save_checkpoint(save_obj, save_to)
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
@@ -288,7 +309,7 @@ class GatedRunner(RunnerBase):
             )
         try:
             model.load_state_dict(state_dict, strict=False)
-        except RuntimeError as err:  # e.g. a shape mismatch
+        except (RuntimeError, ValueError) as err:  # a shape mismatch, another style vocabulary
             raise RuntimeError(f"Could not load checkpoint {path}: {err}") from err
         logging.info(
             "Loaded {} tensors from {}; {} frozen parameters kept from the model.".format(
@@ -302,24 +323,27 @@ class GatedRunner(RunnerBase):
         # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
         checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
         logging.info("Loading checkpoint from {}.".format(checkpoint_path))
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        return self._load_model_state(model, checkpoint, checkpoint_path)
+        return self._load_model_state(model, load_checkpoint(checkpoint_path), checkpoint_path)
 
     def _load_checkpoint(self, url_or_filename):
-        """Resume model, optimizer, scaler and epoch from run.resume_ckpt_path."""
-        # runner_base.py:621-628 unpickles arbitrary objects and loads strictly, which fails on
-        # LAVIS's own checkpoints (frozen parameters are not saved).
-        if is_url(url_or_filename):
-            path = download_cached_file(url_or_filename, check_hash=False, progress=True)
-        elif os.path.isfile(url_or_filename):
-            path = url_or_filename
-        else:
-            raise RuntimeError(f"checkpoint url or path is invalid: {url_or_filename}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        """Resume model, optimizer, scaler, epoch and best metric from run.resume_ckpt_path."""
+        # runner_base.py:621-628 unpickles arbitrary objects, loads strictly, which fails on LAVIS's
+        # own checkpoints (frozen parameters are not saved), and forgets the best metric.
+        path = local_checkpoint_path(url_or_filename)
+        checkpoint = load_checkpoint(path)
         self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
 
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = checkpoint["epoch"] + 1
-        logging.info("Resume checkpoint from {}".format(url_or_filename))
+        if "best_agg_metric" in checkpoint:
+            self.best_agg_metric = float(checkpoint["best_agg_metric"])
+            self.best_epoch = checkpoint["best_epoch"]
+        else:
+            logging.warning("%s records no best metric: the next validation becomes the best.", path)
+        logging.info(
+            "Resumed from {} at epoch {} (best agg_metrics {} at epoch {}); writing to {}.".format(
+                url_or_filename, self.start_epoch, self.best_agg_metric, self.best_epoch, self.output_dir
+            )
+        )

@@ -1,4 +1,4 @@
-"""Answer metrics: exact match and VQA accuracy, overall and per question type.
+"""Answer metrics: exact match and VQA accuracy, overall and per question type; style words in answers.
 
 ArtQuest has one reference answer per question, so VQA accuracy is exact match after the standard
 VQA answer normalisation (punctuation, articles, number words) rather than the 10-annotator vote.
@@ -49,3 +49,18 @@ def answer_metrics(records):
         "em_by_type": {t: _mean(s, 0) for t, s in sorted(by_type.items())},
         "vqa_acc_by_type": {t: _mean(s, 1) for t, s in sorted(by_type.items())},
     }
+
+
+def mentions_style(text, style_names) -> bool:
+    """Whether `text` contains one of the style names as whole words, both VQA-normalised
+    ("Ukiyo-e." mentions "ukiyo e"; "pop artist" does not mention "pop art")."""
+    words = f" {normalise_vqa(text)} "
+    return any(f" {name} " in words for name in filter(None, map(normalise_vqa, style_names)))
+
+
+def style_word_hit_rate(records, style_names) -> float:
+    """Share of predictions that mention a style name, among the records whose answer mentions one."""
+    referenced = [r for r in records if mentions_style(r["answer"], style_names)]
+    if not referenced:
+        return 0.0
+    return sum(mentions_style(r["prediction"], style_names) for r in referenced) / len(referenced)

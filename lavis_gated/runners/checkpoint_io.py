@@ -1,0 +1,102 @@
+"""Checkpoint files: written so that a kill or a full disk never tears them, read without running code.
+
+Writing goes to a temporary file beside the target, which is flushed, fsynced and renamed over it
+(os.replace is atomic within a folder), so at any moment the target is either the previous complete
+file or the new complete one. Reading uses torch.load(weights_only=True): tensors, containers, plain
+numbers and the numpy scalars in SAFE_GLOBALS only, so a file carrying a pickled callable is refused
+before anything in it runs.
+"""
+import contextlib
+import glob
+import logging
+import os
+import pickle
+import re
+
+import numpy as np
+import torch
+
+# Metrics computed with numpy (e.g. pycocoevalcap's scores) pickle as numpy scalars: harmless data that
+# weights_only refuses unless its constructor and dtype classes are allow-listed.
+SAFE_GLOBALS = [np.core.multiarray.scalar, np.dtype] + [
+    type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                np.float16, np.float32, np.float64)
+]
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The checkpoint holds pickled objects other than tensors, containers and numbers."""
+
+
+def save_checkpoint(obj, path):
+    """torch.save `obj` to `path` atomically; on failure the previous file is left as it was.
+
+    Raises RuntimeError naming `path` when the write fails (e.g. no space left on the device).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_interrupted_writes(folder, name)
+    tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp_path, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp_path)
+        if isinstance(err, Exception):
+            raise RuntimeError(
+                f"Could not write checkpoint {path} (the previous file, if any, is unchanged): {err}"
+            ) from err
+        raise
+    _fsync_folder(folder)
+
+
+def load_checkpoint(path):
+    """The checkpoint dict at local `path`, on the CPU, loaded without executing pickled code."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No checkpoint file at {path}")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        raise UnsafeCheckpointError(
+            f"Refusing to load checkpoint {path}: it contains a pickled object "
+            f"({found.group(1) if found else 'not a tensor, container or number'}) that loading would "
+            "execute. Nothing from it was run; if you trust the file, re-save its tensors as a plain "
+            "state dict."
+        ) from err
+    except (RuntimeError, EOFError) as err:
+        raise RuntimeError(f"Could not read checkpoint {path} (truncated or not a torch file): {err}") from err
+
+
+def local_checkpoint_path(url_or_filename):
+    """A local file for a checkpoint path or URL (URLs go through LAVIS's download cache)."""
+    # Imported here so that this module loads without LAVIS (a test runs it alone in a subprocess).
+    from lavis.common.dist_utils import download_cached_file
+    from lavis.common.utils import is_url
+
+    if is_url(url_or_filename):
+        return download_cached_file(url_or_filename, check_hash=False, progress=True)
+    return url_or_filename
+
+
+def _remove_interrupted_writes(folder, name):
+    """Delete temporary files of `name` left by a process killed while writing it."""
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+        logging.warning("Removing %s, left by an interrupted checkpoint write.", stale)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX; folders cannot be opened for fsync on Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

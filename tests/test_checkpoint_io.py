@@ -1,0 +1,128 @@
+"""Checkpoint files: atomic writes that survive SIGKILL and failed writes; loading that never runs code."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lavis_gated.runners.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Writes version 1, 2, 3, ... of an 8 MB checkpoint to one path, printing each finished version. The
+# module is loaded from its file, without the package (and LAVIS), so that the process starts fast.
+WRITER = textwrap.dedent("""
+    import importlib.util, sys, torch
+    spec = importlib.util.spec_from_file_location("checkpoint_io", sys.argv[1])
+    checkpoint_io = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checkpoint_io)
+    version = 0
+    while True:
+        version += 1
+        checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,), float(version))},
+                                      sys.argv[2])
+        print(version, flush=True)
+""")
+CHECKPOINT_IO = REPO / "lavis_gated" / "runners" / "checkpoint_io.py"
+
+
+class CodePayload:
+    """Unpickling this runs `open(marker, "w")`: the shape of a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def kill_writer_after(path, delay):
+    """SIGKILL the writer `delay` s after it finished version 2; True when it died inside a write."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(CHECKPOINT_IO), str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        for line in writer.stdout:
+            if int(line) >= 2:
+                break
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+    return any(p.name.endswith(".tmp") for p in path.parent.iterdir())
+
+
+def test_sigkill_while_writing_leaves_a_complete_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint_best.pth"
+    interrupted_writes = 0
+    for delay in (0.0, 0.008, 0.012, 0.02, 0.004, 0.016):
+        interrupted_writes += kill_writer_after(path, delay)
+
+        checkpoint = load_checkpoint(path)
+        assert checkpoint["version"] >= 2
+        assert torch.equal(checkpoint["weights"], torch.full((2_000_000,), float(checkpoint["version"])))
+        if interrupted_writes >= 2:
+            break
+    assert interrupted_writes > 0, "no kill landed inside a write: the test proved nothing"
+
+    save_checkpoint({"version": 0}, path)  # the next write clears what killed writes left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_best.pth"]
+
+
+@pytest.mark.parametrize("failing", ["save", "fsync", "replace"])
+def test_failed_write_raises_and_keeps_previous_file(tmp_path, monkeypatch, failing):
+    path = tmp_path / "checkpoint_best.pth"
+    save_checkpoint({"version": 1}, path)
+    before = path.read_bytes()
+
+    def no_space(*args, **kwargs):
+        if failing == "save":
+            args[1].write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    target = {"save": (torch, "save"), "fsync": (os, "fsync"), "replace": (os, "replace")}[failing]
+    monkeypatch.setattr(*target, no_space)
+    with pytest.raises(RuntimeError, match=r"checkpoint_best\.pth.*unchanged.*No space left on device"):
+        save_checkpoint({"version": 2}, path)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == before
+    assert load_checkpoint(path) == {"version": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_best.pth"]
+
+
+def test_code_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "checkpoint_best.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "optimizer": CodePayload(marker)}, path)
+
+    with pytest.raises(UnsafeCheckpointError, match=r"Refusing to load checkpoint .*checkpoint_best\.pth.*exec"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+    # Control: the payload is live, an unrestricted unpickler does run it.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_numpy_scalars_are_allowed(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"best_agg_metric": np.float64(0.25), "epoch": np.int64(3), "w": torch.ones(1)}, path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["best_agg_metric"] == 0.25 and checkpoint["epoch"] == 3
+
+
+def test_truncated_and_missing_files_name_the_file(tmp_path):
+    path = tmp_path / "checkpoint_last.pth"
+    save_checkpoint({"w": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(RuntimeError, match=r"checkpoint_last\.pth \(truncated"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="nothing_here.pth"):
+        load_checkpoint(tmp_path / "nothing_here.pth")
