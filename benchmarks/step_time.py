@@ -315,6 +315,17 @@ def cuda_peak_memory(trainer, others):
     return torch.cuda.max_memory_allocated(trainer.device) - sum(held.values())
 
 
+def peak_memory(args, trainer, trainers):
+    """{"peak_memory_bytes", "memory": what it is[, "peak_rss_bytes"]} of one model's training step."""
+    if trainer.device.type == "cuda":
+        trainer.timed_step(record=False)  # optimizer state exists from the first step on
+        return {"peak_memory_bytes": cuda_peak_memory(trainer, [t for t in trainers if t is not trainer]),
+                "memory": "cuda max allocated during a step, less the other models' resident tensors"}
+    rss = cpu_peak_rss(args, trainer.name)
+    return {"peak_memory_bytes": rss["above_start_bytes"], "peak_rss_bytes": rss["peak_rss_bytes"],
+            "memory": "peak RSS of a process holding only this model, less its RSS after the imports"}
+
+
 def cpu_peak_rss(args, which):
     """{"peak_rss_bytes", "above_start_bytes"} of a fresh process that builds only `which` and trains a few steps."""
     command = [sys.executable, os.path.abspath(__file__), "--size", args.size, "--batch-size", str(args.batch_size),
@@ -408,7 +419,12 @@ def step_benchmark(args, root, device):
     trainers = build_trainers(args, root, device)
     common = {"size": args.size, "device": device.type, "device_name": device_name(device), "batch_size": args.batch_size,
               "image_size": args.image_size, "amp": args.amp, "torch": torch.__version__}
-    eval_losses = {t.name: t.eval_loss() for t in trainers[1:]}  # same weights: before any training step
+    # Before each model's first training step (same weights), and memory before anything is compiled: a
+    # compiled model's CUDA-graph pool would otherwise count in the others' peaks.
+    eval_losses, memory = {}, {}
+    for group in ([t for t in trainers if "_compiled_" not in t.name], [t for t in trainers if "_compiled_" in t.name]):
+        eval_losses.update({t.name: t.eval_loss() for t in group if t is not trainers[0]})
+        memory.update({t.name: peak_memory(args, t, trainers) for t in group})
     for _ in range(args.warmup):
         for trainer in trainers:
             trainer.timed_step(record=False)
@@ -426,14 +442,7 @@ def step_benchmark(args, root, device):
                 "trainable_params": trainable, "total_params": total,
                 "shares": part_shares(trainer, args.share_steps),
                 "loss_first_last": [round(trainer.losses[0], 5), round(trainer.losses[-1], 5)]}
-        if device.type == "cuda":
-            line["peak_memory_bytes"] = cuda_peak_memory(trainer, [t for t in trainers if t is not trainer])
-            line["memory"] = "cuda max allocated during a step, less the other models' resident tensors"
-        else:
-            rss = cpu_peak_rss(args, trainer.name)
-            line["peak_memory_bytes"] = rss["above_start_bytes"]
-            line["peak_rss_bytes"] = rss["peak_rss_bytes"]
-            line["memory"] = "peak RSS of a process holding only this model, less its RSS after the imports"
+        line.update(memory[trainer.name])
         if trainer is not baseline:
             ratios = [t / b for t, b in zip(trainer.times, baseline.times)]
             r25, r50, r75 = quartiles(ratios)
@@ -452,15 +461,16 @@ def epoch_benchmark(args, root, device):
     """Epochs over synthetic ArtQuest data, alternately without and with the frozen-feature cache."""
     from lavis.processors.blip_processors import BlipImageEvalProcessor, BlipQuestionProcessor
 
-    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
+    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
     from lavis_gated.datasets.feature_cache import attach_feature_cache
     from lavis_gated.datasets.synthetic_artquest import generate
 
     sources = write_sources(args.size, root)
     generate(os.path.join(root, "data"), {"train": args.images_per_style}, seed=0)
-    dataset = ArtQuestDataset(BlipImageEvalProcessor(image_size=args.image_size), BlipQuestionProcessor(),
-                              os.path.join(root, "data", "images"),
-                              read_split(os.path.join(root, "data", "artquest_train.csv"), split="train"))
+    images = os.path.join(root, "data", "images")
+    records, _ = read_split(os.path.join(root, "data", "artquest_train.csv"), split="train")
+    records, _ = attach_images(records, images, "train")
+    dataset = ArtQuestDataset(BlipImageEvalProcessor(image_size=args.image_size), BlipQuestionProcessor(), images, records)
     gated = build_gated(args.size, sources, args.image_size, device, args.gated_options)
     task = build_task()
     runs = {"uncached": {"model": gated, "dataset": dataset}, "cached": {"model": copy.deepcopy(gated)}}

@@ -210,9 +210,9 @@ class CachedFeatureDataset(Dataset):
         return getattr(self.dataset, name)
 
 
-def store_signature(model, processor, where, device, autocast_dtype):
+def frozen_signature(model, device, autocast_dtype):
+    """What the frozen parts' outputs depend on, besides the image and its transform."""
     return {
-        "transform": transform_signature(processor, where),
         "visual_encoder": weights_digest(model.visual_encoder),
         "style_encoder": weights_digest(model.style_encoder),
         "vit_precision": model.vit_precision,
@@ -240,14 +240,15 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
     """
     device = torch.device(device)
     model.to(device)
-    plan = {}  # (name, split) -> (store folder, image paths, processor)
+    frozen = frozen_signature(model, device, autocast_dtype)
+    plan = {}  # (name, split) -> (store folder, signature, image paths, processor)
     for name, splits in datasets.items():
         for split, dataset in splits.items():
             where = f"datasets.{name} split {split!r}"
             if not (hasattr(dataset, "fields") and hasattr(dataset, "image_path")):
                 raise TypeError(f"run.frozen_feature_cache: {where} ({type(dataset).__name__}) does not support the "
                                 "frozen-feature cache (it needs fields(index) and image_path(index))")
-            signature = store_signature(model, dataset.vis_processor, where, device, autocast_dtype)
+            signature = {"transform": transform_signature(dataset.vis_processor, where), **frozen}
             digest = hashlib.sha1(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
             paths = [os.path.abspath(dataset.image_path(i)) for i in range(len(dataset))]
             plan[name, split] = (os.path.join(root, digest), signature, paths, dataset.vis_processor)
@@ -260,8 +261,8 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
     with torch.random.fork_rng(devices=[]):
         if is_main_process():
             _build_stores(plan, root, encode, batch_size, num_workers)
-    if is_dist_avail_and_initialized():
-        dist.barrier()
+    if is_dist_avail_and_initialized():  # NCCL wants the barrier's device named
+        dist.barrier(**({"device_ids": [torch.cuda.current_device()]} if device.type == "cuda" else {}))
     stores = {}
     cached = {name: {} for name in datasets}
     for (name, split), (folder, _, _, _) in plan.items():
