@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.models.blip2_opt_gated import style_names_in_checkpoint
-from lavis_gated.report import epoch_summary
 from lavis_gated.runners.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.tasks import style_losses
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
@@ -347,6 +346,10 @@ class StyleCaptioningTask(BaseTask):
                             summarise_modulation(val_result, **self.modulation_layout))
             logging.info("%s metrics (epoch %s): %s", split_name, epoch, json.dumps(m))
             if isinstance(epoch, int):
+                # imported here: `import lavis_gated` loads this module, and a module-level import of the
+                # report would make `python -m lavis_gated.report` warn that it was imported twice
+                from lavis_gated.report import epoch_summary
+
                 train = self.last_train_stats if (self.last_train_stats or {}).get("epoch") == epoch else None
                 logging.info(epoch_summary(epoch, train, split_name, m, self.select_by))
         return m
