@@ -332,7 +332,10 @@ def cpu_peak_rss(args, which):
                "--image-size", str(args.image_size), "--device", "cpu", "--memory-probe", which]
     command += ["--gated-options", *args.gated_options] if args.gated_options else []
     command += ["--threads", str(args.threads)] if args.threads else []
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    out = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    if out.returncode != 0:
+        raise RuntimeError(f"memory probe of {which} failed (exit {out.returncode}): {' '.join(command)}\n"
+                           + "\n".join(out.stderr.strip().splitlines()[-15:]))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from lavis_gated import plots  # noqa: E402
 from lavis_gated.report import format_table  # noqa: E402
-from lavis_gated.runners.checkpoint_io import load_checkpoint  # noqa: E402
+from lavis_gated.checkpoint_io import load_checkpoint  # noqa: E402
 from lavis_gated.train import argument_parser, build_runner  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def saved_model_config(path):
     """The model block of the config saved in a lavis-gated/LAVIS checkpoint file, or None."""
     if not os.path.isfile(path):
         return None  # a URL, or a missing file the model reports when it loads the checkpoint
-    return (load_checkpoint(path).get("config") or {}).get("model")
+    return (load_checkpoint(path, mmap=True).get("config") or {}).get("model")
 
 
 class EvaluationConfig(Config):

@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # files only: no display on training hosts
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lavis_gated.atomic_files import atomic_file  # noqa: E402
+
 LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
 MAX_ANNOTATED_CELLS = 120
@@ -94,10 +96,11 @@ def training_log_of(run_dir):
 
 def _save(fig, path):
     """Atomic PNG write: readers never see half a picture."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as handle:
+            fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

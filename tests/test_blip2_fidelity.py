@@ -8,6 +8,7 @@ from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 
 import lavis_gated  # noqa: F401  (registration)
+from lavis_gated.runners.runner_gated import _frozen_parameter_names
 from tests.blip2_standins import PROMPT, build_lavis_blip2opt, gated_config, make_sources
 
 NEW_MODULES = ("style_vocabulary", "style_encoder", "style_head", "style_to_qformer", "prompt_mapper", "kv_modulation")
@@ -114,6 +115,18 @@ def test_lavis_runner_trainable_only_checkpoint_loads(lavis_model, sources, tmp_
     assert torch.equal(gated.opt_proj.weight, lavis_model.opt_proj.weight)
     assert torch.equal(gated.Qformer.bert.encoder.layer[0].crossattention.self.key.weight,
                        lavis_model.Qformer.bert.encoder.layer[0].crossattention.self.key.weight)
+
+
+def test_own_trainable_only_checkpoint_reports_no_missing_trainable_key(sources, caplog):
+    """GatedRunner drops every frozen name, tied aliases too (OPT's lm_head.weight is embed_tokens.weight):
+    loading such a file must not report the alias as a trainable key gone missing."""
+    gated = build_gated(sources)
+    frozen = _frozen_parameter_names(gated)
+    assert "opt_model.lm_head.weight" in frozen
+    trainable_only = {k: v for k, v in gated.state_dict().items() if k not in frozen}
+    with caplog.at_level(logging.INFO):
+        gated.load_trained_state({"model": trainable_only}, "checkpoint_best.pth")
+    assert "other trainable keys not in it: []" in caplog.text
 
 
 def test_stage1_parts_are_ignored_but_an_unknown_key_is_an_error(lavis_model, sources):

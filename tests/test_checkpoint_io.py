@@ -11,17 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from lavis_gated.runners.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
+from lavis_gated.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
+from lavis_gated.models.backbones import load_weights_file
 
 REPO = Path(__file__).resolve().parent.parent
 
 # Writes version 1, 2, 3, ... of an 8 MB checkpoint to one path, printing each finished version. The
-# module is loaded from its file, without the package (and LAVIS), so that the process starts fast.
+# package is registered empty, so that its __init__ (and LAVIS) is not imported: the process starts fast.
 WRITER = textwrap.dedent("""
-    import importlib.util, sys, torch
-    spec = importlib.util.spec_from_file_location("checkpoint_io", sys.argv[1])
-    checkpoint_io = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checkpoint_io)
+    import sys, types, torch
+    package = types.ModuleType("lavis_gated")
+    package.__path__ = [sys.argv[1]]
+    sys.modules["lavis_gated"] = package
+    from lavis_gated import checkpoint_io
     version = 0
     while True:
         version += 1
@@ -29,7 +31,7 @@ WRITER = textwrap.dedent("""
                                       sys.argv[2])
         print(version, flush=True)
 """)
-CHECKPOINT_IO = REPO / "lavis_gated" / "runners" / "checkpoint_io.py"
+PACKAGE = REPO / "lavis_gated"
 
 
 class CodePayload:
@@ -44,7 +46,7 @@ class CodePayload:
 
 def kill_writer_after(path, delay):
     """SIGKILL the writer `delay` s after it finished version 2; True when it died inside a write."""
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(CHECKPOINT_IO), str(path)],
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(PACKAGE), str(path)],
                               stdout=subprocess.PIPE, text=True)
     try:
         for line in writer.stdout:
@@ -126,3 +128,28 @@ def test_truncated_and_missing_files_name_the_file(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="nothing_here.pth"):
         load_checkpoint(tmp_path / "nothing_here.pth")
+
+
+def test_model_weight_files_are_read_by_the_same_rules(tmp_path):
+    """model.pretrained / model.finetuned / weight files go through load_checkpoint too."""
+    marker = tmp_path / "payload_ran"
+    unsafe = tmp_path / "finetuned.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": CodePayload(marker)}, unsafe)
+    with pytest.raises(UnsafeCheckpointError, match=r"finetuned\.pth.*exec"):
+        load_weights_file(str(unsafe))
+    assert not marker.exists()
+
+    with_numpy = tmp_path / "run_checkpoint.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "best_agg_metric": np.float64(0.5)}, with_numpy)
+    assert load_weights_file(str(with_numpy))["best_agg_metric"] == 0.5
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_mapped_read_gives_the_same_contents(tmp_path, zip_format):
+    """mmap=True (config / vocabulary lookups) maps zip-format files and reads legacy ones whole."""
+    path = tmp_path / "checkpoint.pth"
+    saved = {"model": {"w": torch.arange(6.0)}, "config": {"model": {"arch": "blip2_opt_gated"}}, "epoch": 2}
+    torch.save(saved, path, _use_new_zipfile_serialization=zip_format)
+    mapped = load_checkpoint(path, mmap=True)
+    assert mapped["config"] == saved["config"] and mapped["epoch"] == 2
+    assert torch.equal(mapped["model"]["w"], saved["model"]["w"])

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models.blip2_opt_gated import STYLE_VOCAB_KEY
-from lavis_gated.runners import checkpoint_io
+from lavis_gated import checkpoint_io
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 from test_checkpoint_io import CodePayload
 from test_runner import ITERS_PER_EPOCH, REPO_ROOT, checkpoint_files, load_checkpoint, make_runner, write_config

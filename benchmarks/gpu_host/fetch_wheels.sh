@@ -26,8 +26,12 @@ WHL="$REPO/.whl"
 #   ftfy               lavis.processors.blip_processors; needs wcwidth
 #   pycocotools        lavis.tasks.captioning/dialogue/vqa import it at module level (cp312 abi3 wheel)
 #   peft               0.13.2: the host's newer peft does not import beside transformers 4.26.1
+#   pycocoevalcap      1.2: the task's BLEU/ROUGE-L/CIDEr scorers (pure Python). Its wheel is 104 MB, over the
+#                      device tool's 64 MiB carry limit, almost all Java jars and METEOR's paraphrase table,
+#                      which only the PTB tokenizer, METEOR and SPICE use (Java; not used by lavis_gated);
+#                      slim() rewrites it without them (every .py file kept, so LAVIS's imports still work).
 # Not needed: contexttimer (declared by LAVIS, imported nowhere in it), antlr4 (omegaconf 2.4 has none),
-# portalocker/einops (on the host); decord, spacy, pycocoevalcap are replaced by stubs/ (no wheels).
+# portalocker/einops (on the host); decord and spacy are replaced by stubs/ (no wheels).
 BINARY=(
     salesforce-lavis==1.0.2
     transformers==4.26.1
@@ -39,7 +43,9 @@ BINARY=(
     wcwidth==0.9.4
     pycocotools==2.0.11
     peft==0.13.2
+    pycocoevalcap==1.2
 )
+SLIM=(pycocoevalcap==1.2)  # rewritten without their Java/data files (see above)
 SDIST=(
     fairscale==0.4.4
     iopath==0.1.10
@@ -73,12 +79,40 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manyl
     PLATFORMS+=(--platform "$p")
 done
 
+# slim WHEEL: rewrite it in place without *.jar and *.gz files (and their RECORD lines).
+slim() {
+    "$PY" - "$1" <<'EOF_SLIM'
+import os, sys, zipfile
+path = sys.argv[1]
+dropped = lambda name: name.endswith((".jar", ".gz"))
+tmp = path + ".slim"
+with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+    for info in src.infolist():
+        if dropped(info.filename):
+            continue
+        data = src.read(info)
+        if info.filename.endswith(".dist-info/RECORD"):
+            lines = data.decode().splitlines(keepends=True)
+            data = "".join(l for l in lines if not dropped(l.split(",", 1)[0])).encode()
+        dst.writestr(info, data)
+os.replace(tmp, path)
+EOF_SLIM
+}
+
 for spec in "${BINARY[@]}"; do
     have "$spec" && continue
     echo "download $spec" >&2
     "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
         --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none "${PLATFORMS[@]}" \
         -d "$WHL" "$spec"
+done
+for spec in "${SLIM[@]}"; do
+    for f in "$WHL/$(prefix "$spec")"*.whl; do
+        [ -e "$f" ] || continue
+        [ "$(stat -c %s "$f")" -gt 2000000 ] || continue  # already slim
+        echo "slim $(basename "$f")" >&2
+        slim "$f"
+    done
 done
 
 if [ "${#SDIST[@]}" -gt 0 ]; then
@@ -125,5 +159,10 @@ for f in "$WHL"/*.whl; do
     esac
 done
 
+total_kb=$(du -sk "$WHL" | cut -f1)
+if [ "$total_kb" -gt 49152 ]; then  # the device tool carries 64 MiB in all, the repo included
+    echo "fetch_wheels: $WHL holds ${total_kb} kB, too much to carry" >&2
+    exit 1
+fi
 ls -l "$WHL" | awk 'NR>1 {printf "%9.1f kB  %s\n", $5/1024, $9}'
 du -sh "$WHL" | awk '{print "total " $1}'

@@ -64,10 +64,11 @@ _gh_setup() {
     "$py" - "$site" <<'EOF' || { _gh_fail "the carried packages do not import (see above)"; return 1; }
 import os, sys
 site = os.path.realpath(sys.argv[1])
-import huggingface_hub, omegaconf, transformers, peft, lavis  # noqa: E401
+import huggingface_hub, omegaconf, transformers, peft, pycocoevalcap, lavis  # noqa: E401
+from pycocoevalcap.cider.cider import Cider  # noqa: F401  (the slim wheel keeps the Python scorers)
 want = {"transformers": "4.26.1", "huggingface_hub": "0.36.2", "peft": "0.13.2"}
-for mod in (transformers, huggingface_hub, peft, omegaconf, lavis):
-    where = os.path.realpath(mod.__file__)
+for mod in (transformers, huggingface_hub, peft, pycocoevalcap, omegaconf, lavis):
+    where = os.path.realpath(mod.__file__ or next(iter(mod.__path__)))  # pycocoevalcap: a namespace package
     if not where.startswith(site + os.sep):
         sys.exit(f"{mod.__name__} comes from {where}, not from {site}")
     if mod.__name__ in want and mod.__version__ != want[mod.__name__]:

@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_host/smoke.sh
 #
-#   0. source setup.sh (carried wheels -> /tmp/site, decord/spacy/pycocoevalcap stubs, transformers
+#   0. source setup.sh (carried wheels -> /tmp/site, decord/spacy stubs, transformers
 #      version-check bypass; the repo root on PYTHONPATH gives lavis_gated, nothing is pip-installed)
 #   1. versions (python, torch, CUDA, transformers, timm, lavis, peft, ...) and the GPU's name
 #   2. the synthetic ArtQuest data (data/ is git-ignored, so the device copy has none)

@@ -15,6 +15,7 @@ import os
 import webdataset as wds
 from omegaconf import OmegaConf
 
+from lavis_gated.atomic_files import atomic_file
 from lavis_gated.datasets.artquest_builder import ArtQuestBuilder
 from lavis_gated.datasets.artquest_dataset import ROW_KEYS
 
@@ -36,15 +37,11 @@ def _sample(index, row):
 
 
 def _write_shard(path, samples):
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_file(path) as handle:
         writer = wds.TarWriter(handle, encoder=False, mtime=0)  # fixed mtime: same input, same bytes
         for sample in samples:
             writer.write(sample)
         writer.close()
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_shards(rows, out_dir, split, maxcount=1000):

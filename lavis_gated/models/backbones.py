@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn as nn
 
+from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
+
 PACKAGE_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
@@ -116,15 +118,10 @@ def seeded(seed):
 
 def load_weights_file(url_or_path):
     """Tensors from a local file or a URL (downloaded through LAVIS's cache), never executing code."""
-    from lavis.common.dist_utils import download_cached_file
-    from lavis.common.utils import is_url
-
-    source = resolve_source(url_or_path)
-    if is_url(source):
-        source = download_cached_file(source, check_hash=False, progress=True)
+    source = local_checkpoint_path(resolve_source(url_or_path))
     if not os.path.isfile(source):
         raise SourceUnavailableError(f"weights file not found: {url_or_path!r} (give a URL or an existing local path)")
-    return torch.load(source, map_location="cpu", weights_only=True)
+    return load_checkpoint(source)
 
 
 def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint=False, precision="fp16", weights=None):

@@ -558,7 +558,8 @@ class Blip2OPTGated(Blip2OPT):
                              f"{incompatible.unexpected_keys[:20]}")
         missing = incompatible.missing_keys
         new = [k for k in missing if k.split(".")[0] in self.new_module_names()]
-        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        # remove_duplicate=False also names tied aliases (OPT's lm_head.weight is embed_tokens.weight).
+        frozen = {n for n, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
         missing_frozen = [k for k in missing if k not in new and k in frozen]
         missing_trainable = [k for k in missing if k not in new and k not in frozen]
         logging.info("loaded %s: %d keys; new modules not in it: %s; frozen keys not in it: %d (%s); "

@@ -35,7 +35,7 @@ from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
 
-from lavis_gated.runners.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
+from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.eval_sampler import BatchShardSampler
 

@@ -23,9 +23,10 @@ from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
 from tqdm import tqdm
 
+from lavis_gated.atomic_files import atomic_file
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.models.blip2_opt_gated import style_names_in_checkpoint
-from lavis_gated.runners.checkpoint_io import load_checkpoint, local_checkpoint_path
+from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.tasks import style_losses
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.answer_metrics import answer_metrics, style_word_hit_rate
@@ -115,7 +116,7 @@ class StyleCaptioningTask(BaseTask):
         path = run_cfg.get("resume_ckpt_path", None)
         if not path or run_cfg.get("evaluate", False):
             return None
-        names = style_names_in_checkpoint(load_checkpoint(local_checkpoint_path(path)))
+        names = style_names_in_checkpoint(load_checkpoint(local_checkpoint_path(path), mmap=True))
         if not names:
             return None
         vocabulary = StyleVocabulary(names)
@@ -386,11 +387,7 @@ def _synchronise_meters(metric_logger, device):
 
 
 def _write_json(path, obj):
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    """Write JSON atomically, so readers never see half a file."""
+    with atomic_file(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 

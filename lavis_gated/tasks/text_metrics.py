@@ -6,10 +6,6 @@ the scores match the COCO ones up to tokenisation details (e.g. "don't" is "don 
 """
 import re
 
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.rouge.rouge import Rouge
-
 _WORD = re.compile(r"\w+")
 
 
@@ -20,6 +16,11 @@ def tokenise(text) -> str:
 
 def caption_metrics(records):
     """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus level)."""
+    # Imported here: training (and the GPU benchmark host, which has no pycocoevalcap) never needs them.
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
     if not records:
         return {"bleu4": 0.0, "rougeL": 0.0, "cider": 0.0}
     refs = {i: [tokenise(r["answer"])] for i, r in enumerate(records)}

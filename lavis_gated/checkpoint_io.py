@@ -1,20 +1,19 @@
 """Checkpoint files: written so that a kill or a full disk never tears them, read without running code.
 
-Writing goes to a temporary file beside the target, which is flushed, fsynced and renamed over it
-(os.replace is atomic within a folder), so at any moment the target is either the previous complete
-file or the new complete one. Reading uses torch.load(weights_only=True): tensors, containers, plain
+Writing goes through atomic_files: at any moment the target is either the previous complete file or
+the new complete one. Reading uses torch.load(weights_only=True): tensors, containers, plain
 numbers and the numpy scalars in SAFE_GLOBALS only, so a file carrying a pickled callable is refused
 before anything in it runs.
 """
-import contextlib
-import glob
-import logging
 import os
 import pickle
 import re
+import zipfile
 
 import numpy as np
 import torch
+
+from lavis_gated.atomic_files import atomic_file, remove_interrupted_writes
 
 # Metrics computed with numpy (e.g. pycocoevalcap's scores) pickle as numpy scalars: harmless data that
 # weights_only refuses unless its constructor and dtype classes are allow-listed.
@@ -33,33 +32,27 @@ def save_checkpoint(obj, path):
 
     Raises RuntimeError naming `path` when the write fails (e.g. no space left on the device).
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    _remove_interrupted_writes(folder, name)
-    tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    remove_interrupted_writes(path)
     try:
-        with open(tmp_path, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
-        if isinstance(err, Exception):
-            raise RuntimeError(
-                f"Could not write checkpoint {path} (the previous file, if any, is unchanged): {err}"
-            ) from err
-        raise
-    _fsync_folder(folder)
+        with atomic_file(path) as handle:
+            torch.save(obj, handle)
+    except Exception as err:
+        raise RuntimeError(
+            f"Could not write checkpoint {path} (the previous file, if any, is unchanged): {err}"
+        ) from err
 
 
-def load_checkpoint(path):
-    """The checkpoint dict at local `path`, on the CPU, loaded without executing pickled code."""
+def load_checkpoint(path, mmap=False):
+    """The checkpoint dict at local `path`, on the CPU, loaded without executing pickled code.
+
+    mmap=True maps the file instead of reading it, so that a lookup of its config or style vocabulary
+    reads only those bytes, not the weights and optimizer state (GBs at full size).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path}")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and _is_zip_format(path))
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         raise UnsafeCheckpointError(
@@ -72,6 +65,11 @@ def load_checkpoint(path):
         raise RuntimeError(f"Could not read checkpoint {path} (truncated or not a torch file): {err}") from err
 
 
+def _is_zip_format(path):
+    """torch.save's default format since torch 1.6; only it can be memory-mapped."""
+    return zipfile.is_zipfile(path)
+
+
 def local_checkpoint_path(url_or_filename):
     """A local file for a checkpoint path or URL (URLs go through LAVIS's download cache)."""
     # Imported here so that this module loads without LAVIS (a test runs it alone in a subprocess).
@@ -81,22 +79,3 @@ def local_checkpoint_path(url_or_filename):
     if is_url(url_or_filename):
         return download_cached_file(url_or_filename, check_hash=False, progress=True)
     return url_or_filename
-
-
-def _remove_interrupted_writes(folder, name):
-    """Delete temporary files of `name` left by a process killed while writing it."""
-    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-        logging.warning("Removing %s, left by an interrupted checkpoint write.", stale)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(stale)
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (POSIX; folders cannot be opened for fsync on Windows)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
