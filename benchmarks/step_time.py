@@ -183,6 +183,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.05)
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self.times, self.losses = [], []
+        self.skipped_steps = 0  # fp16 steps the GradScaler skipped (an inf/NaN gradient): no AdamW, so faster
         model.train()
 
     def autocast(self):
@@ -201,6 +202,7 @@ class Trainer:
         return loss.detach()
 
     def timed_step(self, record=True):
+        scale = self.scaler.get_scale() if self.scaler else None
         synchronize(self.device)
         start = time.perf_counter()
         loss = self.step()
@@ -209,6 +211,7 @@ class Trainer:
         if record:
             self.times.append(elapsed)
             self.losses.append(loss.item())
+            self.skipped_steps += bool(self.scaler and self.scaler.get_scale() < scale)  # update() lowers it on a skip
         return elapsed
 
     @torch.no_grad()
@@ -339,6 +342,15 @@ def cpu_peak_rss(args, which):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compile_counters():
+    """torch.compile's own counts for this process: distinct graphs, graph breaks, CUDA-graph skips (each skip
+    means `reduce-overhead` ran that graph without CUDA graphs)."""
+    from torch._dynamo.utils import counters
+
+    return {"unique_graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+            "cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
+
+
 def parameter_counts(model):
     params = {id(p): p for p in model.parameters()}.values()
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
@@ -421,13 +433,22 @@ def memory_probe(args, root, device):
 def step_benchmark(args, root, device):
     trainers = build_trainers(args, root, device)
     common = {"size": args.size, "device": device.type, "device_name": device_name(device), "batch_size": args.batch_size,
-              "image_size": args.image_size, "amp": args.amp, "torch": torch.__version__}
+              "image_size": args.image_size, "amp": args.amp, "torch": torch.__version__,
+              # the frozen ViT/OPT run in their storage precision whatever --amp says (LAVIS: fp16 on CUDA)
+              "frozen_precision": precision_for(device)}
     # Before each model's first training step (same weights), and memory before anything is compiled: a
     # compiled model's CUDA-graph pool would otherwise count in the others' peaks.
     eval_losses, memory = {}, {}
-    for group in ([t for t in trainers if "_compiled_" not in t.name], [t for t in trainers if "_compiled_" in t.name]):
-        eval_losses.update({t.name: t.eval_loss() for t in group if t is not trainers[0]})
-        memory.update({t.name: peak_memory(args, t, trainers) for t in group})
+    for trainer in [t for t in trainers if "_compiled_" not in t.name]:
+        eval_losses[trainer.name] = None if trainer is trainers[0] else trainer.eval_loss()
+        memory[trainer.name] = peak_memory(args, trainer, trainers)
+    for trainer in [t for t in trainers if "_compiled_" in t.name]:
+        try:  # compiles (eval, then training graphs): a failure costs this model's line, not the others'
+            eval_losses[trainer.name] = trainer.eval_loss()
+            memory[trainer.name] = peak_memory(args, trainer, trainers)
+        except Exception as err:  # noqa: BLE001  (Triton/Inductor errors have no common base class)
+            print(json.dumps({"model": trainer.name, **common, "error": f"{type(err).__name__}: {err}"[:2000]}), flush=True)
+            trainers.remove(trainer)
     for _ in range(args.warmup):
         for trainer in trainers:
             trainer.timed_step(record=False)
@@ -446,6 +467,12 @@ def step_benchmark(args, root, device):
                 "shares": part_shares(trainer, args.share_steps),
                 "loss_first_last": [round(trainer.losses[0], 5), round(trainer.losses[-1], 5)]}
         line.update(memory[trainer.name])
+        if trainer.scaler:
+            line.update(skipped_steps=trainer.skipped_steps, grad_scale=trainer.scaler.get_scale())
+        if hasattr(trainer.model, "pad_multiple"):
+            line["text_pad_multiple"] = trainer.model.pad_multiple
+        if "_compiled_" in trainer.name:
+            line["compile_counters"] = compile_counters()
         if trainer is not baseline:
             ratios = [t / b for t, b in zip(trainer.times, baseline.times)]
             r25, r50, r75 = quartiles(ratios)

@@ -1,4 +1,5 @@
 """run.amp_dtype: fp16 amp uses a GradScaler, bf16 amp does not (its range needs none), CPU runs never do."""
+import logging
 import types
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lavis_gated.runners.runner_gated import GatedRunner
+from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 
 def scaler_for(cuda_enabled, **run):
@@ -21,3 +23,16 @@ def test_grad_scaler_only_for_fp16_amp_on_cuda():
     assert scaler_for(True, amp=True, amp_dtype="bfloat16") is None
     assert scaler_for(True, amp=False, amp_dtype="float16") is None
     assert scaler_for(False, amp=True, amp_dtype="float16") is None
+
+
+@pytest.mark.parametrize("amp_dtype, device, opt_precision, warned", [
+    ("bfloat16", "cuda", "fp16", True),    # no GradScaler, fp16 gradients through the frozen OPT
+    ("bfloat16", "cuda", "bf16", False),
+    ("float16", "cuda", "fp16", False),    # the GradScaler scales them
+    ("bfloat16", "cpu", "fp16", False),    # on CPU the frozen parts run in fp32
+])
+def test_bf16_amp_over_an_fp16_opt_is_warned(caplog, amp_dtype, device, opt_precision, warned):
+    task = StyleCaptioningTask(amp=True, amp_dtype=amp_dtype)
+    with caplog.at_level(logging.WARNING):
+        task.warn_unscaled_fp16(types.SimpleNamespace(opt_precision=opt_precision), OmegaConf.create({"device": device}))
+    assert ("model.opt_precision: bf16" in caplog.text) == warned

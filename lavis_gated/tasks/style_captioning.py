@@ -100,7 +100,18 @@ class StyleCaptioningTask(BaseTask):
                 model_cfg.style_names = list(vocabulary.names)
         model = super().build_model(cfg)
         self.report_unseen_styles(model.vocabulary)
+        self.warn_unscaled_fp16(model, cfg.run_cfg)
         return model
+
+    def warn_unscaled_fp16(self, model, run_cfg):
+        """bf16 amp runs without a GradScaler, but the frozen OPT stored in fp16 still computes in fp16, so the
+        gradients it passes back to the Q-Former are unscaled fp16 values and the small ones underflow to 0."""
+        if not (self.amp and self.amp_dtype == torch.bfloat16 and str(run_cfg.get("device", "")).startswith("cuda")):
+            return
+        if getattr(model, "opt_precision", None) == "fp16":
+            logging.warning("run.amp_dtype is bfloat16 (no GradScaler) but model.opt_precision is fp16: gradients "
+                            "through the frozen OPT are unscaled fp16 and may underflow; set model.opt_precision: "
+                            "bf16 (and model.vit_precision: bf16) for bf16 training")
 
     def report_unseen_styles(self, vocabulary):
         """Log, per split, the rows whose style the model's vocabulary lacks (evaluated as no style);
