@@ -52,7 +52,8 @@ def load_checkpoint(path, mmap=False):
         raise FileNotFoundError(f"No checkpoint file at {path}")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and _is_zip_format(path))
+            # only torch.save's zip format (its default since torch 1.6) can be memory-mapped
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         raise UnsafeCheckpointError(
@@ -63,11 +64,6 @@ def load_checkpoint(path, mmap=False):
         ) from err
     except (RuntimeError, EOFError) as err:
         raise RuntimeError(f"Could not read checkpoint {path} (truncated or not a torch file): {err}") from err
-
-
-def _is_zip_format(path):
-    """torch.save's default format since torch 1.6; only it can be memory-mapped."""
-    return zipfile.is_zipfile(path)
 
 
 def local_checkpoint_path(url_or_filename):

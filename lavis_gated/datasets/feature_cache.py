@@ -112,7 +112,8 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.processor(Image.open(self.paths[i]).convert("RGB"))
+        with Image.open(self.paths[i]) as image:  # closed at once: a build opens every distinct image
+            return self.processor(image.convert("RGB"))
 
 
 def _create_arrays(folder, count, features):

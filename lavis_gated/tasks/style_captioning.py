@@ -111,7 +111,7 @@ class StyleCaptioningTask(BaseTask):
         if getattr(model, "opt_precision", None) == "fp16":
             logging.warning("run.amp_dtype is bfloat16 (no GradScaler) but model.opt_precision is fp16: gradients "
                             "through the frozen OPT are unscaled fp16 and may underflow; set model.opt_precision: "
-                            "bf16 (and model.vit_precision: bf16) for bf16 training")
+                            "bf16 for bf16 training")
 
     def report_unseen_styles(self, vocabulary):
         """Log, per split, the rows whose style the model's vocabulary lacks (evaluated as no style);
