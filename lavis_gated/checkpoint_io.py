@@ -7,6 +7,7 @@ before anything in it runs.
 """
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 
@@ -37,9 +38,22 @@ def save_checkpoint(obj, path):
         with atomic_file(path) as handle:
             torch.save(obj, handle)
     except Exception as err:
+        # torch reports a failed write as "[enforce fail at inline_container.cc] unexpected pos": the
+        # cause (e.g. no space left on the device) is an OSError further down the exception chain.
         raise RuntimeError(
-            f"Could not write checkpoint {path} (the previous file, if any, is unchanged): {err}"
+            f"Could not write checkpoint {path} (the previous file, if any, is unchanged): {_root_cause(err)}"
         ) from err
+
+
+def _root_cause(err):
+    """The first OSError in `err`'s chain (the real reason a write failed), else `err` itself."""
+    seen, current = set(), err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return err
 
 
 def load_checkpoint(path, mmap=False):
@@ -55,15 +69,47 @@ def load_checkpoint(path, mmap=False):
             # only torch.save's zip format (its default since torch 1.6) can be memory-mapped
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # `from None`: torch's own message above ours advises loading with weights_only=False, the one
+        # thing not to do with a file that carries code.
         raise UnsafeCheckpointError(
-            f"Refusing to load checkpoint {path}: it contains a pickled object "
-            f"({found.group(1) if found else 'not a tensor, container or number'}) that loading would "
-            "execute. Nothing from it was run; if you trust the file, re-save its tensors as a plain "
-            "state dict."
-        ) from err
+            f"Refusing to load checkpoint {path}: {_refused_content(path, err)}. Nothing from it was run; "
+            "if you trust the file, re-save its tensors as a plain state dict with torch.save."
+        ) from None
     except (RuntimeError, EOFError) as err:
         raise RuntimeError(f"Could not read checkpoint {path} (truncated or not a torch file): {err}") from err
+
+
+def _refused_content(path, err):
+    """What the safe loader refused: the pickled global (a callable or class that loading would call)."""
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    names = [found.group(1)] if found else _unsafe_globals(path)
+    if names:
+        return f"it holds a pickled callable or class ({', '.join(names[:5])}) that loading would call"
+    return "it is not a torch.save file that the safe loader can read (e.g. a bare pickle of other data)"
+
+
+def _unsafe_globals(path):
+    """module.name of each global a pickle refers to, outside torch's and SAFE_GLOBALS' safe set, found by
+    reading its opcodes (nothing is executed); the data.pkl of a zip-format file, else the file itself."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {"collections.OrderedDict"}
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        names, strings = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if opcode.name == "GLOBAL":
+                names.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # unreadable or not a pickle: there is nothing more to name
+        return []
+    return [n for n in dict.fromkeys(names) if n not in allowed and not n.startswith("torch.")]
 
 
 def local_checkpoint_path(url_or_filename):

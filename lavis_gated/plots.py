@@ -19,32 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lavis_gated.atomic_files import atomic_file  # noqa: E402
+from lavis_gated.runners.run_log import logged_config, read_log  # noqa: E402,F401  (re-exported)
 
 LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
 MAX_ANNOTATED_CELLS = 120
-
-
-def read_log(path):
-    """LAVIS's log.txt (the config as indented JSON, then one JSON line per logged stats) -> list of dicts."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    decoder, entries, pos = json.JSONDecoder(), [], 0
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos == len(text):
-            return entries
-        try:
-            entry, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not a LAVIS log (JSON values one after another): {err}") from err
-        entries.append(entry)
-
-
-def logged_config(entries):
-    """The run config that LAVIS writes first into log.txt, or {}."""
-    return next((e for e in entries if "run" in e and "model" in e), {})
 
 
 def epoch_history(entries):
@@ -120,7 +99,7 @@ def plot_training_curves(log_path, out_path):
                 losses.plot(*zip(*points), style, color=color, marker=".", label=f"{where} {part}")
     losses.set(xlabel="epoch", ylabel="loss", title="loss parts")
     losses.legend(fontsize=7, ncol=2)
-    points = [(r["epoch"], r["agg_metrics"]) for r in evaluations]
+    points = [(r["epoch"], r["agg_metrics"]) for r in evaluations if "agg_metrics" in r]  # null: not finite
     if points:
         epochs, values = zip(*points)
         metric.plot(epochs, values, "-o", color="C5", label=f"{split} agg_metrics")

@@ -45,7 +45,8 @@ def epoch_summary(epoch, train_stats, split_name, metrics, select_by):
     if train_stats:
         parts.append("train " + _numbers(train_stats, LOSS_PARTS))
     parts.append(f"{split_name} " + _numbers(metrics, LOSS_PARTS + HEADLINE))
-    parts.append(f"agg_metrics {metrics['agg_metrics']:.4f} (select_by {select_by})")
+    agg = metrics["agg_metrics"]
+    parts.append(f"agg_metrics {'not finite' if agg is None else format(agg, '.4f')} (select_by {select_by})")
     return " | ".join(parts)
 
 

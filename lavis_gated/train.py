@@ -42,6 +42,7 @@ from omegaconf import OmegaConf, open_dict  # noqa: E402
 from lavis_gated.datasets.feature_cache import attach_feature_cache  # noqa: E402
 from lavis_gated.runners.distributed import init_distributed_mode  # noqa: E402
 from lavis_gated.runners.reproducibility import seed_everything  # noqa: E402
+from lavis_gated.runners.threads import set_num_threads  # noqa: E402
 
 
 def argument_parser(description):
@@ -122,6 +123,7 @@ def build_runner(args, config_cls=Config):
     setup_seeds(cfg)
     # After the process group exists, so that only rank 0 logs at INFO.
     setup_logger()
+    set_num_threads(cfg.run_cfg)
     cfg.pretty_print()
     job_id = make_job_id()
 

@@ -1,16 +1,21 @@
 """Checkpoint files: atomic writes that survive SIGKILL and failed writes; loading that never runs code."""
+import errno
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lavis_gated import atomic_files
 from lavis_gated.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
 from lavis_gated.models.backbones import load_weights_file
 
@@ -97,6 +102,51 @@ def test_failed_write_raises_and_keeps_previous_file(tmp_path, monkeypatch, fail
     assert path.read_bytes() == before
     assert load_checkpoint(path) == {"version": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_best.pth"]
+
+
+class FullDiskFile(io.FileIO):
+    """A file on a disk that fills up after 5000 bytes, failing as a real full disk does."""
+
+    def write(self, data):
+        if self.tell() + len(data) > 5000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_full_disk_is_named_on_the_last_line(tmp_path, monkeypatch):
+    """torch.save turns the failed write into '[enforce fail at inline_container.cc] unexpected pos';
+    the message users read last must say why."""
+    path = tmp_path / "checkpoint_best.pth"
+    save_checkpoint({"version": 1}, path)
+    monkeypatch.setattr(atomic_files, "open", lambda name, mode, **kw: FullDiskFile(name, mode), raising=False)
+    with pytest.raises(RuntimeError) as failure:
+        save_checkpoint({"w": torch.ones(100_000)}, path)
+    last_line = traceback.format_exception(failure.value)[-1]
+    assert "checkpoint_best.pth" in last_line and "No space left on device" in last_line, last_line
+    assert "unexpected pos" not in last_line
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"version": 1}
+
+
+class SystemCall:
+    """Unpickling this calls os.system: the payload of a typical malicious pickle."""
+
+    def __reduce__(self):
+        return os.system, ("true",)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_refusal_names_the_global_and_gives_no_unsafe_advice(tmp_path, writer):
+    path = tmp_path / "checkpoint.pth"
+    if writer == "torch.save":
+        torch.save({"model": {"w": torch.zeros(2)}, "scaler": SystemCall()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"scaler": SystemCall()}, protocol=4))
+    with pytest.raises(UnsafeCheckpointError) as refusal:
+        load_checkpoint(path)
+    shown = "".join(traceback.format_exception(refusal.value))
+    assert f"{os.system.__module__}.system" in str(refusal.value)
+    assert "weights_only" not in shown and "will likely succeed" not in shown, shown
 
 
 def test_code_payload_is_refused_and_never_runs(tmp_path):

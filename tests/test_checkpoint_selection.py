@@ -80,6 +80,24 @@ def test_best_checkpoint_is_replaced_exactly_when_the_chosen_metric_improves(tmp
     assert last_val["agg_metrics"] == pytest.approx(expected_agg)
 
 
+@pytest.mark.parametrize("select_by", ["loss", "em"])
+def test_a_nan_validation_loss_never_becomes_best(tmp_path, monkeypatch, select_by):
+    """Epoch 1's weights blew up (init_lr 1e30 does that): NaN loss, yet answers still right."""
+    scripted = scripted_records
+
+    def blown_up_at_epoch_1(epoch):
+        rows = scripted(epoch)
+        return [dict(r, lm_loss=float("nan")) for r in rows] if epoch == 1 else rows
+
+    monkeypatch.setitem(globals(), "scripted_records", blown_up_at_epoch_1)
+    runner = make_runner(tmp_path, task="toy_runner_scripted_captioning", max_epoch=2, select_by=select_by)
+    saves = record_saves(runner)
+    runner.train()
+    assert saves == [(0, True)]
+    log = (runner.output_dir / "log.txt").read_text()
+    assert '"val_agg_metrics": null' in log and '"val_epoch": 1' in log
+
+
 def test_default_selection_is_the_loss_as_a_positive_larger_is_better_value():
     task = StyleCaptioningTask()
     assert task.select_by == "loss"

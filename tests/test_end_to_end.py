@@ -15,8 +15,11 @@ import torch
 from omegaconf import OmegaConf
 
 from lavis_gated.datasets.synthetic_artquest import generate
+from result_tolerance import assert_same_results
 
 REPO = Path(__file__).resolve().parent.parent
+# A hang guard, not a speed check: a busy 2-core machine can make one tiny epoch take minutes.
+SUBPROCESS_TIMEOUT = 1800
 FROZEN_PREFIXES = ("visual_encoder.", "opt_model.", "style_encoder.cnn.")
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # buffers: LAVIS keeps them
 
@@ -40,7 +43,7 @@ def write_config(tmp_path, data_root, name, base="demo.yaml", **run):
     return path
 
 
-def run(args, timeout=300):
+def run(args, timeout=SUBPROCESS_TIMEOUT):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -61,7 +64,8 @@ def free_port():
 
 def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):
     train_cfg = write_config(tmp_path, small_data, "train", max_epoch=2, warmup_steps=1)
-    run(["lavis_gated/train.py", "--cfg-path", str(train_cfg)])
+    trained_output = run(["lavis_gated/train.py", "--cfg-path", str(train_cfg)])
+    assert "intra-op threads: " in trained_output.stdout + trained_output.stderr  # the choice is logged
     run_dir = only_run_dir(tmp_path / "train")
 
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint_*"))
@@ -86,15 +90,4 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):
          f"model.finetuned={run_dir / 'checkpoint_best.pth'}"])
     evaluated = json.loads((only_run_dir(tmp_path / "eval") / "test_metrics.json").read_text())
     for key in ("lm_loss", "style_kl", "style_head_acc", "em", "em_by_type"):
-        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
-
-
-def test_torchrun_two_processes_on_cpu(tmp_path, small_data):
-    cfg = write_config(tmp_path, small_data, "ddp", max_epoch=1, warmup_steps=1)
-    run(["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-         "lavis_gated/train.py", "--cfg-path", str(cfg)])
-    run_dir = only_run_dir(tmp_path / "ddp")
-    assert (run_dir / "checkpoint_best.pth").is_file()
-    predictions = json.loads((run_dir / "test_predictions.json").read_text())
-    ids = [p["question_id"] for p in predictions]
-    assert len(ids) == len(set(ids)) == 6 * 2 * 2, "every test question exactly once across both ranks"
+        assert_same_results(evaluated[key], trained[key], where=key)

@@ -14,10 +14,12 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.runners.run_log import is_config, read_log
 from lavis_gated.models.blip2_opt_gated import STYLE_VOCAB_KEY
 from lavis_gated import checkpoint_io
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 from test_checkpoint_io import CodePayload
+from test_end_to_end import SUBPROCESS_TIMEOUT
 from test_runner import ITERS_PER_EPOCH, REPO_ROOT, checkpoint_files, load_checkpoint, make_runner, write_config
 from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
 
@@ -72,7 +74,7 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_goes(tmp_path):
     assert (resumed.best_agg_metric, resumed.best_epoch) == (0.9, 0)
     assert (run_dir / "checkpoint_best.pth").read_bytes() == best_bytes, "a worse epoch replaced the best"
     assert resumed.unwrap_dist_model(resumed.model).tag.version == 2
-    assert [sorted(entry) for entry in train_log(run_dir)] == [["train_loss"]] * MAX_EPOCH
+    assert [entry["train_epoch"] for entry in train_log(run_dir)] == list(range(MAX_EPOCH))
 
     last, reference_last = load_checkpoint(resumed, "checkpoint_last.pth"), load_checkpoint(reference, "checkpoint_last.pth")
     assert last["epoch"] == reference_last["epoch"] == MAX_EPOCH - 1
@@ -81,6 +83,21 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_goes(tmp_path):
         assert torch.equal(last["model"][key], reference_last["model"][key]), key
     for moments, expected in zip(last["optimizer"]["state"].values(), reference_last["optimizer"]["state"].values()):
         assert all(torch.equal(moments[k], expected[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_log_shows_each_epoch_once_after_repeated_resumes(tmp_path):
+    config = dict(max_epoch=MAX_EPOCH, save_last=True, toy_agg_schedule=SCHEDULE)
+    first = make_runner(tmp_path, **config)
+    first.train()
+    run_dir = first.output_dir
+    for _ in range(4):  # each resume from the best (epoch 0) runs epochs 1-3 again
+        make_runner(tmp_path, **config, resume_ckpt_path=str(run_dir / "checkpoint_best.pth")).train()
+
+    entries = read_log(run_dir / "log.txt")
+    assert sum(is_config(e) for e in entries) == 1 and is_config(entries[0])
+    assert [e["train_epoch"] for e in entries if "train_loss" in e] == list(range(MAX_EPOCH))
+    assert [e["val_epoch"] for e in entries if "val_agg_metrics" in e] == list(range(MAX_EPOCH))
+    assert [e["resumed_at_epoch"] for e in entries if "resumed_at_epoch" in e] == [1]  # the last resume's note
 
 
 def test_resume_restores_optimizer_and_scaler(tmp_path):
@@ -157,7 +174,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
 
     first = subprocess.Popen(train, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_line(first, "toy step 2 1", timeout=120)  # epoch 2 is half done
+        wait_for_line(first, "toy step 2 1", timeout=SUBPROCESS_TIMEOUT)  # epoch 2 is half done
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
@@ -167,7 +184,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
     assert torch.load(run_dir / "checkpoint_last.pth", weights_only=True)["epoch"] == 1
 
     resumed = subprocess.run([*train, "--resume", str(run_dir / "checkpoint_last.pth")], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=180)
+                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "toy step 2 0" in resumed.stdout and "toy step 1 " not in resumed.stdout
 

@@ -19,6 +19,7 @@ if str(HERE) not in sys.path:
 import toy_components  # noqa: E402,F401  (registers the toy model, builder and task)
 from lavis_gated.runners.runner_gated import GatedRunner  # noqa: E402
 from lavis_gated.train import build_runner  # noqa: E402
+from test_end_to_end import SUBPROCESS_TIMEOUT  # noqa: E402
 
 FROZEN_KEYS = {"frozen.weight", "frozen.bias"}
 ITERS_PER_EPOCH = 4  # 16 train samples, batch 4
@@ -109,6 +110,21 @@ def test_best_checkpoint_follows_improvements_only(tmp_path, schedule, best_epoc
     head = runner.unwrap_dist_model(runner.model).head
     assert torch.equal(head.weight, ckpt["model"]["head.weight"])
     assert runner.task.cuda_enabled_seen and not any(runner.task.cuda_enabled_seen)
+
+
+def test_non_finite_validation_never_becomes_best(tmp_path):
+    runner = make_runner(tmp_path, max_epoch=3, toy_agg_schedule=[float("nan"), 0.5, float("nan")])
+    saves = record_saves(runner)
+    runner.train()
+    assert saves == [(1, True)]
+    assert load_checkpoint(runner, "checkpoint_best.pth")["best_agg_metric"] == 0.5
+
+
+def test_a_run_without_any_finite_validation_says_so(tmp_path):
+    runner = make_runner(tmp_path, max_epoch=2, save_last=True, toy_agg_schedule=[float("nan"), float("inf")])
+    with pytest.raises(RuntimeError, match=r"No validation .* finite agg_metrics.*diverged.*checkpoint_last\.pth"):
+        runner.train()
+    assert checkpoint_files(runner.output_dir) == ["checkpoint_last.pth"]
 
 
 def test_without_validation_keeps_last_epoch_and_tests_current_model(tmp_path):
@@ -207,7 +223,7 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
         "lavis_gated/train.py", "--cfg-path", str(cfg),
     ]
 
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_dirs = list((tmp_path / "output").iterdir())

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from test_end_to_end import SUBPROCESS_TIMEOUT
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def benchmark(*args, **env_overrides):
     env = dict(os.environ, PYTHONWARNINGS="ignore", **env_overrides)
     result = subprocess.run([sys.executable, "benchmarks/step_time.py", "--size", "tiny", "--threads", "1", *args],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-5000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 

@@ -111,13 +111,13 @@ def test_metrics_without_style_rows_or_labels_are_zero_not_nan():
     assert m["agg_metrics"] == 0.0
 
 
-def test_non_finite_loss_gives_agg_metrics_zero():
-    records = [dict(RECORDS[0], lm_loss=float("nan"))]
-    m = make_task().metrics(records)
-    assert math.isnan(m["loss"])
-    assert m["agg_metrics"] == 0.0
-    records = [dict(RECORDS[0], lm_loss=float("inf"))]
-    assert make_task().metrics(records)["agg_metrics"] == 0.0
+@pytest.mark.parametrize("select_by", ["loss", "em"])
+@pytest.mark.parametrize("bad_loss", [float("nan"), float("inf")])
+def test_non_finite_loss_gives_no_agg_metrics(select_by, bad_loss):
+    """Blown-up weights can still answer some questions right; they must never be selected as best."""
+    m = make_task(select_by=select_by).metrics([dict(RECORDS[0], lm_loss=bad_loss)])
+    assert not math.isfinite(m["loss"])
+    assert m["agg_metrics"] is None
 
 
 def test_invalid_select_by_names_the_allowed_values():

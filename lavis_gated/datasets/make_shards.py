@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from lavis_gated.atomic_files import atomic_file
 from lavis_gated.datasets.artquest_builder import ArtQuestBuilder
 from lavis_gated.datasets.artquest_dataset import ROW_KEYS
+from lavis_gated.runners.threads import set_num_threads
 
 
 def load_dataset_config(cfg_path, name="artquest"):
@@ -76,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="artquest", help="name of the datasets entry")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the builder's summary and skip counts
+    set_num_threads()
     patterns = make_shards(args.cfg_path, args.out, args.maxcount, args.dataset)
     print(f"datasets.{args.dataset}.build_info:\n  shards:")
     for split, pattern in patterns.items():

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lavis_gated.datasets.style_vocabulary import normalise_style
+from lavis_gated.runners.threads import set_num_threads
 
 STYLES = ("impressionism", "cubism", "pop art", "pointillism", "ukiyo-e", "minimalism")
 SHAPES = ("circle", "square", "triangle")
@@ -152,6 +153,7 @@ def main(argv=None):
     parser.add_argument("--val", type=int, default=DEFAULT_IMAGES_PER_STYLE["val"], help="images per style")
     parser.add_argument("--test", type=int, default=DEFAULT_IMAGES_PER_STYLE["test"], help="images per style")
     args = parser.parse_args(argv)
+    set_num_threads()
     counts = {"train": args.train, "val": args.val, "test": args.test}
     for split, path in generate(args.out, counts, seed=args.seed, size=args.size).items():
         print(f"{split}: {path}")

@@ -37,6 +37,7 @@ from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
 
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
+from lavis_gated.runners.run_log import continue_log
 from lavis_gated.runners.eval_sampler import BatchShardSampler
 
 
@@ -202,16 +203,19 @@ class GatedRunner(RunnerBase):
         # checkpoint would ever exist for the test phase to reload.
         select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
 
-        self.log_config()
         if not self.evaluate_only and self.resume_ckpt_path is not None:
             self._load_checkpoint(self.resume_ckpt_path)
+            self._continue_log()
+        else:
+            self.log_config()
 
         cur_epoch = self.start_epoch - 1
         for cur_epoch in range(self.start_epoch, self.max_epoch):
             if not self.evaluate_only:
                 logging.info("Start training")
                 train_stats = self.train_epoch(cur_epoch)
-                self.log_stats(split_name="train", stats=train_stats)
+                # the epoch in every line, so that a resume can drop exactly the epochs it runs again
+                self.log_stats(split_name="train", stats={**train_stats, "epoch": cur_epoch})
 
             for split_name in self.valid_splits:
                 logging.info("Evaluating on {}.".format(split_name))
@@ -219,12 +223,18 @@ class GatedRunner(RunnerBase):
                 if val_log is None or not is_main_process():
                     continue
                 assert "agg_metrics" in val_log, "No agg_metrics found in validation log."
-                agg_metrics = float(val_log["agg_metrics"])
-                if split_name == select_split and agg_metrics > self.best_agg_metric:
+                agg_metrics = val_log["agg_metrics"]
+                if agg_metrics is None or not math.isfinite(float(agg_metrics)):
+                    # e.g. a NaN validation loss: blown-up weights must never become the best checkpoint
+                    logging.warning("%s at epoch %s: agg_metrics is not finite (%s); this epoch cannot become "
+                                    "the best checkpoint", split_name, cur_epoch, agg_metrics)
+                elif split_name == select_split and float(agg_metrics) > self.best_agg_metric:
+                    agg_metrics = float(agg_metrics)
                     self.best_epoch, self.best_agg_metric = cur_epoch, agg_metrics
                     if not self.evaluate_only:
                         self._save_checkpoint(cur_epoch, is_best=True)
                 val_log.update({"best_epoch": self.best_epoch})
+                val_log.setdefault("epoch", cur_epoch)
                 self.log_stats(val_log, split_name)
 
             if self.evaluate_only:
@@ -234,12 +244,33 @@ class GatedRunner(RunnerBase):
             if is_dist_avail_and_initialized():
                 dist.barrier()
 
+        if select_split is not None and self.best_epoch_missing():
+            raise RuntimeError(
+                f"No validation of this run on {select_split!r} had a finite agg_metrics, so no checkpoint_best.pth "
+                f"was written and there is nothing to test: the training diverged (lower run.init_lr, set "
+                f"run.max_grad_norm){'; checkpoint_last.pth holds the last epoch' if save_last else ''}."
+            )
         # Without a validation split the current model is the one to test.
         test_epoch = "best" if self.valid_splits else cur_epoch
         self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only)
 
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
         logging.info("Training time {}".format(total_time_str))
+
+    def best_epoch_missing(self):
+        """True when training ran but no epoch became the best (every validation was non-finite)."""
+        return not self.evaluate_only and self.max_epoch > self.start_epoch and self.best_agg_metric == -math.inf \
+            and not os.path.isfile(os.path.join(self.output_dir, "checkpoint_best.pth"))
+
+    @main_process
+    def _continue_log(self):
+        """A resumed run's log.txt: the config once, the epochs before the resumed one, and a note."""
+        path = os.path.join(self.output_dir, "log.txt")
+        note = {"resumed_from": str(self.resume_ckpt_path), "resumed_at_epoch": self.start_epoch}
+        if os.path.isfile(path):
+            continue_log(path, self.start_epoch, note)
+        else:
+            self.log_config()
 
     def train_epoch(self, epoch):
         """One epoch whose random numbers and batch order depend only on run.seed, epoch and rank."""

@@ -337,8 +337,8 @@ class StyleCaptioningTask(BaseTask):
         m.update(answer_metrics(records))
         m.update(caption_metrics(records))
         m["agg_metrics"] = 1.0 / (1.0 + m["loss"]) if self.select_by == "loss" else m[self.select_by]
-        if not records or not math.isfinite(m["agg_metrics"]):
-            m["agg_metrics"] = 0.0
+        if not records or not math.isfinite(m["loss"]) or not math.isfinite(m["agg_metrics"]):
+            m["agg_metrics"] = None  # a NaN loss means blown-up weights, whatever their answers score
         return m
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
