@@ -1,6 +1,7 @@
 """Evaluate with LAVIS, lavis_gated's components registered (mirrors LAVIS's evaluate.py).
 
-    python lavis_gated/evaluate.py --cfg-path CFG.yaml [--checkpoint CKPT] [--split test] [--options ...]
+    lavis-gated-eval --cfg-path CFG.yaml [--checkpoint CKPT] [--split test] [--options ...]
+    python lavis_gated/evaluate.py --cfg-path CFG.yaml [--checkpoint CKPT]
     python -m lavis_gated.evaluate --cfg-path CFG.yaml
     python -m torch.distributed.run --nproc_per_node=2 lavis_gated/evaluate.py --cfg-path CFG.yaml
 
@@ -8,84 +9,18 @@ Runs run.test_splits (or --split) with the weights the model was built with (--c
 model.load_finetuned and model.finetuned). The model settings saved in that checkpoint are the defaults
 of the evaluated model, so a run trained with e.g. gating.type none is evaluated as it was trained; the
 YAML's model block and --options still win. Rank 0 then prints each split's metrics table and draws the
-run folder's pictures. See train.py for run.runner and run.imports.
+run folder's pictures (runners/evaluation.py). See runners/run_setup.py for run.runner and run.imports.
 """
 import os
 import sys
 
-if not __package__:
-    # Run as a file, Python puts lavis_gated/ first on sys.path, and its datasets/, models/ and
-    # tasks/ then shadow top-level packages (transformers probes for `datasets`).
-    import importlib.util
-
-    _here = os.path.dirname(os.path.realpath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _here]
-    if importlib.util.find_spec("lavis_gated") is None:
-        sys.path.insert(0, os.path.dirname(_here))
-
-import json  # noqa: E402
-
-from lavis.common.config import Config  # noqa: E402
-from lavis.common.dist_utils import is_main_process  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from lavis_gated import plots  # noqa: E402
-from lavis_gated.report import format_table  # noqa: E402
-from lavis_gated.checkpoint_io import load_checkpoint  # noqa: E402
-from lavis_gated.train import argument_parser, build_runner  # noqa: E402
-
-
-def saved_model_config(path):
-    """The model block of the config saved in a lavis-gated/LAVIS checkpoint file, or None."""
-    if not os.path.isfile(path):
-        return None  # a URL, or a missing file the model reports when it loads the checkpoint
-    return (load_checkpoint(path, mmap=True).get("config") or {}).get("model")
-
-
-class EvaluationConfig(Config):
-    """LAVIS's Config whose model block starts from the one saved in the evaluated checkpoint.
-
-    Precedence: model-type defaults < the checkpoint's model config < the YAML's model block < --options.
-    """
-
-    @staticmethod
-    def build_model_config(config, **kwargs):
-        built = Config.build_model_config(config, **kwargs)
-        chosen = OmegaConf.merge(built.model, kwargs.get("model") or {})
-        if not (chosen.get("load_finetuned") and chosen.get("finetuned")):
-            return built
-        saved = saved_model_config(chosen.finetuned)
-        return OmegaConf.merge(built, {"model": saved}, {"model": config.model}) if saved else built
-
-
-def parse_args(argv=None):
-    parser = argument_parser("Evaluation")
-    parser.add_argument("--checkpoint", help="checkpoint to evaluate (sets model.load_finetuned and model.finetuned)")
-    parser.add_argument("--split", help="evaluate this split instead of run.test_splits (e.g. val or test)")
-    args = parser.parse_args(argv)
-    options = list(args.options or [])
-    if args.checkpoint:
-        if not os.path.isfile(args.checkpoint):
-            parser.error(f"--checkpoint {args.checkpoint}: no such file")
-        options += ["model.load_finetuned=True", f"model.finetuned={os.path.abspath(args.checkpoint)}"]
-    if args.split:
-        options.append(f"run.test_splits=[{args.split}]")
-    args.options = options
-    return args
-
-
-def report(output_dir, splits):
-    """Print each split's metrics table and draw the run folder's pictures."""
-    for split in splits:
-        path = os.path.join(output_dir, f"{split}_metrics.json")
-        with open(path, encoding="utf-8") as f:
-            print(f"{split}:\n{format_table(json.load(f))}")
-        print(f"metrics: {path}")
-    for path in plots.draw_run(output_dir):
-        print(f"picture: {path}")
-
 
 def main(argv=None):
+    from lavis.common.dist_utils import is_main_process
+
+    from lavis_gated.runners.evaluation import EvaluationConfig, parse_args, report
+    from lavis_gated.runners.run_setup import build_runner
+
     runner = build_runner(parse_args(argv), config_cls=EvaluationConfig)
     available = {split for splits in runner.datasets.values() for split in splits}
     missing = sorted(set(runner.test_splits) - available)
@@ -98,4 +33,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if not __package__:  # run as a file: see the same block in train.py
+        sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     main()

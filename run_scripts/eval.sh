@@ -25,5 +25,5 @@ if [ -z "$checkpoint" ]; then
 fi
 [ -f "$checkpoint" ] || { echo "eval.sh: no checkpoint found (${checkpoint:-none}); pass one as the first argument" >&2; exit 2; }
 
-python -m torch.distributed.run --standalone --nproc_per_node="$nproc" lavis_gated/evaluate.py \
+python -m torch.distributed.run --standalone --nproc_per_node="$nproc" --no-python lavis-gated-eval \
     --cfg-path "${CFG:-projects/gated/demo_eval.yaml}" --checkpoint "$checkpoint" --split "$split" "${passed[@]}"

@@ -36,8 +36,8 @@ def scripted_records(epoch):
 class ScriptedCaptioningTask(StyleCaptioningTask):
     """StyleCaptioningTask whose evaluation returns SCHEDULE's records instead of running the toy model."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.evaluations = 0
 
     # the toy data and model have no style labels or vocabulary

@@ -120,10 +120,11 @@ def test_style_table_errors_name_file_and_columns(tmp_path):
 def test_keep_unlabelled_rows_leave_only_the_style_terms():
     """A kept unlabelled row has no style id: the hit-rate/KL rows and the CE rows exclude it."""
     import torch
-    task = StyleCaptioningTask()
+
+    from lavis_gated.tasks.loss_terms import style_rows
     vocabulary = StyleVocabulary(["cubism", "pop art"])
     ids = torch.tensor(vocabulary.ids(["cubism", "", "pop art"]))
-    assert task._style_rows(ids, ["style"] * 3).tolist() == [True, False, True]
+    assert style_rows(ids, ["style"] * 3, {"style"}).tolist() == [True, False, True]
 
 
 # ---- formats and encodings ---------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_every_row_left_out_is_an_error(tmp_path):
 def test_unknown_policies_are_errors(tmp_path):
     save_image(tmp_path / "images" / "ok.png")
     split = _split_with_images(tmp_path, ["ok.png"])
-    with pytest.raises(ValueError, match="bad_image 'ignore' is not one of"):
+    with pytest.raises(ValueError, match=r"datasets.artquest.bad_image is 'ignore'; it must be one of \['error', 'skip'\]"):
         build(builder_cfg(tmp_path, {"val": split}, bad_image="ignore"))
     with pytest.raises(ValueError, match="image_check 'full' is not one of"):
         find_bad_images([split], check="full")

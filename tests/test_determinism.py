@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lavis_gated.datasets.synthetic_artquest import generate
-from lavis_gated.train import build_runner
+from lavis_gated.runners.run_setup import build_runner
 from result_tolerance import assert_same_results
 from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, write_config
 from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)

@@ -17,8 +17,9 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import toy_components  # noqa: E402,F401  (registers the toy model, builder and task)
+from lavis_gated.checkpoint_keys import CheckpointMismatchError  # noqa: E402
 from lavis_gated.runners.runner_gated import GatedRunner  # noqa: E402
-from lavis_gated.train import build_runner  # noqa: E402
+from lavis_gated.runners.run_setup import build_runner  # noqa: E402
 from test_end_to_end import SUBPROCESS_TIMEOUT  # noqa: E402
 
 FROZEN_KEYS = {"frozen.weight", "frozen.bias"}
@@ -190,7 +191,7 @@ def test_reload_rejects_checkpoint_that_does_not_fit(tmp_path, tamper, message):
     tamper(ckpt["model"])
     torch.save(ckpt, best)
 
-    with pytest.raises(RuntimeError, match=f"checkpoint_best.pth.*{message}"):
+    with pytest.raises(CheckpointMismatchError, match=f"checkpoint_best.pth does not fit the model: .*{message}"):
         runner._reload_best_model(runner.unwrap_dist_model(runner.model))
 
 

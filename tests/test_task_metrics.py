@@ -1,4 +1,4 @@
-"""StyleCaptioningTask: metrics() from hand-made per-sample records, combine(), _style_rows, config checks."""
+"""StyleCaptioningTask: metrics() from hand-made per-sample records, loss_terms (batch_terms, style_rows), config checks."""
 import math
 from types import SimpleNamespace
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lavis_gated.tasks.loss_terms import batch_terms, style_rows
 from lavis_gated.tasks.style_captioning import SELECT_BY, StyleCaptioningTask
 
 WEIGHTS = {"lm_weight": 1.0, "style_hit_weight": 0.5, "style_kl_weight": 0.25, "style_ce_weight": 2.0}
@@ -131,7 +132,7 @@ def test_invalid_select_by_names_the_allowed_values():
 
 
 def test_invalid_amp_dtype_names_the_allowed_values():
-    with pytest.raises(ValueError, match=r"run.amp_dtype .float32. is not one of \[.bfloat16., .float16.\]"):
+    with pytest.raises(ValueError, match=r"run.amp_dtype is .float32.; it must be one of \[.float16., .bfloat16.\]"):
         StyleCaptioningTask(amp_dtype="float32")
 
 
@@ -140,20 +141,20 @@ def test_setup_task_reads_run_keys():
                             "style_question_types": ["style"], "num_beams": 3, "max_len": 7, "min_len": 2,
                             "select_by": "em", "amp": True, "amp_dtype": "bfloat16"})
     task = StyleCaptioningTask.setup_task(SimpleNamespace(run_cfg=run))
-    assert task.weights == {"lm": 0.5, "style_hit": 0.1, "style_kl": 0.2, "style_ce": 0.3}
+    assert task.weights == {"lm_loss": 0.5, "style_hit_loss": 0.1, "style_kl": 0.2, "style_ce": 0.3}
     assert task.style_question_types == {"style"}
     assert task.generation == {"num_beams": 3, "max_length": 7, "min_length": 2}
     assert task.select_by == "em" and task.amp is True and task.amp_dtype == torch.bfloat16
     default = StyleCaptioningTask.setup_task(SimpleNamespace(run_cfg=OmegaConf.create({})))
-    assert default.weights == {"lm": 1.0, "style_hit": 0.0, "style_kl": 0.0, "style_ce": 0.0}
+    assert default.weights == {"lm_loss": 1.0, "style_hit_loss": 0.0, "style_kl": 0.0, "style_ce": 0.0}
     assert default.style_question_types is None and default.select_by == "loss"
 
 
 def test_style_rows_labelled_and_of_a_style_question_type():
     ids = torch.tensor([0, -1, 2, 1])
     types = ["style", "style", "shape", "style"]
-    assert make_task()._style_rows(ids, types).tolist() == [True, False, False, True]
-    assert StyleCaptioningTask()._style_rows(ids, types).tolist() == [True, False, True, True]
+    assert style_rows(ids, types, {"style"}).tolist() == [True, False, False, True]
+    assert style_rows(ids, types, None).tolist() == [True, False, True, True]
 
 
 def _parts(**overrides):
@@ -169,8 +170,8 @@ def _parts(**overrides):
     return parts
 
 
-def test_combine_weights_each_term_over_its_rows():
-    terms = make_task().combine(_parts())
+def test_batch_terms_weights_each_term_over_its_rows():
+    terms = batch_terms(_parts(), make_task().weights)
     assert terms["lm_loss"].item() == pytest.approx(1.5)
     assert terms["style_hit_loss"].item() == pytest.approx(0.2)  # style rows: row 0 only
     assert terms["style_kl"].item() == pytest.approx(1.0)
@@ -179,18 +180,18 @@ def test_combine_weights_each_term_over_its_rows():
     assert set(terms) == {"lm_loss", "style_hit_loss", "style_kl", "style_ce", "loss"}
 
 
-def test_combine_gradients_reach_only_the_counted_rows():
+def test_batch_terms_gradients_reach_only_the_counted_rows():
     parts = _parts()
-    make_task().combine(parts)["loss"].backward()
+    batch_terms(parts, make_task().weights)["loss"].backward()
     assert parts["batch_lm_loss"].grad.item() == pytest.approx(1.0)
     assert parts["style_hit_loss"].grad.tolist() == pytest.approx([0.5, 0.0, 0.0])
     assert parts["style_kl"].grad.tolist() == pytest.approx([0.25, 0.0, 0.0])
     assert parts["style_ce"].grad.tolist() == pytest.approx([1.0, 1.0, 0.0])
 
 
-def test_combine_without_style_rows_is_the_lm_term_and_still_differentiable():
+def test_batch_terms_without_style_rows_is_the_lm_term_and_still_differentiable():
     parts = _parts(style_rows=torch.tensor([False, False, False]), style_ids=torch.tensor([-1, -1, -1]))
-    terms = make_task().combine(parts)
+    terms = batch_terms(parts, make_task().weights)
     assert terms["style_hit_loss"].item() == 0.0 and terms["style_kl"].item() == 0.0 and terms["style_ce"].item() == 0.0
     assert terms["loss"].item() == pytest.approx(1.5)
     terms["loss"].backward()

@@ -97,6 +97,8 @@ class ToyTask(BaseTask):
     that a test can kill the process in the middle of a known epoch.
     """
 
+    RUN_KEYS = ("toy_agg_schedule", "toy_step_seconds")
+
     def __init__(self, agg_schedule=(), step_seconds=0.0):
         super().__init__()
         self.agg_schedule = list(agg_schedule)

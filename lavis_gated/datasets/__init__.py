@@ -1,2 +1,2 @@
-"""Datasets; importing registers the `artquest` builder with LAVIS."""
-from lavis_gated.datasets.artquest_builder import ArtQuestBuilder  # noqa: F401
+"""ArtQuest-format data: files, shards, style sources, checks, the builder `artquest` (registered by importing
+lavis_gated), synthetic data and the frozen-feature cache."""

@@ -1,10 +1,12 @@
 """Builder `artquest`: ArtQuest-format splits (CSV/TSV/JSON/JSON-lines files plus an image root, or
 webdataset shards) from the datasets YAML; see the README for the keys."""
 import os
+from dataclasses import asdict
 
 from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 
+from lavis_gated.configs.dataset_config import artquest_config
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
 from lavis_gated.datasets.artquest_shards import ArtQuestShards
 from lavis_gated.datasets.dataset_summary import log_summary, summarise
@@ -29,6 +31,7 @@ class ArtQuestBuilder(BaseDatasetBuilder):
     def build(self):
         """{split: dataset} for the splits in build_info.shards (streamed) or build_info.annotations;
         relative paths are relative to the working directory. Logs a summary of every split."""
+        self.settings = artquest_config(self.config)
         self.build_processors()
         info = self.config.get("build_info")
         if info and info.get("shards"):
@@ -47,24 +50,21 @@ class ArtQuestBuilder(BaseDatasetBuilder):
         image_root = os.path.abspath(image_root)
         if not os.path.isdir(image_root):
             raise FileNotFoundError(f"image root does not exist: {image_root} (datasets.*.build_info.images.storage)")
-        cfg = self.config
-        encoding, delimiter = cfg.get("encoding", "utf-8"), cfg.get("delimiter", None)
-        style_table = StyleTable.from_config(cfg.get("style_table"), encoding, delimiter)
+        cfg = self.settings
+        style_table = StyleTable.from_config(cfg.style_table, cfg.encoding, cfg.delimiter)
         datasets = {}
         for split, annotation in annotations.items():
             path = os.path.abspath(annotation.storage)
-            records, skipped = read_split(path, dict(cfg.get("fields") or {}), split, cfg.get("missing_style", "error"),
-                                          style_table, encoding, delimiter)
-            records, bad = attach_images(records, image_root, split, cfg.get("bad_image", "error"),
-                                         cfg.get("image_check", "decode"), source=path)
+            records, skipped = read_split(path, asdict(cfg.fields), split, cfg.missing_style, style_table,
+                                          cfg.encoding, cfg.delimiter)
+            records, bad = attach_images(records, image_root, split, cfg.bad_image, cfg.image_check, source=path)
             if not records:
                 raise ValueError(f"{path}: every row was left out ({ {**skipped, **bad} })")
             datasets[split] = ArtQuestDataset(*self._processors(split), image_root, records, {**skipped, **bad})
         return datasets
 
     def _build_shards(self, shards):
-        missing_style = self.config.get("missing_style", "error")
-        shuffle_buffer = int(self.config.get("shuffle_buffer", 1000))
-        return {split: ArtQuestShards(entry.storage, *self._processors(split), missing_style,
-                                      shuffle_buffer if split == "train" else 0)
+        cfg = self.settings
+        return {split: ArtQuestShards(entry.storage, *self._processors(split), cfg.missing_style,
+                                      cfg.shuffle_buffer if split == "train" else 0)
                 for split, entry in shards.items()}

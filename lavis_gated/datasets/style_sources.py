@@ -51,10 +51,10 @@ class StyleTable:
 
     @classmethod
     def from_config(cls, cfg, encoding="utf-8", delimiter=None) -> Optional["StyleTable"]:
-        """The table named by `style_table.storage`, or None when no table is configured."""
-        if not cfg or not cfg.get("storage"):
+        """The table named by a StyleTableConfig's `storage`, or None when no table is configured."""
+        if cfg is None or not cfg.storage:
             return None
-        return cls.read(cfg["storage"], cfg.get("key", "image"), cfg.get("style", "style"), encoding, delimiter)
+        return cls.read(cfg.storage, cfg.key, cfg.style, encoding, delimiter)
 
     def lookup(self, images: pd.Series) -> pd.Series:
         return images.str.strip().map(self.styles).fillna("")

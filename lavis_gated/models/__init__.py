@@ -1,2 +1,1 @@
-"""Models; importing registers `blip2_opt_gated` with LAVIS."""
-from lavis_gated.models.blip2_opt_gated import Blip2OPTGated  # noqa: F401
+"""The model blip2_opt_gated and its parts (registered by importing lavis_gated)."""

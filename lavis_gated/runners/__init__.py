@@ -1,2 +1,2 @@
-"""Registered on import by lavis_gated/__init__.py."""
-from lavis_gated.runners import runner_gated  # noqa: F401  (registers "runner_gated")
+"""The runner runner_gated (registered by importing lavis_gated) and what starts a run: process group,
+threads, loaders, logs."""

@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from lavis.common.dist_utils import setup_for_distributed
 
+from lavis_gated.configs.run_config import runner_config
+
 
 def init_distributed_mode(run_cfg):
     """Join the process group started by torchrun or SLURM and record the layout in `run_cfg`.
@@ -34,7 +36,7 @@ def init_distributed_mode(run_cfg):
         run_cfg.distributed = False
         return
 
-    use_cuda = str(run_cfg.get("device", "cuda")).startswith("cuda") and torch.cuda.is_available()
+    use_cuda = runner_config(run_cfg).device.startswith("cuda") and torch.cuda.is_available()
     run_cfg.distributed = True
     run_cfg.rank = rank
     run_cfg.world_size = world_size
@@ -55,7 +57,7 @@ def init_distributed_mode(run_cfg):
         world_size=world_size,
         rank=rank,
         # A rank that died should fail the others within minutes, not hang them for a year.
-        timeout=datetime.timedelta(minutes=float(run_cfg.get("dist_timeout_minutes", 30))),
+        timeout=datetime.timedelta(minutes=float(runner_config(run_cfg).dist_timeout_minutes)),
     )
     # NCCL otherwise guesses the barrier's device and warns that it may hang.
     dist.barrier(**({"device_ids": [local_rank]} if use_cuda else {}))

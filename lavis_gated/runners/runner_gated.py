@@ -21,43 +21,17 @@ from pathlib import Path
 import lavis.common.optims  # noqa: F401  (registers the LR schedulers named by run.lr_sched)
 import torch
 import torch.distributed as dist
-import webdataset as wds
-from lavis.common.dist_utils import (
-    get_rank,
-    get_world_size,
-    is_dist_avail_and_initialized,
-    is_main_process,
-    main_process,
-)
+from lavis.common.dist_utils import get_rank, is_dist_avail_and_initialized, is_main_process, main_process
 from lavis.common.registry import registry
-from lavis.datasets.datasets.dataloader_utils import IterLoader, MultiIterLoader, PrefetchLoader
 from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
 
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
+from lavis_gated.checkpoint_keys import check_state_dict
+from lavis_gated.configs.run_config import runner_config
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_log import continue_log
-from lavis_gated.runners.eval_sampler import BatchShardSampler
-
-
-class EpochIterLoader(IterLoader):
-    """LAVIS's infinite loader without the 2 s sleep at every epoch (dataloader_utils.py:152), whose
-    batch order is a function of the epoch number, so a resumed epoch sees the batches it saw before."""
-
-    def set_epoch(self, epoch):
-        """Restart at the first batch of `epoch`."""
-        self._epoch = epoch
-        if hasattr(self._dataloader.sampler, "set_epoch"):
-            self._dataloader.sampler.set_epoch(epoch)
-        self.iter_loader = iter(self._dataloader)
-
-    def __next__(self):
-        try:
-            return next(self.iter_loader)
-        except StopIteration:
-            self.set_epoch(self._epoch + 1)
-            return next(self.iter_loader)
+from lavis_gated.runners.loaders import LoaderOptions, create_loader
 
 
 def _set_registry_path(name, path):
@@ -86,7 +60,7 @@ class GatedRunner(RunnerBase):
                 self._wrapped_model = DDP(
                     self._model,
                     device_ids=[self.config.run_cfg.gpu] if self.cuda_enabled else None,
-                    find_unused_parameters=self.config.run_cfg.get("find_unused_parameters", False),
+                    find_unused_parameters=self.settings.find_unused_parameters,
                 )
             else:
                 self._wrapped_model = self._model
@@ -99,11 +73,18 @@ class GatedRunner(RunnerBase):
         wants_scaler = (
             run_cfg.get("amp", False)
             and self.cuda_enabled
-            and run_cfg.get("amp_dtype", "float16") == "float16"
+            and getattr(self.task, "amp_dtype", torch.float16) == torch.float16
         )
         if wants_scaler and self._scaler is None:
             self._scaler = torch.amp.GradScaler("cuda")
         return self._scaler
+
+    @property
+    def settings(self):
+        """The runner's own run keys (RunnerConfig), checked."""
+        if getattr(self, "_settings", None) is None:
+            self._settings = runner_config(self.config.run_cfg)
+        return self._settings
 
     @property
     def evaluate_only(self):
@@ -132,63 +113,13 @@ class GatedRunner(RunnerBase):
         self.result_dir = result_dir
         self.output_dir = output_dir
 
-    def create_loaders(
-        self, datasets, num_workers, batch_sizes, is_trains, collate_fns, dataset_ratios=None
-    ):
-        """Loaders as in LAVIS, but CUDA prefetching only on CUDA and no sleep between epochs."""
+    def create_loaders(self, datasets, num_workers, batch_sizes, is_trains, collate_fns, dataset_ratios=None):
+        """Loaders as in LAVIS, but CUDA prefetching only on CUDA and no sleep between epochs (loaders.py)."""
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
-
-        def _create_loader(dataset, bsz, is_train, collate_fn):
-            # webdataset pipelines split and shuffle themselves across ranks and workers;
-            # runner_base.py:504 gives them iter(DataLoader), which has no len() for the training
-            # loop and leaves an evaluation split empty from its second epoch on.
-            streamed = isinstance(dataset, (ChainDataset, wds.DataPipeline))
-            sampler = None
-            if is_train and not streamed:
-                # Also for one process: the permutation then depends on run.seed and the epoch only,
-                # and N processes with batch b split exactly the batches of one process with N * b.
-                sampler = DistributedSampler(
-                    dataset,
-                    shuffle=True,
-                    num_replicas=get_world_size(),
-                    rank=get_rank(),
-                    seed=int(self.config.run_cfg.get("seed", 0)),
-                    drop_last=True,
-                )
-            elif not streamed and self.use_distributed and self.use_dist_eval_sampler:
-                # No padding, and one process's batches: N processes evaluate as one does.
-                sampler = BatchShardSampler(len(dataset), bsz, get_world_size(), get_rank())
-            loader = DataLoader(
-                dataset,
-                batch_size=bsz,
-                num_workers=num_workers,
-                pin_memory=self.cuda_enabled,
-                sampler=sampler,
-                collate_fn=collate_fn,
-                drop_last=is_train and not streamed,
-            )
-            if self.cuda_enabled:
-                loader = PrefetchLoader(loader)
-            if is_train:
-                loader = EpochIterLoader(loader, use_distributed=self.use_distributed)
-            return loader
-
-        loaders = []
-        for dataset, bsz, is_train, collate_fn in zip(
-            datasets, batch_sizes, is_trains, collate_fns
-        ):
-            if isinstance(dataset, (list, tuple)):
-                loader = MultiIterLoader(
-                    loaders=[
-                        _create_loader(d, bsz, is_train, collate_fn[i])
-                        for i, d in enumerate(dataset)
-                    ],
-                    ratios=dataset_ratios,
-                )
-            else:
-                loader = _create_loader(dataset, bsz, is_train, collate_fn)
-            loaders.append(loader)
-        return loaders
+        options = LoaderOptions(seed=int(self.config.run_cfg.get("seed", 0)), cuda=self.cuda_enabled,
+                                distributed=self.use_distributed, shard_evaluation=self.use_dist_eval_sampler)
+        return [create_loader(dataset, bsz, is_train, collate_fn, num_workers, options, dataset_ratios)
+                for dataset, bsz, is_train, collate_fn in zip(datasets, batch_sizes, is_trains, collate_fns)]
 
     def train(self):
         """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
@@ -198,7 +129,7 @@ class GatedRunner(RunnerBase):
         # process group.
         start_time = time.time()
         self.best_agg_metric, self.best_epoch = -math.inf, 0
-        save_last = not self.valid_splits or self.config.run_cfg.get("save_last", False)
+        save_last = not self.valid_splits or self.settings.save_last
         # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
         # checkpoint would ever exist for the test phase to reload.
         select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
@@ -326,27 +257,12 @@ class GatedRunner(RunnerBase):
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
-        state_dict = checkpoint["model"]
-        expected = set(model.state_dict())
-        unexpected = sorted(set(state_dict) - expected)
-        missing = expected - set(state_dict)
         frozen = _frozen_parameter_names(model)
-        missing_trainable = sorted(k for k in missing if k not in frozen)
-        if unexpected or missing_trainable:
-            raise RuntimeError(
-                f"Checkpoint {path} does not fit the model: "
-                f"{len(unexpected)} unexpected keys {unexpected[:10]}, "
-                f"{len(missing_trainable)} missing non-frozen keys {missing_trainable[:10]}."
-            )
-        try:
-            model.load_state_dict(state_dict, strict=False)
-        except (RuntimeError, ValueError) as err:  # a shape mismatch, another style vocabulary
-            raise RuntimeError(f"Could not load checkpoint {path}: {err}") from err
-        logging.info(
-            "Loaded {} tensors from {}; {} frozen parameters kept from the model.".format(
-                len(state_dict), path, len(missing)
-            )
-        )
+        report = check_state_dict(checkpoint["model"], model.state_dict(), path, "the model",
+                                  may_miss=frozen.__contains__)
+        model.load_state_dict(checkpoint["model"], strict=False)
+        logging.info("Loaded %d tensors from %s; %d frozen parameters kept from the model.", len(report.loaded), path,
+                     len(report.allowed_missing))
         return model
 
     def _reload_best_model(self, model):

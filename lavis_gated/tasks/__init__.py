@@ -1,2 +1,1 @@
-"""Tasks; importing registers `style_captioning` with LAVIS."""
-from lavis_gated.tasks.style_captioning import StyleCaptioningTask  # noqa: F401
+"""The task style_captioning (registered by importing lavis_gated): losses, training loop, metrics, outputs."""

@@ -1,0 +1,65 @@
+"""One rule for checking a state dict against what loads it, used by the runner (resume, best-checkpoint
+reload), the model (BLIP-2 and lavis-gated checkpoints) and the style encoder (timm weights).
+
+Every mismatch is reported in one format that names the file and the keys: unexpected keys, missing keys
+(minus those the loader may miss, e.g. the frozen parameters LAVIS's checkpoints leave out) and tensors of
+the wrong shape.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List
+
+SHOWN = 10  # keys listed per kind in an error
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict does not fit the module that loads it."""
+
+
+@dataclass
+class KeyReport:
+    """What checking a state dict found; `missing` excludes the keys the loader may miss."""
+
+    source: str
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    allowed_missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    wrong_shape: List[str] = field(default_factory=list)
+
+    def problems(self):
+        return [(f"{len(keys)} {what}", keys) for what, keys in
+                (("unexpected keys", self.unexpected), ("missing keys", self.missing),
+                 ("wrong shapes", self.wrong_shape)) if keys]
+
+
+def _listed(keys):
+    return f"{keys[:SHOWN]}{' ...' if len(keys) > SHOWN else ''}"
+
+
+def check_state_dict(state_dict: Dict, expected: Dict, source: str, target: str,
+                     may_miss: Callable[[str], bool] = lambda key: False) -> KeyReport:
+    """Compare `state_dict` with `expected` (the loader's own state dict); raise CheckpointMismatchError
+    naming `source` (the file) and `target` (what loads it) unless only allowed keys are missing."""
+    report = KeyReport(source)
+    for key, value in state_dict.items():
+        if key not in expected:
+            report.unexpected.append(key)
+        elif hasattr(value, "shape") and hasattr(expected[key], "shape") and value.shape != expected[key].shape:
+            report.wrong_shape.append(f"{key} {tuple(value.shape)} != {tuple(expected[key].shape)}")
+        else:
+            report.loaded.append(key)
+    for key in expected:
+        if key not in state_dict:
+            (report.allowed_missing if may_miss(key) else report.missing).append(key)
+    if report.problems():
+        details = "; ".join(f"{what} {_listed(keys)}" for what, keys in report.problems())
+        raise CheckpointMismatchError(f"{source} does not fit {target}: {details}")
+    return report
+
+
+def count_by_module(keys):
+    """{"style_encoder": 122, ...}: a readable summary of a long key list."""
+    counts = {}
+    for key in keys:
+        counts[key.split(".")[0]] = counts.get(key.split(".")[0], 0) + 1
+    return counts

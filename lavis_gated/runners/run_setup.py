@@ -1,0 +1,105 @@
+"""From a project YAML to a ready runner, as LAVIS's train.py does: config, process group, seeds, logging,
+threads, task, datasets, model and runner. Shared by training and evaluation.
+
+Config keys read here, beyond LAVIS's: run.runner (default "runner_gated"), run.imports (modules imported
+before the config is resolved, so that models, builders, tasks or runners of yours register themselves),
+run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
+"""
+import argparse
+import importlib
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from lavis.common.config import Config
+from lavis.common.dist_utils import get_rank, is_dist_avail_and_initialized
+from lavis.common.logger import setup_logger
+from lavis.common.registry import registry
+from omegaconf import OmegaConf, open_dict
+
+from lavis_gated.configs.run_config import check_run_block, runner_config
+from lavis_gated.datasets.feature_cache import attach_feature_cache
+from lavis_gated.runners.distributed import init_distributed_mode
+from lavis_gated.runners.reproducibility import seed_everything
+from lavis_gated.runners.threads import set_num_threads
+
+
+def argument_parser(description):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
+    parser.add_argument("--options", nargs="+", action="extend",
+                        help="override settings of the config file, as key=value pairs merged into it.")
+    return parser
+
+
+def import_user_modules(cfg_path):
+    """Import run.imports from the YAML file: Config needs their registrations to resolve names."""
+    for name in OmegaConf.load(cfg_path).get("run", {}).get("imports", None) or []:
+        importlib.import_module(name)
+
+
+def setup_seeds(cfg):
+    seed_everything(cfg.run_cfg.seed + get_rank())
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def make_job_id():
+    """Time stamp naming output_dir/<job_id>, the same on every rank.
+
+    LAVIS's now() keeps 10-minute resolution (two runs share a folder) and is taken on each rank
+    separately (ranks can straddle a boundary), so rank 0's second-resolution stamp is broadcast.
+    """
+    job_id = [time.strftime("%Y%m%d%H%M%S")]
+    if is_dist_avail_and_initialized():
+        dist.broadcast_object_list(job_id, src=0)
+    return job_id[0]
+
+
+def with_frozen_feature_cache(cfg, task, model, datasets):
+    """The datasets reading cached frozen features when run.frozen_feature_cache names a folder."""
+    settings = runner_config(cfg.run_cfg)
+    if not settings.frozen_feature_cache:
+        return datasets
+    run = cfg.run_cfg
+    device = torch.device(settings.device)
+    amp = getattr(task, "amp", False) and device.type == "cuda"
+    # encoded at the batch size the steps will use (see feature_cache.build_store)
+    batch_size = run.get("batch_size_eval") if run.get("evaluate", False) else run.get("batch_size_train")
+    root = os.path.abspath(os.path.expanduser(settings.frozen_feature_cache))
+    return attach_feature_cache(datasets, model, root, device, autocast_dtype=task.amp_dtype if amp else None,
+                                batch_size=batch_size or 16, num_workers=run.get("num_workers", 0))
+
+
+def check_config(cfg):
+    """Refuse unknown run keys before anything is built (the task's own keys, the runner's, LAVIS's)."""
+    task_cls = registry.get_task_class(cfg.run_cfg.get("task"))
+    check_run_block(cfg.run_cfg, getattr(task_cls, "RUN_KEYS", ()))
+
+
+def build_runner(args, config_cls=Config):
+    """Config, process group, seeds, logging, threads, task, datasets, model and runner, as LAVIS does."""
+    import_user_modules(args.cfg_path)
+    cfg = config_cls(args)
+    if getattr(args, "resume", None):
+        with open_dict(cfg.run_cfg):
+            cfg.run_cfg.resume_ckpt_path = args.resume
+    check_config(cfg)
+    init_distributed_mode(cfg.run_cfg)
+    setup_seeds(cfg)
+    setup_logger()  # after the process group exists, so that only rank 0 logs at INFO
+    set_num_threads(cfg.run_cfg)
+    cfg.pretty_print()
+    job_id = make_job_id()
+
+    task = registry.get_task_class(cfg.run_cfg.task).setup_task(cfg=cfg)
+    datasets = task.build_datasets(cfg)
+    model = task.build_model(cfg)
+    datasets = with_frozen_feature_cache(cfg, task, model, datasets)
+
+    runner_name = runner_config(cfg.run_cfg).runner
+    runner_cls = registry.get_runner_class(runner_name)
+    if runner_cls is None:
+        raise KeyError(f"run.runner {runner_name!r} is not registered; known: {registry.list_runners()}")
+    return runner_cls(cfg=cfg, job_id=job_id, task=task, model=model, datasets=datasets)
