@@ -21,6 +21,11 @@ class ArtQuestBuilder(BaseDatasetBuilder):
     eval_dataset_cls = ArtQuestDataset
     DATASET_CONFIG_DICT = {"default": os.path.join(CONFIG_DIR, "defaults.yaml")}
 
+    @staticmethod
+    def check_config(block, where="datasets.artquest"):
+        """The block's settings (ArtQuestConfig), checked: unknown keys are refused."""
+        return artquest_config(block, where)
+
     def _download_data(self):
         """Data is local; LAVIS's _download_ann needs a `url` per split (base_dataset_builder.py:145)."""
 

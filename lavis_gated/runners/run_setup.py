@@ -73,9 +73,17 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
 
 
 def check_config(cfg):
-    """Refuse unknown run keys before anything is built (the task's own keys, the runner's, LAVIS's)."""
+    """Refuse unknown keys in every block before anything is built: run (the task's own keys, the runner's,
+    LAVIS's), model and datasets (through their classes' check_config, where they have one)."""
     task_cls = registry.get_task_class(cfg.run_cfg.get("task"))
     check_run_block(cfg.run_cfg, getattr(task_cls, "RUN_KEYS", ()))
+    model_cls = registry.get_model_class(cfg.model_cfg.get("arch"))
+    if hasattr(model_cls, "check_config"):
+        model_cls.check_config(cfg.model_cfg)
+    for name, block in (cfg.datasets_cfg or {}).items():
+        builder_cls = registry.get_builder_class(name)
+        if hasattr(builder_cls, "check_config"):
+            builder_cls.check_config(block, where=f"datasets.{name}")
 
 
 def build_runner(args, config_cls=Config):
