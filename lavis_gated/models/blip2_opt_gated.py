@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary, normalise_style
 from lavis_gated.models import backbones
+from lavis_gated.models import precision as precision_policy
 from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
 from lavis_gated.models.kv_modulation import KVModulation
 from lavis_gated.models.prompt_mapper import PromptMapper
@@ -295,29 +296,23 @@ class Blip2OPTGated(Blip2OPT):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
     def frozen_autocast(self, precision):
-        """Autocast in the storage precision (fp16 | bf16) around a frozen part on CUDA; fp32 parts run
-        under whatever autocast surrounds them (the task's run.amp / run.amp_dtype).
-
-        LAVIS's maybe_autocast (blip2.py:36-44) forces fp16 on any GPU, whatever the part's precision.
-        """
-        if precision != "fp32" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=backbones.PRECISIONS[precision])
-        return contextlib.nullcontext()
+        """The autocast a frozen part stored in `precision` computes under on this device (precision.py)."""
+        return precision_policy.frozen_autocast(precision, self.device.type)
 
     def _frozen_parts_to_fp32_on_cpu(self, device):
-        """Frozen ViT/OPT stored in fp16/bf16 (for CUDA) run in fp32 on CPU, converted once on first use,
-        as LAVIS's load_model_and_preprocess does with model.float() on CPU."""
-        if device.type != "cpu" or (self.vit_precision == "fp32" and self.opt_precision == "fp32"):
-            return
-        logging.info("on CPU: frozen ViT (%s) and OPT (%s) converted to fp32", self.vit_precision, self.opt_precision)
-        self.visual_encoder.float()
-        self.opt_model.float()
-        self.vit_precision = self.opt_precision = "fp32"
+        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as
+        LAVIS's load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16
+        (precision.py)."""
+        for part, attribute in ((self.visual_encoder, "vit_precision"), (self.opt_model, "opt_precision")):
+            if precision_policy.converted_to_fp32_on(device.type, getattr(self, attribute)):
+                logging.info("on CPU: %s stored in fp16 converted to fp32", type(part).__name__)
+                part.float()
+                setattr(self, attribute, "fp32")
 
     @staticmethod
     def _fp32(device):
         """A block whose ops run in fp32 even under autocast (the small trainable style modules)."""
-        return torch.autocast(device_type=device.type, enabled=False)
+        return precision_policy.autocast_off(device.type)
 
     @property
     def vocabulary(self) -> StyleVocabulary:
