@@ -33,7 +33,7 @@ def local_pretrain_config(tmp_path, monkeypatch):
     EVA weights file, a BLIP-2 checkpoint written from LAVIS's Blip2OPT, and an EfficientNet-B3 file.
     Only the ViT's size is the tiny one (vit_model is a config value too); the code path is the real one."""
     sources = make_sources(str(tmp_path))
-    blip2 = build_lavis_blip2opt(sources, monkeypatch)
+    blip2 = build_lavis_blip2opt(sources)
     monkeypatch.chdir(tmp_path.parent)
     torch.save({"model": blip2.state_dict()}, tmp_path / "blip2_pretrained_opt2.7b.pth")
     torch.save(timm.create_model("efficientnet_b3", num_classes=3).state_dict(), tmp_path / "effnet_b3_wikiart.pth")
