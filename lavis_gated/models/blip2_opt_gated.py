@@ -17,6 +17,7 @@ from lavis.common.registry import registry
 from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
 from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from omegaconf import OmegaConf
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary, normalise_style
 from lavis_gated.models import backbones
@@ -109,6 +110,19 @@ def _pad(sequences, pad_id, left=False, multiple=1):
         ids[row, span] = torch.tensor(seq, dtype=torch.long)
         mask[row, span] = 1
     return ids, mask
+
+
+class TokenizerIdsOnly(LogitsProcessor):
+    """Generation never emits an id the tokenizer lacks: OPT's embedding has more rows than its tokenizer has
+    tokens (50272 for 50265), batch_decode cannot turn the extra ids into text, and a random or briefly
+    trained OPT may score them highest. scores (B, V) -> the same, -inf from column `size` on."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.size:] = -float("inf")
+        return scores
 
 
 def _with_defaults(name, given, defaults):
@@ -484,6 +498,7 @@ class Blip2OPTGated(Blip2OPT):
                 repetition_penalty=repetition_penalty,
                 length_penalty=length_penalty,
                 num_return_sequences=num_captions,
+                logits_processor=LogitsProcessorList([TokenizerIdsOnly(len(self.opt_tokenizer))]),
             )
         texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1]:], skip_special_tokens=True)
         return [t.strip() for t in texts]
