@@ -163,6 +163,14 @@ def test_style_vocabulary_travels_in_state_dict(tiny):
         other.load_state_dict(state, strict=False)
 
 
+def test_style_token_set_is_each_style_token_once(tiny):
+    """The style losses' token set: every token of every style name once, sorted, without the padding."""
+    ids = [tiny.opt_tokenizer(" " + name, add_special_tokens=False).input_ids
+           for name in tiny.vocabulary.names]
+    assert tiny.style_token_set.tolist() == sorted({t for row in ids for t in row})
+    assert torch.equal(tiny.style_token_set, torch.unique(tiny.style_tokens[tiny.style_token_mask]))
+
+
 def one_sample(samples, i):
     return {k: v[i:i + 1] for k, v in samples.items()}
 

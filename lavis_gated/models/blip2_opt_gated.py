@@ -227,6 +227,10 @@ class Blip2OPTGated(Blip2OPT):
         style_tokens, style_token_mask = _pad(token_ids, pad_id=0)
         self.register_buffer("style_tokens", style_tokens, persistent=False)  # (S, L) token ids per style
         self.register_buffer("style_token_mask", style_token_mask.bool(), persistent=False)
+        # (K,) sorted ids of every style token, once: the style losses' token set, not computed per step (with
+        # torch.unique, that step would wait for the GPU, and shapes could not be checked on the meta device)
+        style_token_set = torch.tensor(sorted({t for ids in token_ids for t in ids}), dtype=torch.long)
+        self.register_buffer("style_token_set", style_token_set, persistent=False)
 
         self.gating_type = gating["type"]
         self.kv_modulation = None
