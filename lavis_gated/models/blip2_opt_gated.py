@@ -137,13 +137,15 @@ def _with_defaults(name, given, defaults):
 class Blip2OPTGated(Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
-    Model types: `pretrain_opt2.7b` (EVA ViT-g, OPT-2.7B, BLIP-2 pretrained weights, an EfficientNet-B3
-    WikiArt checkpoint) and `tiny` (same code, toy sizes, random weights, offline).
+    Model types: LAVIS's four BLIP-2 OPT types, with their dimensions, sources and defaults (EVA ViT-g,
+    OPT-2.7B or OPT-6.7B, BLIP-2 pretrained or COCO-caption finetuned weights) plus an EfficientNet-B3 WikiArt
+    checkpoint, and `tiny` (same code, toy sizes, random weights, offline).
     """
 
     PRETRAINED_MODEL_CONFIG_DICT = {
-        "pretrain_opt2.7b": os.path.join(MODEL_CONFIG_DIR, "pretrain_opt2.7b.yaml"),
-        "tiny": os.path.join(MODEL_CONFIG_DIR, "tiny.yaml"),
+        name: os.path.join(MODEL_CONFIG_DIR, f"{name}.yaml")
+        for name in ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "caption_coco_opt6.7b",
+                     "tiny")
     }
 
     def __init__(
