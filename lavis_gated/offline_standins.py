@@ -166,6 +166,23 @@ def write_sources(size, root, weights=False, image_size=None):
     return sources
 
 
+def random_model_config(model_type, root, **overrides):
+    """(blip2_opt_gated's model config of `model_type` at its real dimensions with every part random and every
+    source a stand-in written under `root` (write_sources), those stand-ins); `overrides` merged last.
+    The `tiny` type's sources are packaged, local and random already."""
+    from lavis.common.registry import registry
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(registry.get_model_class("blip2_opt_gated").default_config_path(model_type)).model
+    if model_type == "tiny":
+        return OmegaConf.merge(cfg, overrides), write_sources("tiny", root)
+    sources = write_sources(REAL_SIZE_OF_OPT[cfg.opt_model], root)
+    local = {"qformer_bert": sources["bert"], "qformer_random_init": True, "opt_model": sources["opt"],
+             "opt_random_init": True, "vit_weights": None, "pretrained": None, "load_finetuned": False,
+             "style_encoder": {"checkpoint": None, "class_names": None, "allow_random": True}}
+    return OmegaConf.merge(cfg, local, overrides), sources
+
+
 # ---- LAVIS's own Blip2OPT, offline ------------------------------------------------------------------
 
 def _has_weights(folder):
