@@ -22,8 +22,7 @@ def sources(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lavis_model(sources):
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        return build_lavis_blip2opt(sources, monkeypatch)
+    return build_lavis_blip2opt(sources)
 
 
 def new_module_keys(model):

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
+from lavis_gated.models.precision import PRECISIONS, check_precision, norms_in_fp32
 
 PACKAGE_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -27,9 +28,6 @@ VIT_ARCHITECTURES = {
     "eva_tiny": dict(patch_size=8, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0),
     "eva_mid": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),  # ViT-S-sized, CPU benchmarks
 }
-
-
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 class SourceUnavailableError(OSError):
@@ -151,16 +149,10 @@ def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint
 def convert_matmul_weights(model, precision):
     """Store Linear/Conv weights in `precision` (fp16 | bf16 | fp32), norms in fp32, as LAVIS stores its
     fp16 ViT (eva_vit.py:convert_weights_to_fp16); autocast then runs the part in that precision."""
-    dtype = PRECISIONS[_check_precision(precision)]
+    dtype = PRECISIONS[check_precision(precision)]
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             module.to(dtype)
-
-
-def _check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {sorted(PRECISIONS)}")
-    return precision
 
 
 def build_bert_tokenizer(source):
@@ -188,16 +180,26 @@ def build_qformer(source, num_query_token, vision_width, cross_attention_freq=2,
     return qformer, query_tokens
 
 
-def build_opt(source, precision="fp16", random_init=False):
-    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78)."""
+def random_opt(source, dtype=torch.float32):
+    """LAVIS's OPTForCausalLM with random weights from a config source, created in `dtype` directly
+    (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32 (10.6 GB for 2.7B)."""
     from lavis.models.blip2_models.modeling_opt import OPTConfig, OPTForCausalLM
+
+    return OPTForCausalLM._from_config(from_pretrained(OPTConfig.from_pretrained, resolve_source(source)),
+                                       torch_dtype=dtype)
+
+
+def build_opt(source, precision="fp16", random_init=False):
+    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78), stored
+    in `precision` with its LayerNorms in fp32 (see precision.py)."""
+    from lavis.models.blip2_models.modeling_opt import OPTForCausalLM
     from transformers import AutoTokenizer
 
     source = resolve_source(source)
-    dtype = PRECISIONS[_check_precision(precision)]
+    dtype = PRECISIONS[check_precision(precision)]
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, source, use_fast=False)
     if random_init:
-        model = OPTForCausalLM(from_pretrained(OPTConfig.from_pretrained, source)).to(dtype)
+        model = random_opt(source, dtype)
     else:
         model = from_pretrained(OPTForCausalLM.from_pretrained, source, torch_dtype=dtype)
-    return tokenizer, model
+    return tokenizer, norms_in_fp32(model)

@@ -17,9 +17,11 @@ from lavis.common.registry import registry
 from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
 from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from omegaconf import OmegaConf
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary, normalise_style
 from lavis_gated.models import backbones
+from lavis_gated.models import precision as precision_policy
 from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
 from lavis_gated.models.kv_modulation import KVModulation
 from lavis_gated.models.prompt_mapper import PromptMapper
@@ -110,6 +112,19 @@ def _pad(sequences, pad_id, left=False, multiple=1):
     return ids, mask
 
 
+class TokenizerIdsOnly(LogitsProcessor):
+    """Generation never emits an id the tokenizer lacks: OPT's embedding has more rows than its tokenizer has
+    tokens (50272 for 50265), batch_decode cannot turn the extra ids into text, and a random or briefly
+    trained OPT may score them highest. scores (B, V) -> the same, -inf from column `size` on."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.size:] = -float("inf")
+        return scores
+
+
 def _with_defaults(name, given, defaults):
     """A config block merged over its defaults; an unknown (e.g. misspelt) key is an error, not ignored."""
     unknown = sorted(set(given or {}) - set(defaults))
@@ -122,13 +137,15 @@ def _with_defaults(name, given, defaults):
 class Blip2OPTGated(Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
-    Model types: `pretrain_opt2.7b` (EVA ViT-g, OPT-2.7B, BLIP-2 pretrained weights, an EfficientNet-B3
-    WikiArt checkpoint) and `tiny` (same code, toy sizes, random weights, offline).
+    Model types: LAVIS's four BLIP-2 OPT types, with their dimensions, sources and defaults (EVA ViT-g,
+    OPT-2.7B or OPT-6.7B, BLIP-2 pretrained or COCO-caption finetuned weights) plus an EfficientNet-B3 WikiArt
+    checkpoint, and `tiny` (same code, toy sizes, random weights, offline).
     """
 
     PRETRAINED_MODEL_CONFIG_DICT = {
-        "pretrain_opt2.7b": os.path.join(MODEL_CONFIG_DIR, "pretrain_opt2.7b.yaml"),
-        "tiny": os.path.join(MODEL_CONFIG_DIR, "tiny.yaml"),
+        name: os.path.join(MODEL_CONFIG_DIR, f"{name}.yaml")
+        for name in ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "caption_coco_opt6.7b",
+                     "tiny")
     }
 
     def __init__(
@@ -212,6 +229,10 @@ class Blip2OPTGated(Blip2OPT):
         style_tokens, style_token_mask = _pad(token_ids, pad_id=0)
         self.register_buffer("style_tokens", style_tokens, persistent=False)  # (S, L) token ids per style
         self.register_buffer("style_token_mask", style_token_mask.bool(), persistent=False)
+        # (K,) sorted ids of every style token, once: the style losses' token set, not computed per step (with
+        # torch.unique, that step would wait for the GPU, and shapes could not be checked on the meta device)
+        style_token_set = torch.tensor(sorted({t for ids in token_ids for t in ids}), dtype=torch.long)
+        self.register_buffer("style_token_set", style_token_set, persistent=False)
 
         self.gating_type = gating["type"]
         self.kv_modulation = None
@@ -295,29 +316,23 @@ class Blip2OPTGated(Blip2OPT):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
     def frozen_autocast(self, precision):
-        """Autocast in the storage precision (fp16 | bf16) around a frozen part on CUDA; fp32 parts run
-        under whatever autocast surrounds them (the task's run.amp / run.amp_dtype).
-
-        LAVIS's maybe_autocast (blip2.py:36-44) forces fp16 on any GPU, whatever the part's precision.
-        """
-        if precision != "fp32" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=backbones.PRECISIONS[precision])
-        return contextlib.nullcontext()
+        """The autocast a frozen part stored in `precision` computes under on this device (precision.py)."""
+        return precision_policy.frozen_autocast(precision, self.device.type)
 
     def _frozen_parts_to_fp32_on_cpu(self, device):
-        """Frozen ViT/OPT stored in fp16/bf16 (for CUDA) run in fp32 on CPU, converted once on first use,
-        as LAVIS's load_model_and_preprocess does with model.float() on CPU."""
-        if device.type != "cpu" or (self.vit_precision == "fp32" and self.opt_precision == "fp32"):
-            return
-        logging.info("on CPU: frozen ViT (%s) and OPT (%s) converted to fp32", self.vit_precision, self.opt_precision)
-        self.visual_encoder.float()
-        self.opt_model.float()
-        self.vit_precision = self.opt_precision = "fp32"
+        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as
+        LAVIS's load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16
+        (precision.py)."""
+        for part, attribute in ((self.visual_encoder, "vit_precision"), (self.opt_model, "opt_precision")):
+            if precision_policy.converted_to_fp32_on(device.type, getattr(self, attribute)):
+                logging.info("on CPU: %s stored in fp16 converted to fp32", type(part).__name__)
+                part.float()
+                setattr(self, attribute, "fp32")
 
     @staticmethod
     def _fp32(device):
         """A block whose ops run in fp32 even under autocast (the small trainable style modules)."""
-        return torch.autocast(device_type=device.type, enabled=False)
+        return precision_policy.autocast_off(device.type)
 
     @property
     def vocabulary(self) -> StyleVocabulary:
@@ -489,6 +504,7 @@ class Blip2OPTGated(Blip2OPT):
                 repetition_penalty=repetition_penalty,
                 length_penalty=length_penalty,
                 num_return_sequences=num_captions,
+                logits_processor=LogitsProcessorList([TokenizerIdsOnly(len(self.opt_tokenizer))]),
             )
         texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1]:], skip_special_tokens=True)
         return [t.strip() for t in texts]
