@@ -16,8 +16,9 @@ from unittest import mock
 import torch
 
 from lavis_gated.models import backbones
+from lavis_gated.models.sources import PACKAGE_CONFIG_DIR, seeded
 
-TINY_ASSETS = os.path.join(backbones.PACKAGE_CONFIG_DIR, "assets", "tiny")
+TINY_ASSETS = os.path.join(PACKAGE_CONFIG_DIR, "assets", "tiny")
 
 # Hugging Face configs of the real sources (bert-base-uncased; facebook/opt-2.7b, facebook/opt-6.7b)
 BERT_BASE = dict(model_type="bert", hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -154,12 +155,12 @@ def write_sources(size, root, weights=False, image_size=None):
         shutil.copy(os.path.join(TINY_ASSETS, "opt", "config.json"), sources["opt"])
     _update_json(os.path.join(sources["opt"], "config.json"), **spec["opt"])
     if weights:
-        with backbones.seeded(11):
+        with seeded(11):
             BertLMHeadModel(BertConfig.from_pretrained(sources["bert"])).save_pretrained(sources["bert"])
-        with backbones.seeded(12):
+        with seeded(12):
             OPTForCausalLM(OPTConfig.from_pretrained(sources["opt"])).save_pretrained(sources["opt"])
         sources["eva"] = os.path.join(root, "eva_vit.pth")
-        with backbones.seeded(13):
+        with seeded(13):
             vit = backbones.build_vision_encoder(spec["vit"], image_size or spec["image_size"],
                                                  precision="fp32")
         torch.save(vit.state_dict(), sources["eva"])
@@ -173,7 +174,7 @@ def random_model_config(model_type, root, **overrides):
     from lavis.common.registry import registry
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(registry.get_model_class("blip2_opt_gated").default_config_path(model_type)).model
+    cfg = registry.get_model_class("blip2_opt_gated").type_config(model_type)
     if model_type == "tiny":
         return OmegaConf.merge(cfg, overrides), write_sources("tiny", root)
     sources = write_sources(REAL_SIZE_OF_OPT[cfg.opt_model], root)
@@ -239,5 +240,5 @@ def build_lavis_blip2opt(sources, vit_arch, seed=14, **kwargs):
     constructor's (img_size, vit_precision, freeze_vit, num_query_token, prompt, max_txt_len, ...)."""
     from lavis.models.blip2_models.blip2_opt import Blip2OPT
 
-    with lavis_blip2_offline(sources, vit_arch), backbones.seeded(seed):
+    with lavis_blip2_offline(sources, vit_arch), seeded(seed):
         return Blip2OPT(opt_model=sources["opt"], **kwargs)

@@ -63,7 +63,7 @@ def on_meta(build):
 def lavis_of_type(model_type, sources):
     """LAVIS's Blip2OPT built from LAVIS's own config of the type (the tiny type: from tiny.yaml's values)."""
     if model_type == "tiny":
-        cfg, vit = OmegaConf.load(MODEL_CLS.default_config_path("tiny")).model, SIZES["tiny"]["vit"]
+        cfg, vit = MODEL_CLS.type_config("tiny"), SIZES["tiny"]["vit"]
     else:
         cfg, vit = OmegaConf.load(Blip2OPT.default_config_path(model_type)).model, "eva_clip_g"
     return on_meta(lambda: build_lavis_blip2opt(
@@ -143,7 +143,8 @@ def test_trainable_set_is_the_intended_one(built):
 
 def test_style_feature_has_the_width_its_consumers_expect(built):
     _, cfg, model, _ = built
-    size = cfg.style_encoder.image_size
+    size = model.style_encoder.image_size  # the configured size, or the weights' timm config's
+    assert size == (cfg.style_encoder.image_size or {"efficientnet_b3": 320, "resnet18": 224}[cfg.style_encoder.arch])
     feature = model.style_encoder.to("meta")(torch.empty(2, 3, size, size, device="meta"))
     assert feature.shape == (2, CNN_PARAMS[cfg.style_encoder.arch][1])
     assert model.style_to_qformer.in_features == model.style_head.in_features == feature.shape[1]

@@ -10,7 +10,7 @@ from lavis.models import load_model_and_preprocess
 from omegaconf import OmegaConf
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.models.backbones import SourceUnavailableError
+from lavis_gated.models.sources import SourceUnavailableError
 from tests.blip2_standins import IMAGE_SIZE, build_lavis_blip2opt, gated_config, make_sources
 
 MODEL_CLS = registry.get_model_class("blip2_opt_gated")
@@ -80,6 +80,7 @@ def test_type_has_lavis_dimensions_sources_and_defaults(model_type):
     from lavis.models.blip2_models.blip2_opt import Blip2OPT
 
     ours = OmegaConf.load(MODEL_CLS.default_config_path(model_type))
+    ours.model = MODEL_CLS.type_config(model_type)  # the YAML over the ModelConfig defaults
     lavis = OmegaConf.load(Blip2OPT.default_config_path(model_type))
     keys = ("load_finetuned", "pretrained", "image_size", "drop_path_rate", "use_grad_checkpoint",
             "vit_precision", "freeze_vit", "num_query_token", "opt_model")
@@ -90,7 +91,8 @@ def test_type_has_lavis_dimensions_sources_and_defaults(model_type):
     if lavis.model.load_finetuned:
         assert ours.model.finetuned == lavis.model.finetuned and ours.model.prompt == lavis.model.prompt
         assert OmegaConf.to_container(ours.preprocess) == OmegaConf.to_container(lavis.preprocess)
-    assert ours.model.style_encoder.arch == "efficientnet_b3" and ours.model.style_encoder.image_size == 300
+    # the style CNN's input size and filter: those of the weights' timm config (EfficientNet-B3: 320 px, bicubic)
+    assert ours.model.style_encoder.arch == "efficientnet_b3" and ours.model.style_encoder.image_size is None
 
 
 @pytest.mark.parametrize("model_type", REAL_TYPES)
