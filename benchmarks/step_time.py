@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,222 +35,10 @@ import tempfile
 import time
 
 import torch
-from omegaconf import OmegaConf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-import lavis_gated  # noqa: E402,F401  (registration)
-from lavis.common.registry import registry  # noqa: E402
-from lavis_gated.offline_standins import SIZES, TOY_SIZES, build_lavis_blip2opt, write_sources  # noqa: E402
-from lavis_gated.tasks.style_captioning import StyleCaptioningTask  # noqa: E402
-
-AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-PROMPT = "Question: {} Answer:"
-QUESTIONS = [("what style is this painting?", "post impressionism", "style"),
-             ("which shape is in the middle of the painting?", "a small red circle", "shape")]
-STYLE = "impressionism"
-
-
-# ---- building the models -------------------------------------------------------------------------
-
-def precision_for(device):
-    """Frozen ViT/OPT storage precision: LAVIS's fp16 on CUDA; fp32 on CPU (as load_model_and_preprocess)."""
-    return "fp16" if device.type == "cuda" else "fp32"
-
-
-def build_baseline(size, sources, image_size, device):
-    """LAVIS's Blip2OPT at `size`, random weights, on `device`."""
-    spec = SIZES[size]
-    with torch.device(device):
-        model = build_lavis_blip2opt(sources, spec["vit"], seed=0, img_size=image_size,
-                                     vit_precision=precision_for(device),
-                                     num_query_token=spec["num_query_token"], prompt="", max_txt_len=32)
-    return model.float() if device.type == "cpu" else model
-
-
-def gated_config(size, sources, image_size, device, overrides=()):
-    """blip2_opt_gated's model config for `size`: the model type's YAML, every part random and local."""
-    spec = SIZES[size]
-    model_cls = registry.get_model_class("blip2_opt_gated")
-    cfg = OmegaConf.load(model_cls.default_config_path(spec["model_type"])).model
-    cfg = OmegaConf.merge(cfg, {
-        "vit_model": spec["vit"], "vit_weights": None, "image_size": image_size, "pretrained": None,
-        "vit_precision": precision_for(device), "opt_precision": precision_for(device),
-        "num_query_token": spec["num_query_token"], "qformer_bert": sources["bert"], "qformer_random_init": True,
-        "opt_model": sources["opt"], "opt_random_init": True, "prompt": PROMPT,
-        "style_encoder": {**spec["style_encoder"], "checkpoint": None, "class_names": None, "allow_random": True},
-    })
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-
-
-def build_gated(size, sources, image_size, device, overrides=()):
-    with torch.device(device):
-        model = registry.get_model_class("blip2_opt_gated").from_config(gated_config(size, sources, image_size, device, overrides))
-    return model.to(device)
-
-
-def build_task():
-    """The demo's loss: LM + 0.1 style hit + 0.1 style KL + 1.0 style-head CE on style questions."""
-    return StyleCaptioningTask(lm_weight=1.0, style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0,
-                               style_question_types=["style"])
-
-
-def make_samples(batch_size, image_size, device):
-    """(baseline samples, gated samples) over the same images and texts."""
-    image = torch.randn(batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
-    rows = [QUESTIONS[i % len(QUESTIONS)] for i in range(batch_size)]
-    baseline = {"image": image, "text_input": [f"{PROMPT.format(q)} {a}" for q, a, _ in rows]}
-    gated = {"image": image, "text_input": [q for q, _, _ in rows], "answer": [a for _, a, _ in rows],
-             "question_type": [t for _, _, t in rows], "style": [STYLE] * batch_size}
-    return baseline, gated
-
-
-# ---- measuring ------------------------------------------------------------------------------------
-
-class Trainer:
-    """One model's training step: autocast, loss, backward, (GradScaler,) AdamW, zero_grad."""
-
-    def __init__(self, name, model, loss_fn, samples, device, amp_dtype):
-        self.name, self.model, self.loss_fn, self.samples, self.device = name, model, loss_fn, samples, device
-        self.amp_dtype = amp_dtype
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.05)
-        self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        self.times, self.losses = [], []
-        self.skipped_steps = 0  # fp16 steps the GradScaler skipped (an inf/NaN gradient): no AdamW, so faster
-        model.train()
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
-
-    def step(self):
-        with self.autocast():
-            loss = self.loss_fn(self.model, self.samples)
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    def timed_step(self, record=True):
-        scale = self.scaler.get_scale() if self.scaler else None
-        synchronize(self.device)
-        start = time.perf_counter()
-        loss = self.step()
-        synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        if record:
-            self.times.append(elapsed)
-            self.losses.append(loss.item())
-            self.skipped_steps += bool(self.scaler and self.scaler.get_scale() < scale)  # update() lowers it on a skip
-        return elapsed
-
-    @torch.no_grad()
-    def eval_loss(self):
-        """The loss in eval mode (no dropout): the same function of the weights for every path."""
-        self.model.eval()
-        try:
-            with self.autocast():
-                return self.loss_fn(self.model, self.samples).item()
-        finally:
-            self.model.train()
-
-    def resident_storages(self):
-        """{storage pointer: bytes} of what this model keeps on its device between steps."""
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
-        tensors += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
-        tensors += [t for t in self.samples.values() if torch.is_tensor(t)]
-        return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t.device.type == "cuda"}
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class PartTimer:
-    """Time spent inside named submodules during steps: forward, plus backward through them where gradients
-    flow (from the grad of their output to the grad of their input). CUDA events on GPU, clock on CPU."""
-
-    def __init__(self, parts, device):
-        """parts: {name: [modules]} (modules of one part must not call each other)."""
-        self.cuda = device.type == "cuda"
-        self.marks = {name: [] for name in parts}
-        self.handles = []
-        for name, modules in parts.items():
-            for module in modules:
-                self.handles.append(module.register_forward_pre_hook(self._pre(name), with_kwargs=True))
-                self.handles.append(module.register_forward_hook(self._post(name)))
-
-    def _mark(self, name):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks[name].append(event)
-        else:
-            self.marks[name].append(time.perf_counter())
-
-    def _pre(self, name):
-        def hook(module, args, kwargs):
-            self._mark(name)
-            inputs = [t for t in (*args, *kwargs.values()) if torch.is_tensor(t) and t.requires_grad]
-            if inputs:  # backward through the part ends with the grad of its input
-                inputs[0].register_hook(lambda grad: self._mark(name))
-        return hook
-
-    def _post(self, name):
-        def hook(module, args, output):
-            self._mark(name)
-            values = output.values() if isinstance(output, dict) else output if isinstance(output, tuple) else [output]
-            outputs = [t for t in values if torch.is_tensor(t) and t.requires_grad]
-            if outputs:  # ... and starts with the grad of its (first) output
-                outputs[0].register_hook(lambda grad: self._mark(name))
-        return hook
-
-    def seconds(self):
-        """{part: seconds summed over (start, end) mark pairs}; call after synchronising."""
-        total = {}
-        for name, marks in self.marks.items():
-            pairs = zip(marks[0::2], marks[1::2])
-            if self.cuda:
-                total[name] = sum(a.elapsed_time(b) for a, b in pairs) / 1000
-            else:
-                total[name] = sum(b - a for a, b in pairs)
-        return total
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
-
-
-def part_shares(trainer, steps):
-    """Share of step time in the frozen ViT, the style CNN and the OPT, over `steps` instrumented steps."""
-    model = trainer.model
-    # the decoder and the vocabulary projection: blip2_opt_gated calls them separately
-    parts = {"vit": [model.visual_encoder], "opt": [model.opt_model.model.decoder, model.opt_model.lm_head]}
-    if hasattr(model, "style_encoder"):
-        parts["style_cnn"] = [model.style_encoder]
-    timer = PartTimer(parts, trainer.device)
-    try:
-        total = sum(trainer.timed_step(record=False) for _ in range(steps))
-        synchronize(trainer.device)
-        return {name: round(seconds / total, 4) for name, seconds in timer.seconds().items()}
-    finally:
-        timer.remove()
-
-
-def cuda_peak_memory(trainer, others):
-    """CUDA max allocated during one step, less what the other models hold (they stay resident)."""
-    mine = trainer.resident_storages()
-    held = {ptr: n for other in others for ptr, n in other.resident_storages().items() if ptr not in mine}
-    synchronize(trainer.device)
-    torch.cuda.reset_peak_memory_stats(trainer.device)
-    trainer.timed_step(record=False)
-    return torch.cuda.max_memory_allocated(trainer.device) - sum(held.values())
+import lavis_gated  # noqa: F401  (registration)
+from benchmark_models import AMP, SIZES, TOY_SIZES, build_baseline, build_gated, build_task, build_trainers, fast_trainer, make_samples, precision_for, write_sources
+from step_timing import Trainer, compile_counters, cuda_peak_memory, device_name, parameter_counts, part_shares, quartiles, rss_bytes, synchronize
 
 
 def peak_memory(args, trainer, trainers):
@@ -278,67 +65,20 @@ def cpu_peak_rss(args, which):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compile_counters():
-    """torch.compile's own counts for this process: distinct graphs, graph breaks, CUDA-graph skips (each skip
-    means `reduce-overhead` ran that graph without CUDA graphs)."""
-    from torch._dynamo.utils import counters
-
-    return {"unique_graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-            "cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
 
 
-def parameter_counts(model):
-    params = {id(p): p for p in model.parameters()}.values()
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def quartiles(values):
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return q[0], statistics.median(values), q[2]
 
 
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 # ---- the runs -------------------------------------------------------------------------------------
 
-def fast_trainer(gated, gated_samples, task, device, amp_dtype, compile_mode=None, copy_model=True):
-    """The gated model (a copy) fed precomputed frozen features (the frozen-feature cache's batches),
-    optionally with its trainable path compiled (model.compile_mode)."""
-    model = copy.deepcopy(gated) if copy_model else gated
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        features = model.frozen_features(gated_samples["image"])
-    samples = {k: v for k, v in gated_samples.items() if k != "image"}
-    samples.update(features)
-    name = "blip2_opt_gated_fast"
-    if compile_mode:
-        model.compile_trainable_path(mode=compile_mode)
-        name += f"_compiled_{compile_mode}"
-    return Trainer(name, model, lambda m, s: task.train_step(m, s), samples, device, amp_dtype)
 
 
-def build_trainers(args, root, device):
-    sources = write_sources(args.size, root)
-    baseline_samples, gated_samples = make_samples(args.batch_size, args.image_size, device)
-    amp_dtype = AMP[args.amp]
-    task = build_task()
-    baseline = build_baseline(args.size, sources, args.image_size, device)
-    gated = build_gated(args.size, sources, args.image_size, device, args.gated_options)
-    gated.load_trained_state(baseline.state_dict(), "LAVIS Blip2OPT")
-    trainers = [Trainer("blip2_opt", baseline, lambda m, s: m(s)["loss"], baseline_samples, device, amp_dtype),
-                Trainer("blip2_opt_gated", gated, lambda m, s: task.train_step(m, s), gated_samples, device, amp_dtype)]
-    if args.fast:
-        trainers += [fast_trainer(gated, gated_samples, task, device, amp_dtype, mode) for mode in [None, *args.compile]]
-    return trainers
 
 
-def rss_bytes(field):
-    """VmRSS (now) or VmHWM (peak) of this process, from /proc/self/status."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 
 def memory_probe(args, root, device):

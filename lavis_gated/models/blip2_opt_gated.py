@@ -30,7 +30,8 @@ from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, re
 from lavis_gated.models.kv_modulation import KVModulation
 from lavis_gated.models.prompt_mapper import PromptMapper
 from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
-from lavis_gated.models.style_parts import build_style_encoder, set_style_vocabulary
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.models.style_parts import StyleVocabularyState, build_style_encoder, set_style_vocabulary
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
 
 MODEL_CONFIG_DIR = os.path.join(PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
@@ -61,6 +62,8 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
         self.vit_precision, self.opt_precision = config.vit_precision, config.opt_precision
 
+        # the vocabulary's carrier first, as in BLIP-2 checkpoints' key order of the new modules
+        self.style_vocabulary = StyleVocabularyState(StyleVocabulary(config.style_names))
         self.style_encoder = build_style_encoder(config)
         set_style_vocabulary(self, config.style_names)
 

@@ -6,6 +6,7 @@ before the config is resolved, so that models, builders, tasks or runners of you
 run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
 """
 import argparse
+import dataclasses
 import importlib
 import os
 import time
@@ -86,6 +87,15 @@ def check_config(cfg):
             builder_cls.check_config(block, where=f"datasets.{name}")
 
 
+def record_model_settings(cfg, model):
+    """The model's resolved settings (its YAML over the config dataclass's defaults) into the run config, so that
+    log.txt and every checkpoint hold all of them, not only those the YAMLs set."""
+    settings = getattr(model, "config", None)
+    if dataclasses.is_dataclass(settings):
+        with open_dict(cfg.model_cfg):
+            cfg.model_cfg.merge_with(dataclasses.asdict(settings))
+
+
 def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, threads, task, datasets, model and runner, as LAVIS does."""
     import_user_modules(args.cfg_path)
@@ -104,6 +114,7 @@ def build_runner(args, config_cls=Config):
     task = registry.get_task_class(cfg.run_cfg.task).setup_task(cfg=cfg)
     datasets = task.build_datasets(cfg)
     model = task.build_model(cfg)
+    record_model_settings(cfg, model)
     datasets = with_frozen_feature_cache(cfg, task, model, datasets)
 
     runner_name = runner_config(cfg.run_cfg).runner
