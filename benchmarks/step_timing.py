@@ -1,6 +1,7 @@
 """Measuring training steps: a Trainer per model (autocast, loss, backward, GradScaler, AdamW), the share of a
 step spent in named parts (frozen ViT, style CNN, OPT), peak memory, and small helpers the report uses.
 """
+
 import platform
 import statistics
 import time
@@ -14,14 +15,18 @@ class Trainer:
     def __init__(self, name, model, loss_fn, samples, device, amp_dtype):
         self.name, self.model, self.loss_fn, self.samples, self.device = name, model, loss_fn, samples, device
         self.amp_dtype = amp_dtype
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.05)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.05
+        )
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self.times, self.losses = [], []
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped (an inf/NaN gradient): no AdamW, so faster
         model.train()
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        )
 
     def step(self):
         with self.autocast():
@@ -45,7 +50,9 @@ class Trainer:
         if record:
             self.times.append(elapsed)
             self.losses.append(loss.item())
-            self.skipped_steps += bool(self.scaler and self.scaler.get_scale() < scale)  # update() lowers it on a skip
+            self.skipped_steps += bool(
+                self.scaler and self.scaler.get_scale() < scale
+            )  # update() lowers it on a skip
         return elapsed
 
     @torch.no_grad()
@@ -61,9 +68,15 @@ class Trainer:
     def resident_storages(self):
         """{storage pointer: bytes} of what this model keeps on its device between steps."""
         tensors = list(self.model.parameters()) + list(self.model.buffers())
-        tensors += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        tensors += [
+            t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)
+        ]
         tensors += [t for t in self.samples.values() if torch.is_tensor(t)]
-        return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t.device.type == "cuda"}
+        return {
+            t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for t in tensors
+            if t.device.type == "cuda"
+        }
 
 
 def synchronize(device):
@@ -99,15 +112,23 @@ class PartTimer:
             inputs = [t for t in (*args, *kwargs.values()) if torch.is_tensor(t) and t.requires_grad]
             if inputs:  # backward through the part ends with the grad of its input
                 inputs[0].register_hook(lambda grad: self._mark(name))
+
         return hook
 
     def _post(self, name):
         def hook(module, args, output):
             self._mark(name)
-            values = output.values() if isinstance(output, dict) else output if isinstance(output, tuple) else [output]
+            values = (
+                output.values()
+                if isinstance(output, dict)
+                else output
+                if isinstance(output, tuple)
+                else [output]
+            )
             outputs = [t for t in values if torch.is_tensor(t) and t.requires_grad]
             if outputs:  # ... and starts with the grad of its (first) output
                 outputs[0].register_hook(lambda grad: self._mark(name))
+
         return hook
 
     def seconds(self):
@@ -157,8 +178,11 @@ def compile_counters():
     means `reduce-overhead` ran that graph without CUDA graphs)."""
     from torch._dynamo.utils import counters
 
-    return {"unique_graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-            "cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
+    return {
+        "unique_graphs": counters["stats"]["unique_graphs"],
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
 
 
 def parameter_counts(model):

@@ -1,4 +1,5 @@
 """The console commands a fresh install provides, and that the ones reading a run's files start light."""
+
 import json
 import os
 import subprocess
@@ -8,9 +9,17 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-COMMANDS = ("lavis-gated-train", "lavis-gated-eval", "lavis-gated-report", "lavis-gated-compare",
-            "lavis-gated-plots", "lavis-gated-make-demo-data", "lavis-gated-make-shards",
-            "lavis-gated-train-style-cnn", "lavis-gated-style-table")
+COMMANDS = (
+    "lavis-gated-train",
+    "lavis-gated-eval",
+    "lavis-gated-report",
+    "lavis-gated-compare",
+    "lavis-gated-plots",
+    "lavis-gated-make-demo-data",
+    "lavis-gated-make-shards",
+    "lavis-gated-train-style-cnn",
+    "lavis-gated-style-table",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -23,10 +32,13 @@ def test_command_is_installed_and_answers_help(command):
 def imported_modules(command, *args, cwd=None):
     """Top-level modules a command imported (PYTHONPROFILEIMPORTTIME lists every import on stderr)."""
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
-    result = subprocess.run([str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env,
-                            cwd=cwd, timeout=300)
+    result = subprocess.run(
+        [str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    lines = [
+        line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    ]
     return {name.split(".")[0] for name in lines}, result.stdout
 
 
@@ -35,18 +47,22 @@ def test_file_reading_commands_import_neither_lavis_nor_torch(tmp_path):
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "test_metrics.json").write_text(json.dumps(metrics))
-    for command, args in (("lavis-gated-report", [tmp_path / "a" / "test_metrics.json"]),
-                          ("lavis-gated-compare", [tmp_path / "a", tmp_path / "b"]),
-                          ("lavis-gated-plots", [tmp_path / "a"])):
+    for command, args in (
+        ("lavis-gated-report", [tmp_path / "a" / "test_metrics.json"]),
+        ("lavis-gated-compare", [tmp_path / "a", tmp_path / "b"]),
+        ("lavis-gated-plots", [tmp_path / "a"]),
+    ):
         modules, stdout = imported_modules(command, *args)
         assert "lavis_gated" in modules and not {"lavis", "torch"} & modules, (command, sorted(modules))
     assert "0.5000" in imported_modules("lavis-gated-report", tmp_path / "a" / "test_metrics.json")[1]
 
 
 def test_the_package_still_registers_with_lavis_on_import():
-    code = ("import lavis_gated; from lavis.common.registry import registry; "
-            "print(registry.get_model_class('blip2_opt_gated').__name__, registry.get_task_class('style_captioning')"
-            ".__name__, registry.get_builder_class('artquest').__name__, registry.get_runner_class('runner_gated')"
-            ".__name__)")
+    code = (
+        "import lavis_gated; from lavis.common.registry import registry; "
+        "print(registry.get_model_class('blip2_opt_gated').__name__, registry.get_task_class('style_captioning')"
+        ".__name__, registry.get_builder_class('artquest').__name__, registry.get_runner_class('runner_gated')"
+        ".__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.stdout.split() == ["Blip2OPTGated", "StyleCaptioningTask", "ArtQuestBuilder", "GatedRunner"]

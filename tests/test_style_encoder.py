@@ -1,4 +1,5 @@
 """The frozen style CNN: timm EfficientNet weights from a file, class-row init of the style head, clear errors."""
+
 import json
 
 import pytest
@@ -47,13 +48,20 @@ def test_style_head_starts_from_matching_classifier_rows(tmp_path):
     names = save_json(CLASS_NAMES, tmp_path / "classes.json")
     model = build_tiny(
         style_names=["cubism", "impressionism", "pop art", "realism", "ukiyo e"],
-        style_encoder={"arch": ARCH, "image_size": 32, "allow_random": False,
-                       "checkpoint": save(cnn.state_dict(), tmp_path / "cnn.pth"), "class_names": names},
+        style_encoder={
+            "arch": ARCH,
+            "image_size": 32,
+            "allow_random": False,
+            "checkpoint": save(cnn.state_dict(), tmp_path / "cnn.pth"),
+            "class_names": names,
+        },
     )
     weight, bias = cnn.classifier.weight, cnn.classifier.bias
     for style, row in [("cubism", 3), ("impressionism", 0), ("pop art", 1), ("ukiyo e", 4)]:
         i = model.vocabulary.names.index(style)
-        assert torch.equal(model.style_head.weight[i], weight[row]) and model.style_head.bias[i] == bias[row], style
+        assert (
+            torch.equal(model.style_head.weight[i], weight[row]) and model.style_head.bias[i] == bias[row]
+        ), style
     realism = model.vocabulary.names.index("realism")
     assert not any(torch.equal(model.style_head.weight[realism], w) for w in weight)
 
@@ -65,7 +73,9 @@ def save_json(obj, path):
 
 def test_wrong_architecture_names_the_file_and_keys(tmp_path):
     path = save(trained_cnn("efficientnet_b1").state_dict(), tmp_path / "b1.pth")
-    with pytest.raises(ValueError, match=r"b1\.pth does not match timm efficientnet_b0.*(missing|wrong shapes).*blocks\."):
+    with pytest.raises(
+        ValueError, match=r"b1\.pth does not match timm efficientnet_b0.*(missing|wrong shapes).*blocks\."
+    ):
         StyleEncoder(ARCH, checkpoint=path)
 
 
@@ -77,7 +87,9 @@ def test_missing_checkpoint_names_the_file(tmp_path):
 def test_class_names_must_match_the_classifier_rows(tmp_path):
     path = save(trained_cnn().state_dict(), tmp_path / "cnn.pth")
     names = save_json(CLASS_NAMES[:3], tmp_path / "classes.json")
-    with pytest.raises(ValueError, match=r"classes\.json lists 3 class names, but the classifier in .*cnn\.pth has 5 rows"):
+    with pytest.raises(
+        ValueError, match=r"classes\.json lists 3 class names, but the classifier in .*cnn\.pth has 5 rows"
+    ):
         StyleEncoder(ARCH, checkpoint=path, class_names=names)
 
 
@@ -98,5 +110,6 @@ def test_input_size_and_filter_follow_the_weights_timm_config_unless_set():
     chosen = StyleEncoder("efficientnet_b3", image_size=300, interpolation="bilinear", allow_random=True)
     assert (chosen.image_size, chosen.interpolation) == (300, "bilinear")
     image = torch.randn(1, 3, 224, 224)
-    assert not torch.equal(default(image), StyleEncoder("efficientnet_b3", interpolation="bilinear",
-                                                        allow_random=True)(image))
+    assert not torch.equal(
+        default(image), StyleEncoder("efficientnet_b3", interpolation="bilinear", allow_random=True)(image)
+    )

@@ -9,6 +9,7 @@ modulation is exactly the identity and training starts from BLIP-2 itself.
 The parameters are applied by forward hooks on the key/value projections, which leaves the
 Q-Former's modules and state-dict keys exactly LAVIS's (BLIP-2 checkpoints load unchanged).
 """
+
 import functools
 from contextlib import contextmanager
 
@@ -23,8 +24,18 @@ _PARAMS_PER_LAYER = {"film": 3, "gate": 2}
 
 
 class KVModulation(nn.Module):
-    def __init__(self, control_dim, num_control_tokens, num_layers, num_heads, width,
-                 gating_type="film", per_head=True, hidden_dim=256, init_scale=0.0):
+    def __init__(
+        self,
+        control_dim,
+        num_control_tokens,
+        num_layers,
+        num_heads,
+        width,
+        gating_type="film",
+        per_head=True,
+        hidden_dim=256,
+        init_scale=0.0,
+    ):
         super().__init__()
         if gating_type not in _PARAMS_PER_LAYER:
             raise ValueError(f"model.gating.type {gating_type!r} is not one of {GATING_TYPES}")
@@ -57,7 +68,9 @@ class KVModulation(nn.Module):
     def attach(self, projections):
         """Hook the (key, value) projection modules of each cross-attention layer, in layer order."""
         if len(projections) != self.num_layers:
-            raise ValueError(f"{len(projections)} cross-attention layers, modulation built for {self.num_layers}")
+            raise ValueError(
+                f"{len(projections)} cross-attention layers, modulation built for {self.num_layers}"
+            )
         for handle in self._handles:
             handle.remove()
         # partial of a bound method (not a closure): copy.deepcopy of the model rebinds it to the copy
@@ -83,8 +96,11 @@ class KVModulation(nn.Module):
         Computed once per batch for every layer, so each hook applies its layer's slice in one operation.
         """
         params = params.float()
-        shape = (params.shape[0], self.num_layers, -1, 1, self.units, 1) if self.per_head else \
-            (params.shape[0], self.num_layers, -1, 1, self.units)
+        shape = (
+            (params.shape[0], self.num_layers, -1, 1, self.units, 1)
+            if self.per_head
+            else (params.shape[0], self.num_layers, -1, 1, self.units)
+        )
         scales = params[:, :, :2] if self.gating_type == "film" else torch.tanh(params[:, :, :2])
         shift = params[:, :, 2].reshape(shape[:2] + shape[3:]) if self.gating_type == "film" else None
         return (1 + scales).reshape(shape), shift
@@ -93,7 +109,9 @@ class KVModulation(nn.Module):
         if self._active is None:
             return output
         scales, shift = self._active
-        return self.modulate(output, scales[:, layer, which], shift[:, layer] if which == 1 and shift is not None else None)
+        return self.modulate(
+            output, scales[:, layer, which], shift[:, layer] if which == 1 and shift is not None else None
+        )
 
     def modulate(self, projected, scale, shift=None):
         """projected (B, T, D) key or value; scale (and shift) (B, 1, heads, 1) or (B, 1, D), fp32 (see factors).

@@ -5,6 +5,7 @@ Config keys read here, beyond LAVIS's: run.runner (default "runner_gated"), run.
 before the config is resolved, so that models, builders, tasks or runners of yours register themselves),
 run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
 """
+
 import argparse
 import dataclasses
 import importlib
@@ -29,8 +30,12 @@ from lavis_gated.runners.threads import set_num_threads
 def argument_parser(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
-    parser.add_argument("--options", nargs="+", action="extend",
-                        help="override settings of the config file, as key=value pairs merged into it.")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        action="extend",
+        help="override settings of the config file, as key=value pairs merged into it.",
+    )
     return parser
 
 
@@ -69,8 +74,15 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
     # encoded at the batch size the steps will use (see feature_cache.build_store)
     batch_size = run.get("batch_size_eval") if run.get("evaluate", False) else run.get("batch_size_train")
     root = os.path.abspath(os.path.expanduser(settings.frozen_feature_cache))
-    return attach_feature_cache(datasets, model, root, device, autocast_dtype=task.amp_dtype if amp else None,
-                                batch_size=batch_size or 16, num_workers=run.get("num_workers", 0))
+    return attach_feature_cache(
+        datasets,
+        model,
+        root,
+        device,
+        autocast_dtype=task.amp_dtype if amp else None,
+        batch_size=batch_size or 16,
+        num_workers=run.get("num_workers", 0),
+    )
 
 
 def check_config(cfg):

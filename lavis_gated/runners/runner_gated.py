@@ -11,6 +11,7 @@ Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only;
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
 run.resume_ckpt_path continues the run in their folder as if it had never stopped.
 """
+
 import datetime
 import logging
 import math
@@ -29,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
 from lavis_gated.checkpoint_keys import check_state_dict
 from lavis_gated.configs.run_config import runner_config, task_config
+from lavis_gated.runners.loaders import LoaderOptions, create_loader
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_log import continue_log
-from lavis_gated.runners.loaders import LoaderOptions, create_loader
 
 
 def _set_registry_path(name, path):
@@ -111,10 +112,16 @@ class GatedRunner(RunnerBase):
     def create_loaders(self, datasets, num_workers, batch_sizes, is_trains, collate_fns, dataset_ratios=None):
         """Loaders as in LAVIS, but CUDA prefetching only on CUDA and no sleep between epochs (loaders.py)."""
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
-        options = LoaderOptions(seed=int(self.config.run_cfg.get("seed", 0)), cuda=self.cuda_enabled,
-                                distributed=self.use_distributed, shard_evaluation=self.use_dist_eval_sampler)
-        return [create_loader(dataset, bsz, is_train, collate_fn, num_workers, options, dataset_ratios)
-                for dataset, bsz, is_train, collate_fn in zip(datasets, batch_sizes, is_trains, collate_fns)]
+        options = LoaderOptions(
+            seed=int(self.config.run_cfg.get("seed", 0)),
+            cuda=self.cuda_enabled,
+            distributed=self.use_distributed,
+            shard_evaluation=self.use_dist_eval_sampler,
+        )
+        return [
+            create_loader(dataset, bsz, is_train, collate_fn, num_workers, options, dataset_ratios)
+            for dataset, bsz, is_train, collate_fn in zip(datasets, batch_sizes, is_trains, collate_fns)
+        ]
 
     def train(self):
         """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
@@ -144,7 +151,7 @@ class GatedRunner(RunnerBase):
                 self.log_stats(split_name="train", stats={**train_stats, "epoch": cur_epoch})
 
             for split_name in self.valid_splits:
-                logging.info("Evaluating on {}.".format(split_name))
+                logging.info(f"Evaluating on {split_name}.")
                 val_log = self.eval_epoch(split_name=split_name, cur_epoch=cur_epoch)
                 if val_log is None or not is_main_process():
                     continue
@@ -152,8 +159,13 @@ class GatedRunner(RunnerBase):
                 agg_metrics = val_log["agg_metrics"]
                 if agg_metrics is None or not math.isfinite(float(agg_metrics)):
                     # e.g. a NaN validation loss: blown-up weights must never become the best checkpoint
-                    logging.warning("%s at epoch %s: agg_metrics is not finite (%s); this epoch cannot become "
-                                    "the best checkpoint", split_name, cur_epoch, agg_metrics)
+                    logging.warning(
+                        "%s at epoch %s: agg_metrics is not finite (%s); this epoch cannot become "
+                        "the best checkpoint",
+                        split_name,
+                        cur_epoch,
+                        agg_metrics,
+                    )
                 elif split_name == select_split and float(agg_metrics) > self.best_agg_metric:
                     agg_metrics = float(agg_metrics)
                     self.best_epoch, self.best_agg_metric = cur_epoch, agg_metrics
@@ -181,12 +193,16 @@ class GatedRunner(RunnerBase):
         self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only)
 
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        logging.info("Training time {}".format(total_time_str))
+        logging.info(f"Training time {total_time_str}")
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""
-        return not self.evaluate_only and self.max_epoch > self.start_epoch and self.best_agg_metric == -math.inf \
+        return (
+            not self.evaluate_only
+            and self.max_epoch > self.start_epoch
+            and self.best_agg_metric == -math.inf
             and not os.path.isfile(os.path.join(self.output_dir, "checkpoint_best.pth"))
+        )
 
     @main_process
     def _continue_log(self):
@@ -211,7 +227,7 @@ class GatedRunner(RunnerBase):
         # runner_base.py:469 omits cuda_enabled, so the task moves every batch to CUDA.
         data_loader = self.dataloaders.get(split_name, None)
         # not `assert data_loader`: a rank can have no evaluation batch, and an empty loader is falsy
-        assert data_loader is not None, "data_loader for split {} is None.".format(split_name)
+        assert data_loader is not None, f"data_loader for split {split_name} is None."
 
         model = self.unwrap_dist_model(self.model)
         if not skip_reload and cur_epoch == "best":
@@ -221,9 +237,7 @@ class GatedRunner(RunnerBase):
         self.task.before_evaluation(model=model, dataset=self.datasets[split_name])
         results = self.task.evaluation(model, data_loader, cuda_enabled=self.cuda_enabled)
         if results is not None:
-            return self.task.after_evaluation(
-                val_result=results, split_name=split_name, epoch=cur_epoch
-            )
+            return self.task.after_evaluation(val_result=results, split_name=split_name, epoch=cur_epoch)
 
     @main_process
     def _save_checkpoint(self, cur_epoch, is_best=False):
@@ -247,24 +261,29 @@ class GatedRunner(RunnerBase):
         }
         name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
         save_to = os.path.join(self.output_dir, name)
-        logging.info("Saving checkpoint at epoch {} to {}.".format(cur_epoch, save_to))
+        logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
         save_checkpoint(save_obj, save_to)
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
         frozen = _frozen_parameter_names(model)
-        report = check_state_dict(checkpoint["model"], model.state_dict(), path, "the model",
-                                  may_miss=frozen.__contains__)
+        report = check_state_dict(
+            checkpoint["model"], model.state_dict(), path, "the model", may_miss=frozen.__contains__
+        )
         model.load_state_dict(checkpoint["model"], strict=False)
-        logging.info("Loaded %d tensors from %s; %d frozen parameters kept from the model.", len(report.loaded), path,
-                     len(report.allowed_missing))
+        logging.info(
+            "Loaded %d tensors from %s; %d frozen parameters kept from the model.",
+            len(report.loaded),
+            path,
+            len(report.allowed_missing),
+        )
         return model
 
     def _reload_best_model(self, model):
         """Load checkpoint_best.pth into `model` for the test phase."""
         # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
         checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
-        logging.info("Loading checkpoint from {}.".format(checkpoint_path))
+        logging.info(f"Loading checkpoint from {checkpoint_path}.")
         return self._load_model_state(model, load_checkpoint(checkpoint_path), checkpoint_path)
 
     def _load_checkpoint(self, url_or_filename):
@@ -285,7 +304,5 @@ class GatedRunner(RunnerBase):
         else:
             logging.warning("%s records no best metric: the next validation becomes the best.", path)
         logging.info(
-            "Resumed from {} at epoch {} (best agg_metrics {} at epoch {}); writing to {}.".format(
-                url_or_filename, self.start_epoch, self.best_agg_metric, self.best_epoch, self.output_dir
-            )
+            f"Resumed from {url_or_filename} at epoch {self.start_epoch} (best agg_metrics {self.best_agg_metric} at epoch {self.best_epoch}); writing to {self.output_dir}."
         )

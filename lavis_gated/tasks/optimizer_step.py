@@ -6,6 +6,7 @@ steps in a row stop the run, since by then the weights or the data are broken, n
 Gradients are clipped to `max_grad_norm` when it is set. Under torch.distributed every rank takes the
 same decision, so the replicas never drift apart.
 """
+
 import logging
 
 import torch
@@ -62,7 +63,10 @@ class GuardedOptimizerStep:
         self.consecutive_skips += 1
         logging.warning(
             "Non-finite loss or gradient norm (%s) %s: update skipped (%d in a row, %d in total).",
-            grad_norm.item(), where, self.consecutive_skips, self.skipped,
+            grad_norm.item(),
+            where,
+            self.consecutive_skips,
+            self.skipped,
         )
         if self.consecutive_skips > self.max_consecutive_skips:
             raise NonFiniteTrainingError(

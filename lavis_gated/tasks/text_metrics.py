@@ -4,6 +4,7 @@ The COCO evaluation tokenises with the Stanford PTB tokenizer, which needs Java.
 lower-cased and split into runs of letters and digits (punctuation dropped, as the PTB step does), so
 the scores match the COCO ones up to tokenisation details (e.g. "don't" is "don t", not "do n't").
 """
+
 import re
 
 _WORD = re.compile(r"\w+")

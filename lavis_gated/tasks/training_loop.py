@@ -3,6 +3,7 @@ autocast in the configured dtype, non-finite steps skipped (optimizer_step), opt
 statistics synchronised on the model's device (logger.py:43 assumes CUDA). Skipped steps are left out of
 the averages.
 """
+
 import logging
 
 import torch
@@ -12,8 +13,20 @@ from lavis.common.logger import MetricLogger, SmoothedValue
 from lavis.datasets.data_utils import prepare_sample
 
 
-def train_inner_loop(task, epoch, iters_per_epoch, model, data_loader, lr_scheduler, step, scaler=None,
-                     start_iters=None, log_freq=50, cuda_enabled=False, accum_grad_iters=1):
+def train_inner_loop(
+    task,
+    epoch,
+    iters_per_epoch,
+    model,
+    data_loader,
+    lr_scheduler,
+    step,
+    scaler=None,
+    start_iters=None,
+    log_freq=50,
+    cuda_enabled=False,
+    accum_grad_iters=1,
+):
     """Train `iters_per_epoch` steps; returns the epoch's averaged statistics (strings, as LAVIS logs them).
 
     task: provides autocast(cuda_enabled) and training_terms(model, samples); step: a GuardedOptimizerStep.
@@ -46,7 +59,7 @@ def train_inner_loop(task, epoch, iters_per_epoch, model, data_loader, lr_schedu
         metric_logger.update(lr=step.optimizer.param_groups[0]["lr"])
     synchronise_meters(metric_logger, device="cuda" if cuda_enabled else "cpu")
     logging.info("Averaged stats: " + str(metric_logger.global_avg()))
-    stats = {k: "{:.4f}".format(meter.global_avg) for k, meter in metric_logger.meters.items()}
+    stats = {k: f"{meter.global_avg:.4f}" for k, meter in metric_logger.meters.items()}
     stats["skipped_steps"] = step.skipped - skipped_before
     return stats
 
