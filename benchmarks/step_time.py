@@ -1,8 +1,9 @@
-"""Training-step cost of LAVIS's own Blip2OPT and of blip2_opt_gated, built at one size, measured side by side.
+"""Training-step cost of LAVIS's own Blip2OPT and of blip2_opt_gated at one size, measured side by side.
 
-    python benchmarks/step_time.py --size mid --batch-size 8                      # CPU
-    python benchmarks/step_time.py --size full --device cuda --amp fp16 --batch-size 32 --fast --compile reduce-overhead
-    python benchmarks/step_time.py --size mid --batch-size 8 --epochs 4           # frozen-feature cache, epochs
+    python benchmarks/step_time.py --size mid --batch-size 8                  # CPU
+    python benchmarks/step_time.py --size full --device cuda --amp fp16 --batch-size 32 \
+        --fast --compile reduce-overhead
+    python benchmarks/step_time.py --size mid --batch-size 8 --epochs 4       # frozen-feature cache, epochs
 
 Sizes (lavis_gated.offline_standins.SIZES; random weights, nothing downloaded): `tiny` (the tiny model type),
 `mid` (CPU-sized: a ViT-S-like EVA, a 6-layer Q-Former, a 6-layer OPT), `full` (EVA ViT-g 39x1408, BERT-base
@@ -10,11 +11,11 @@ Q-Former, OPT-2.7B; GPU only) and `full_opt6.7b` (the same with OPT-6.7B; GPU on
 The baseline is LAVIS's Blip2OPT class itself; its weights are loaded into blip2_opt_gated, so both compute
 the same BLIP-2. The gated step is the style_captioning task's full loss (LM + style terms).
 
-Steps run alternately (baseline, gated[, gated fast]) in one process after warm-up, so that machine noise
-hits every model alike; the ratio to the baseline is taken per round and reported as median and quartiles.
-`--fast` adds the gated model fed with precomputed frozen features (the batches run.frozen_feature_cache gives),
-`--compile MODE ...` that path with its trainable part compiled (model.compile_mode). Images (and, for the fast
-path, features) are already on the device, as with a prefetching loader.
+Steps run alternately (baseline, gated[, gated fast]) in one process after warm-up, so that machine noise hits
+every model alike; the ratio to the baseline is taken per round and reported as median and quartiles. `--fast`
+adds the gated model fed with precomputed frozen features (the batches run.frozen_feature_cache gives),
+`--compile MODE ...` that path with its trainable part compiled (model.compile_mode). Images (and, for the
+fast path, features) are already on the device, as with a prefetching loader.
 
 Output: one JSON line per model: median ms/step and quartiles, samples/s, peak memory (CUDA max allocated
 during a step less what the other models hold; on CPU the peak RSS of a separate process that builds only that
@@ -81,7 +82,8 @@ def peak_memory(args, trainer, trainers):
 
 
 def cpu_peak_rss(args, which):
-    """{"peak_rss_bytes", "above_start_bytes"} of a fresh process that builds only `which` and trains a few steps."""
+    """{"peak_rss_bytes", "above_start_bytes"} of a fresh process that builds only `which` and trains a few
+    steps."""
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -252,7 +254,7 @@ def epoch_benchmark(args, root, device):
         )
         run["model"].train()
     for epoch in range(args.epochs):
-        for name, run in runs.items():
+        for run in runs.values():
             start = time.perf_counter()
             if "dataset" not in run:  # the first cached epoch builds the cache
                 run["dataset"] = attach_feature_cache(
@@ -309,7 +311,8 @@ def epoch_benchmark(args, root, device):
 
 @torch.no_grad()
 def same_weights_loss_diff(model, task, dataset, cached_dataset, batch_size, device):
-    """Largest |loss(image batch) - loss(cached-feature batch)| over one epoch, one model, the same dropout masks.
+    """Largest |loss(image batch) - loss(cached-feature batch)| over one epoch, one model, the same dropout
+    masks.
 
     Two training runs drift apart from any difference at all (AdamW turns a near-zero gradient's sign into a
     full step), and on CPU the CNN's result for an image varies in its last bits with the other images of its
@@ -349,7 +352,8 @@ def parse_args(argv=None):
         "--compile",
         nargs="*",
         default=[],
-        help="with --fast: also the fast path compiled in these torch.compile modes (default, reduce-overhead, ...)",
+        help="with --fast: also the fast path compiled in these torch.compile modes "
+        "(default, reduce-overhead, ...)",
     )
     parser.add_argument("--gated-options", nargs="*", default=[], help="model config overrides, key=value")
     parser.add_argument(
@@ -374,7 +378,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     # A random EfficientNet's activations shrink at every squeeze-excitation gate towards the denormal range,
-    # where x86 arithmetic is many times slower: flushing denormals times what a trained CNN costs (all models).
+    # where x86 arithmetic is many times slower: flushing denormals times what a trained CNN costs (all
+    # models).
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
     root = tempfile.mkdtemp(prefix="step_time-")

@@ -7,7 +7,7 @@ the wrong shape.
 """
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable
 
 SHOWN = 10  # keys listed per kind in an error
 

@@ -29,7 +29,8 @@ def main(argv=None):
         raise ValueError(
             f"split(s) {missing} to evaluate are not in the datasets; available: {sorted(available)}"
         )
-    runner.log_config()  # log.txt names the evaluated checkpoint, whose training log the curves are drawn from
+    # log.txt names the evaluated checkpoint, whose training log the curves are drawn from
+    runner.log_config()
     runner.evaluate(skip_reload=True)
     if is_main_process():
         report(str(runner.output_dir), runner.test_splits)

@@ -85,7 +85,8 @@ def _save(fig, path):
 
 
 def plot_training_curves(log_path, out_path):
-    """Left: loss parts per epoch (train solid, validation dashed). Right: agg_metrics per epoch, best marked."""
+    """Left: loss parts per epoch (train solid, validation dashed). Right: agg_metrics per epoch, best
+    marked."""
     entries = read_log(log_path)
     train, evaluations = epoch_history(entries)
     split = (

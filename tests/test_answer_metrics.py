@@ -1,4 +1,5 @@
-"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by hand."""
+"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by
+hand."""
 
 import pytest
 

@@ -34,7 +34,8 @@ def lavis_model(sources):
 
 
 def new_module_keys(model):
-    """State-dict keys of the modules BLIP-2 lacks (BatchNorm's num_batches_tracked: torch never reports it missing)."""
+    """State-dict keys of the modules BLIP-2 lacks (BatchNorm's num_batches_tracked: torch never reports it
+    missing)."""
     return {
         k
         for k in model.state_dict()

@@ -32,8 +32,8 @@ WRITER = textwrap.dedent("""
     from lavis_gated import checkpoint_io
     version = 0
     while True:
-        version += 1
-        checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,), float(version))},
+        version += 1 checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,),
+        float(version))},
                                       sys.argv[2])
         print(version, flush=True)
 """)

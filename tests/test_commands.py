@@ -60,9 +60,9 @@ def test_file_reading_commands_import_neither_lavis_nor_torch(tmp_path):
 def test_the_package_still_registers_with_lavis_on_import():
     code = (
         "import lavis_gated; from lavis.common.registry import registry; "
-        "print(registry.get_model_class('blip2_opt_gated').__name__, registry.get_task_class('style_captioning')"
-        ".__name__, registry.get_builder_class('artquest').__name__, registry.get_runner_class('runner_gated')"
-        ".__name__)"
+        "print(registry.get_model_class('blip2_opt_gated').__name__, "
+        "registry.get_task_class('style_captioning').__name__, "
+        "registry.get_builder_class('artquest').__name__, registry.get_runner_class('runner_gated').__name__)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.stdout.split() == ["Blip2OPTGated", "StyleCaptioningTask", "ArtQuestBuilder", "GatedRunner"]

@@ -258,8 +258,8 @@ def _files(root):
 
 def test_synthetic_generator_is_deterministic(tmp_path):
     first = generate(str(tmp_path / "a"), SMALL, seed=3, size=32)
-    second = generate(str(tmp_path / "b"), SMALL, seed=3, size=32)
-    other = generate(str(tmp_path / "c"), SMALL, seed=4, size=32)
+    generate(str(tmp_path / "b"), SMALL, seed=3, size=32)
+    generate(str(tmp_path / "c"), SMALL, seed=4, size=32)
     assert sorted(first) == ["test", "train", "val"]
     assert first["train"] == str(tmp_path / "a" / "artquest_train.csv")
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")

@@ -122,8 +122,9 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):
 
 
 def assert_checkpoint_loads_with_its_own_vocabulary(run_dir, data, predictions):
-    """What a user does after training: load the checkpoint through LAVIS's load_model_and_preprocess (its path
-    is a model type), or into the tiny type with load_checkpoint; both answer as the run's own test did."""
+    """What a user does after training: load the checkpoint through LAVIS's load_model_and_preprocess (its
+    path is a model type), or into the tiny type with load_checkpoint; both answer as the run's own test
+    did."""
     from lavis.common.registry import registry
     from lavis.models import load_model_and_preprocess
     from PIL import Image

@@ -1,4 +1,5 @@
-"""Frozen-feature cache: cached training computes what uncached training does, and each image is encoded once."""
+"""Frozen-feature cache: cached training computes what uncached training does, and each image is encoded
+once."""
 
 import copy
 import json

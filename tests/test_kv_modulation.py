@@ -1,4 +1,5 @@
-"""KVModulation applies FiLM / gate to hooked K/V projections exactly as defined, in fp32, in the projection's dtype."""
+"""KVModulation applies FiLM / gate to hooked K/V projections exactly as defined, in fp32, in the projection's
+dtype."""
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ LAYERS, HEADS, WIDTH, TOKENS, BATCH = 2, 4, 16, 5, 3
 
 
 def reference(projected, params, which, gating, per_head):
-    """The definition: K * (1 + g_k); V * (1 + g_v) + b_v (film) or V * (1 + tanh g_v) (gate), computed in fp32."""
+    """The definition: K * (1 + g_k); V * (1 + g_v) + b_v (film) or V * (1 + tanh g_v) (gate), computed in
+    fp32."""
     x = projected.float()
     x = x.view(BATCH, TOKENS, HEADS, -1) if per_head else x
 
@@ -57,7 +59,8 @@ def test_hooked_projections_follow_the_definition(gating, per_head, dtype):
             got = modulated[layer][which]
             want = reference(plain[layer][which], params[:, layer], which, gating, per_head)
             assert got.dtype == dtype
-            # fp32: one fused multiply-add against a multiply then an add; fp16: the same fp32 values, rounded once
+            # fp32: one fused multiply-add against a multiply then an add; fp16: the same fp32 values, rounded
+            # once
             torch.testing.assert_close(
                 got,
                 want,

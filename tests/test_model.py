@@ -243,7 +243,8 @@ def frozen_state(model):
 
 
 def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
-    """Training with the optimizer LAVIS's runner builds: ViT, OPT and CNN never change and never get .grad."""
+    """Training with the optimizer LAVIS's runner builds: ViT, OPT and CNN never change and never get
+    .grad."""
     import types
 
     from lavis.runners.runner_base import RunnerBase
@@ -400,7 +401,8 @@ def test_misspelt_gating_key_is_an_error():
 
 def test_compiled_training_path_gives_the_eager_losses_and_gradients():
     """What torch.compile captures (backend aot_eager: its graphs, without generating kernels) computes the
-    eager losses and gradients, without graph breaks; texts padded to multiples of 8; state-dict keys unchanged."""
+    eager losses and gradients, without graph breaks; texts padded to multiples of 8; state-dict keys
+    unchanged."""
     import copy
 
     from torch._dynamo.utils import counters

@@ -165,7 +165,8 @@ def test_shard_rows_without_style_follow_the_policy(tmp_path, data):
     pattern = write_shards(rows, str(tmp_path), "test", maxcount=5)
     with pytest.raises(
         ValueError,
-        match=r"test-\{000000\.\.000002\}\.tar: 3 of 12 rows have no style .*shard order \(from 0\): \[0, 1, 2\]",
+        match=r"test-\{000000\.\.000002\}\.tar: 3 of 12 rows have no style "
+        r".*shard order \(from 0\): \[0, 1, 2\]",
     ):
         shard_builder({"test": pattern}, splits=("test",))
     dataset = shard_builder({"test": pattern}, splits=("test",), missing_style="skip")["test"]

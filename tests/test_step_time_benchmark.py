@@ -1,5 +1,5 @@
-"""benchmarks/step_time.py at the tiny size: the JSON lines it documents, with values that make sense (no timing
-is asserted: timings are measured by the benchmark, never by tests)."""
+"""benchmarks/step_time.py at the tiny size: the JSON lines it documents, with values that make sense (no
+timing is asserted: timings are measured by the benchmark, never by tests)."""
 
 import json
 import os

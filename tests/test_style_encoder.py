@@ -1,4 +1,5 @@
-"""The frozen style CNN: timm EfficientNet weights from a file, class-row init of the style head, clear errors."""
+"""The frozen style CNN: timm EfficientNet weights from a file, class-row init of the style head, clear
+errors."""
 
 import json
 
@@ -15,7 +16,8 @@ ARCH = "efficientnet_b0"
 CLASS_NAMES = ["Impressionism", "Pop_Art", "Baroque", "Cubism", "Ukiyo-e"]
 
 
-def trained_cnn(arch=ARCH, num_classes=len(CLASS_NAMES), seed=3):
+def trained_cnn(arch=ARCH, num_classes=None, seed=3):
+    num_classes = len(CLASS_NAMES) if num_classes is None else num_classes
     torch.manual_seed(seed)
     return timm.create_model(arch, pretrained=False, num_classes=num_classes)
 
@@ -74,7 +76,7 @@ def save_json(obj, path):
 def test_wrong_architecture_names_the_file_and_keys(tmp_path):
     path = save(trained_cnn("efficientnet_b1").state_dict(), tmp_path / "b1.pth")
     with pytest.raises(
-        ValueError, match=r"b1\.pth does not match timm efficientnet_b0.*(missing|wrong shapes).*blocks\."
+        ValueError, match=r"b1\.pth does not fit timm efficientnet_b0 .*(missing keys|wrong shapes).*blocks\."
     ):
         StyleEncoder(ARCH, checkpoint=path)
 
@@ -101,8 +103,8 @@ def test_random_cnn_only_when_the_config_says_so():
 
 
 def test_input_size_and_filter_follow_the_weights_timm_config_unless_set():
-    """A frozen CNN sees images as its weights were evaluated: EfficientNet-B3's timm config is bicubic at 320 px
-    (288 for training); an explicit model.style_encoder.image_size / interpolation wins."""
+    """A frozen CNN sees images as its weights were evaluated: EfficientNet-B3's timm config is bicubic at 320
+    px (288 for training); an explicit model.style_encoder.image_size / interpolation wins."""
     from lavis_gated.models.style_encoder import StyleEncoder
 
     default = StyleEncoder("efficientnet_b3", allow_random=True)

@@ -135,7 +135,8 @@ def test_text_style_log_probs_with_padded_style_table():
         ]
     )
     word_mask = torch.tensor([[True, True, False]])
-    # mean logits over word positions: [10, 1, 3, 4, 0]; style 0: (1 + 3) / 2 = 2; style 1: 4 (padding ignored)
+    # mean logits over word positions: [10, 1, 3, 4, 0]; style 0: (1 + 3) / 2 = 2; style 1: 4 (padding
+    # ignored)
     log_probs = sl.text_style_log_probs(logits, word_mask, style_tokens, style_token_mask)
     norm = math.log(math.exp(2.0) + math.exp(4.0))
     assert log_probs.shape == (1, 2)

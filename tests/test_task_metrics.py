@@ -1,4 +1,5 @@
-"""StyleCaptioningTask: metrics() from hand-made per-sample records, loss_terms (batch_terms, style_rows), config checks."""
+"""StyleCaptioningTask: metrics() from hand-made per-sample records, loss_terms (batch_terms, style_rows),
+config checks."""
 
 import math
 from types import SimpleNamespace

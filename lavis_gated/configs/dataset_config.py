@@ -75,7 +75,8 @@ BUILD_INFO_KEYS = {
 
 
 def artquest_config(block_values, where="datasets.artquest"):
-    """A checked ArtQuestConfig from a YAML dataset block (its LAVIS keys checked for layout, then left out)."""
+    """A checked ArtQuestConfig from a YAML dataset block (its LAVIS keys checked for layout, then left
+    out)."""
     values = plain(block_values) or {}
     check_build_info(values.get("build_info") or {}, f"{where}.build_info")
     return from_block(ArtQuestConfig, values, where, ignore=LAVIS_DATASET_KEYS)

@@ -5,7 +5,7 @@ the model-type YAMLs under configs/models/blip2_opt_gated/ set what differs for 
 """
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 from lavis_gated.configs.schema import block, from_block, setting
 

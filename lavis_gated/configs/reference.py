@@ -56,8 +56,8 @@ def reference():
                 table(
                     "datasets.artquest",
                     "The `datasets.artquest:` block (`ArtQuestConfig`, "
-                    "`lavis_gated/configs/dataset_config.py`), beside LAVIS's `vis_processor`, `text_processor` and "
-                    "`build_info`: "
+                    "`lavis_gated/configs/dataset_config.py`), beside LAVIS's `vis_processor`, "
+                    "`text_processor` and `build_info`: "
                     + "; ".join(f"`build_info.{k}`: {v}" for k, v in BUILD_INFO_KEYS.items())
                     + ".",
                     rows(ArtQuestConfig, "datasets.artquest."),
@@ -72,7 +72,8 @@ def reference():
                     "`RunnerConfig` (`lavis_gated/configs/run_config.py`).",
                     rows(RunnerConfig, "run."),
                 ),
-                "## run: LAVIS's own keys\n\nAccepted as LAVIS defines them (its code holds their defaults).\n\n"
+                "## run: LAVIS's own keys\n\n"
+                "Accepted as LAVIS defines them (its code holds their defaults).\n\n"
                 "| key | meaning |\n|---|---|\n"
                 + "\n".join(f"| `run.{k}` | {v} |" for k, v in sorted(LAVIS_RUN_KEYS.items())),
             ]

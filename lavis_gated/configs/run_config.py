@@ -4,7 +4,7 @@ so that a misspelt key anywhere in the block is an error rather than silently ig
 """
 
 from dataclasses import dataclass, fields
-from typing import List, Optional
+from typing import Optional
 
 from lavis_gated.configs.schema import check_keys, from_block, plain, setting
 
@@ -63,7 +63,8 @@ class RunnerConfig:
     frozen_feature_cache: Optional[str] = setting(None, "folder of the frozen-feature cache; null = off")
 
 
-# LAVIS's run keys (runner_base.py, base_task.py, dist_utils.py, the project YAMLs it ships) and what they mean.
+# LAVIS's run keys (runner_base.py, base_task.py, dist_utils.py, the project YAMLs it ships) and what they
+# mean.
 LAVIS_RUN_KEYS = {
     "task": "registered task",
     "lr_sched": "LR schedule (e.g. linear_warmup_cosine_lr)",

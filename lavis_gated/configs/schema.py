@@ -9,7 +9,7 @@ them. Nested dataclasses validate their own sub-blocks (model.gating, datasets.a
 import dataclasses
 import difflib
 from collections.abc import Iterable
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 
 class ConfigKeyError(KeyError):

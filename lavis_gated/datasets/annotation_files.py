@@ -23,7 +23,8 @@ def decode_text(path, encoding="utf-8"):
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise ValueError(
-            f"{path}: line {line} is not valid {encoding} (byte {data[err.start : err.start + 1]!r} at offset {err.start}); "
+            f"{path}: line {line} is not valid {encoding} (byte {data[err.start : err.start + 1]!r} at "
+            f"offset {err.start}); "
             "set datasets.<name>.encoding to the file's encoding (e.g. latin-1)"
         ) from None
     return text[1:] if text.startswith("\ufeff") else text  # a byte-order mark is not part of the header

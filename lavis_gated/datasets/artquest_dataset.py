@@ -115,7 +115,10 @@ def read_split(
 
     styles = style_labels(frame, fields["style"], fields["image"], style_table)
     if styles is None:
-        message = f"{path}: no style source (no column {fields['style']!r}, no style_table); columns found: {list(frame.columns)}"
+        message = (
+            f"{path}: no style source (no column {fields['style']!r}, no style_table); "
+            f"columns found: {list(frame.columns)}"
+        )
         if missing_style == "error":
             raise ValueError(f"{message}; {STYLE_SOURCE_OPTIONS}")
         styles = pd.Series("", index=frame.index)

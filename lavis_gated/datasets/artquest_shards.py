@@ -116,7 +116,8 @@ class ArtQuestShards(wds.DataPipeline):
                 )
 
     def _shuffled(self, samples):
-        """A buffer shuffle for training, seeded from torch's generator (per worker, per pass, reproducible)."""
+        """A buffer shuffle for training, seeded from torch's generator (per worker, per pass,
+        reproducible)."""
         if self.shuffle_buffer <= 1:
             return samples
         seed = int(torch.empty((), dtype=torch.int64).random_().item())

@@ -7,7 +7,7 @@ table mapping image -> style (`style_table`). Labels are normalised (normalise_s
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Optional
 
 import pandas as pd
 
@@ -15,8 +15,9 @@ from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.style_vocabulary import normalise_style
 
 STYLE_SOURCE_OPTIONS = (
-    "give each row a style by one of: (1) a column of the split file named by fields.style (default 'style'); "
-    "(2) style_table.storage, a CSV/JSON file mapping image -> style (columns style_table.key and style_table.style); "
+    "give each row a style by one of: (1) a column of the split file named by fields.style "
+    "(default 'style'); (2) style_table.storage, a CSV/JSON file mapping image -> style "
+    "(columns style_table.key and style_table.style); "
     "(3) fields.style set to an existing column used as the style, e.g. 'school'; "
     "or set missing_style: keep-unlabelled (or skip) to use rows without a style"
 )

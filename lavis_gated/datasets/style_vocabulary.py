@@ -8,7 +8,6 @@ exactly the styles the style head was trained on.
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Dict, List
 
 NO_STYLE = -1  # id of a missing label or of a style unknown to the vocabulary
 
@@ -64,7 +63,8 @@ class StyleVocabulary:
 
 
 def unseen_styles(labels: Iterable, vocabulary: StyleVocabulary) -> dict[str, int]:
-    """{normalised style: row count} of the labelled rows whose style the vocabulary lacks (they count as no style)."""
+    """{normalised style: row count} of the labelled rows whose style the vocabulary lacks (they count as no
+    style)."""
     return dict(
         sorted(
             Counter(n for n in map(normalise_style, labels) if n and vocabulary.id_of(n) == NO_STYLE).items()

@@ -43,9 +43,10 @@ MODEL_TYPES = ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "
 class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
-    Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g, OPT-2.7B
-    or 6.7B, BLIP-2 pretrained or COCO-caption weights) plus an EfficientNet-B3 WikiArt checkpoint, and `tiny`
-    (same code, toy sizes, random weights, offline). A lavis-gated checkpoint path is a model type too.
+    Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g,
+    OPT-2.7B or 6.7B, BLIP-2 pretrained or COCO-caption weights) plus an EfficientNet-B3 WikiArt checkpoint,
+    and `tiny` (same code, toy sizes, random weights, offline). A lavis-gated checkpoint path is a model type
+    too.
     """
 
     PRETRAINED_MODEL_CONFIG_DICT = {
@@ -134,8 +135,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
     def _frozen_parts_to_fp32_on_cpu(self, device):
-        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as LAVIS's
-        load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16 (precision.py)."""
+        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as
+        LAVIS's load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16
+        (precision.py)."""
         for part, attribute in ((self.visual_encoder, "vit_precision"), (self.opt_model, "opt_precision")):
             if precision.converted_to_fp32_on(device.type, getattr(self, attribute)):
                 logging.info("on CPU: %s stored in fp16 converted to fp32", type(part).__name__)
@@ -149,8 +151,8 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
     # ---- inputs ---------------------------------------------------------------------------------------
 
     def prompt_batch(self, samples, budgets=None, left=True):
-        """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left (generation,
-        the modulation heatmap) or the right (training), and the ids within each row's budget."""
+        """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left
+        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget."""
         prompts = text_inputs.format_prompts(samples, self.prompt)
         ids = text_inputs.prompt_ids(
             self.opt_tokenizer, prompts, budgets or [self.max_txt_len] * len(prompts)
@@ -158,8 +160,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         return pad(ids, self.opt_tokenizer.pad_token_id, left=left), ids
 
     def frozen_features(self, image):
-        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision (trainable),
-        "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache stores."""
+        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision
+        (trainable), "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache
+        stores."""
         self._frozen_parts_to_fp32_on_cpu(image.device)
         with self.frozen_autocast(self.vit_precision):
             vit_features = self.visual_encoder(image)
@@ -215,7 +218,8 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
 
     @contextlib.contextmanager
     def modulation_bypassed(self):
-        """The same weights with the K/V modulation switched off: the plain BLIP-2 Q-Former (for comparisons)."""
+        """The same weights with the K/V modulation switched off: the plain BLIP-2 Q-Former (for
+        comparisons)."""
         self._modulation_bypassed = True
         try:
             yield self
@@ -287,7 +291,8 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         temperature=1,
     ):
         """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
-        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its prompt."""
+        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
+        prompt."""
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
         (input_ids, prompt_mask), _ = self.prompt_batch(samples)

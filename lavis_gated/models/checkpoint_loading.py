@@ -30,7 +30,8 @@ NEW_MODULES = (
     "prompt_mapper",
     "kv_modulation",
 )
-# keys of BLIP-2 checkpoints (stage 1) for parts that Blip2OPT sets to None or never builds (blip2_opt.py:69-74)
+# keys of BLIP-2 checkpoints (stage 1) for parts that Blip2OPT sets to None or never builds
+# (blip2_opt.py:69-74)
 UNUSED_BLIP2_KEYS = re.compile(
     r"^(Qformer\.cls\.|Qformer\.bert\.embeddings\.(word|position)_embeddings\."
     r"|Qformer\.bert\.encoder\.layer\.\d+\.(intermediate|output)\.|(vision_proj|text_proj|itm_head)\.|temp$)"
@@ -52,14 +53,16 @@ def style_names_in_checkpoint(checkpoint):
 
 
 def read_checkpoint(url_or_path, key):
-    """A checkpoint dict from a URL or local file (config key `key` names it), never executing pickled code."""
+    """A checkpoint dict from a URL or local file (config key `key` names it), never executing pickled
+    code."""
     with loading_source(key, url_or_path):
         return load_weights_file(url_or_path)
 
 
 def load_trained_state(model, checkpoint, source="checkpoint"):
-    """Load a LAVIS/BLIP-2 or lavis-gated checkpoint dict (plain, or under "model") into `model`; returns torch's
-    (missing_keys, unexpected_keys). A lavis-gated checkpoint's style vocabulary replaces the model's."""
+    """Load a LAVIS/BLIP-2 or lavis-gated checkpoint dict (plain, or under "model") into `model`; returns
+    torch's (missing_keys, unexpected_keys). A lavis-gated checkpoint's style vocabulary replaces the
+    model's."""
     state_dict = checkpoint.get("model", checkpoint)
     unused = [k for k in state_dict if UNUSED_BLIP2_KEYS.match(k)]
     if unused:
@@ -108,7 +111,8 @@ def is_checkpoint_path(model_type):
 def checkpoint_config(path, type_config_path):
     """A model-type YAML (as text, for OmegaConf.load) that rebuilds the model a lavis-gated checkpoint was
     trained as: its model type's YAML, then the model block saved in the checkpoint, then load_finetuned from
-    this file; preprocessing from the run's eval processors. type_config_path(model_type) -> that type's YAML."""
+    this file; preprocessing from the run's eval processors. type_config_path(model_type) -> that type's
+    YAML."""
     saved = load_checkpoint(path, mmap=True).get("config") or {}
     if not saved.get("model"):
         raise ValueError(
@@ -161,7 +165,8 @@ class CheckpointEntryPoints:
 
     @classmethod
     def from_config(cls, cfg):
-        """Build from a model config; a `finetuned` checkpoint's style vocabulary wins over model.style_names."""
+        """Build from a model config; a `finetuned` checkpoint's style vocabulary wins over
+        model.style_names."""
         config = model_config(cfg)
         finetuned = None
         if config.load_finetuned:
@@ -175,8 +180,9 @@ class CheckpointEntryPoints:
         return model
 
     def load_checkpoint_from_config(self, cfg, finetuned_checkpoint=None, **kwargs):
-        """LAVIS's entry point: `pretrained` first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer never
-        saves), then, with load_finetuned, the `finetuned` checkpoint (its contents, when already read)."""
+        """LAVIS's entry point: `pretrained` first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer
+        never saves), then, with load_finetuned, the `finetuned` checkpoint (its contents, when already
+        read)."""
         config = cfg if isinstance(cfg, ModelConfig) else model_config(cfg)
         if config.pretrained:
             self.load_from_pretrained(config.pretrained)
@@ -185,12 +191,14 @@ class CheckpointEntryPoints:
             load_trained_state(self, checkpoint, config.finetuned)
 
     def load_from_pretrained(self, url_or_filename):
-        """A BLIP-2 (or lavis-gated) checkpoint from a URL or file (LAVIS's method; checkpoint_loading's rules)."""
+        """A BLIP-2 (or lavis-gated) checkpoint from a URL or file (LAVIS's method; checkpoint_loading's
+        rules)."""
         checkpoint = read_checkpoint(url_or_filename, "model.pretrained")
         return load_trained_state(self, checkpoint, url_or_filename)
 
     def load_trained_state(self, checkpoint, source="checkpoint"):
-        """Load a checkpoint dict already read (checkpoint_loading's rules); returns torch's missing/unexpected keys."""
+        """Load a checkpoint dict already read (checkpoint_loading's rules); returns torch's
+        missing/unexpected keys."""
         return load_trained_state(self, checkpoint, source)
 
     def load_checkpoint(self, url_or_filename):

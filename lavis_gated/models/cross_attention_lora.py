@@ -27,7 +27,8 @@ def add_cross_attention_lora(qformer, rank=8, alpha=16, dropout=0.05):
 
 
 def remap_plain_kv_keys(state_dict, prefix, own_keys):
-    """In place: `...crossattention.self.key.weight` -> `...key.base_layer.weight` where the model has LoRA."""
+    """In place: `...crossattention.self.key.weight` -> `...key.base_layer.weight` where the model has
+    LoRA."""
     for key in list(state_dict):
         match = re.fullmatch(r"(.*crossattention\.self\.(?:key|value))\.(weight|bias)", key)
         if match and key not in own_keys:

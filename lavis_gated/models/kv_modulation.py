@@ -1,10 +1,10 @@
 """K/V modulation of the Q-Former's cross-attention, driven by control tokens.
 
-One small MLP maps the control tokens to every cross-attention layer's parameters at once (computed
-once per sample, not per head or per token): FiLM (K * (1 + gamma_k), V * (1 + gamma_v) + beta_v) or a
-gate (K * (1 + tanh(g_k)), V * (1 + tanh(g_v))), per head or per channel. K gets no beta: a shift that is
-the same for every key adds the same amount to all of a query's scores, which softmax cancels. Its last layer starts at zero, so a fresh
-modulation is exactly the identity and training starts from BLIP-2 itself.
+One small MLP maps the control tokens to every cross-attention layer's parameters at once (computed once per
+sample, not per head or per token): FiLM (K * (1 + gamma_k), V * (1 + gamma_v) + beta_v) or a gate (K * (1 +
+tanh(g_k)), V * (1 + tanh(g_v))), per head or per channel. K gets no beta: a shift that is the same for every
+key adds the same amount to all of a query's scores, which softmax cancels. Its last layer starts at zero, so
+a fresh modulation is exactly the identity and training starts from BLIP-2 itself.
 
 The parameters are applied by forward hooks on the key/value projections, which leaves the
 Q-Former's modules and state-dict keys exactly LAVIS's (BLIP-2 checkpoints load unchanged).
@@ -90,8 +90,8 @@ class KVModulation(nn.Module):
             self._active = None
 
     def factors(self, params):
-        """params (B, L, params_per_layer, units) -> (scales (B, L, 2, ...), V shift (B, L, ...) or None), fp32,
-        shaped to broadcast over a projection viewed as (B, T, heads, head_dim) or (B, T, width).
+        """params (B, L, params_per_layer, units) -> (scales (B, L, 2, ...), V shift (B, L, ...) or None),
+        fp32, shaped to broadcast over a projection viewed as (B, T, heads, head_dim) or (B, T, width).
 
         Computed once per batch for every layer, so each hook applies its layer's slice in one operation.
         """
@@ -114,7 +114,8 @@ class KVModulation(nn.Module):
         )
 
     def modulate(self, projected, scale, shift=None):
-        """projected (B, T, D) key or value; scale (and shift) (B, 1, heads, 1) or (B, 1, D), fp32 (see factors).
+        """projected (B, T, D) key or value; scale (and shift) (B, 1, heads, 1) or (B, 1, D), fp32 (see
+        factors).
 
         Computed in fp32 (1 + a small gamma is not representable in fp16) and returned in the projection's
         dtype: one fused operation (fp16 inputs are read as fp32 on the fly, no fp32 copy of K/V is made),
@@ -122,7 +123,8 @@ class KVModulation(nn.Module):
         """
         shape = projected.shape
         x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
-        # autocast would cast K/V to fp32 first for addcmul (a "widest type" op): plain type promotion does not
+        # autocast would cast K/V to fp32 first for addcmul (a "widest type" op): plain type promotion does
+        # not
         with autocast_off(projected.device.type):
             out = x * scale if shift is None else torch.addcmul(shift, x, scale)
         return out.view(shape).to(projected.dtype)

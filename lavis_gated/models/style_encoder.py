@@ -9,11 +9,12 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from lavis_gated.checkpoint_keys import check_state_dict
 
 BLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 BLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -23,7 +24,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class CheckpointClassifier:
-    """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style head."""
+    """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style
+    head."""
 
     weight: torch.Tensor  # (num_classes, num_features)
     bias: torch.Tensor  # (num_classes,)
@@ -41,7 +43,8 @@ def read_class_names(path, num_classes, checkpoint):
         raise ValueError(f"{path}: expected a JSON list of class names (strings)")
     if len(names) != num_classes:
         raise ValueError(
-            f"{path} lists {len(names)} class names, but the classifier in {checkpoint} has {num_classes} rows"
+            f"{path} lists {len(names)} class names, but the classifier in {checkpoint} has "
+            f"{num_classes} rows"
         )
     return names
 
@@ -77,12 +80,13 @@ class StyleEncoder(nn.Module):
             self._load(checkpoint, class_names)
         elif not allow_random:
             raise ValueError(
-                f"model.style_encoder.checkpoint is not set for {arch}: give the WikiArt-trained weights file, "
-                "or set model.style_encoder.allow_random: true to use a random CNN on purpose"
+                f"model.style_encoder.checkpoint is not set for {arch}: give the WikiArt-trained weights "
+                "file, or set model.style_encoder.allow_random: true to use a random CNN on purpose"
             )
         else:
             warnings.warn(
-                f"style encoder {arch} uses random weights (model.style_encoder.allow_random is true)"
+                f"style encoder {arch} uses random weights (model.style_encoder.allow_random is true)",
+                stacklevel=2,
             )
         for p in self.cnn.parameters():
             p.requires_grad = False
@@ -108,21 +112,8 @@ class StyleEncoder(nn.Module):
         state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
         head = self.cnn.default_cfg.get("classifier", "classifier")
         weight, bias = state.pop(f"{head}.weight", None), state.pop(f"{head}.bias", None)
-        expected = self.cnn.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong_shape = [
-            f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-            for k in sorted(set(state) & set(expected))
-            if state[k].shape != expected[k].shape
-        ]
-        if missing or unexpected or wrong_shape:
-            raise ValueError(
-                f"style encoder checkpoint {path} does not match timm {self.cnn.default_cfg.get('architecture')}: "
-                f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
-                f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}, "
-                f"wrong shapes {wrong_shape[:10]}"
-            )
+        architecture = f"timm {self.cnn.default_cfg.get('architecture')} (model.style_encoder.arch)"
+        check_state_dict(state, self.cnn.state_dict(), f"style encoder checkpoint {path}", architecture)
         self.cnn.load_state_dict(state)
         logging.info("style encoder weights loaded from %s", path)
         if class_names:

@@ -32,8 +32,8 @@ def pad(sequences, pad_id, left=False, multiple=1):
 
 
 def format_prompts(samples, template):
-    """Per-sample prompt strings: samples["prompt"] verbatim if given (one string for all, or one each),
-    else `template` ("Question: {} Answer:") on each question of samples["text_input"] (a string or a list)."""
+    """Per-sample prompt strings: samples["prompt"] verbatim if given (one string for all, or one each), else
+    `template` ("Question: {} Answer:") on each question of samples["text_input"] (a string or a list)."""
     batch_size = batch_size_of(samples)
     if "prompt" in samples:
         prompt = samples["prompt"]

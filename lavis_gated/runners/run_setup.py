@@ -100,8 +100,8 @@ def check_config(cfg):
 
 
 def record_model_settings(cfg, model):
-    """The model's resolved settings (its YAML over the config dataclass's defaults) into the run config, so that
-    log.txt and every checkpoint hold all of them, not only those the YAMLs set."""
+    """The model's resolved settings (its YAML over the config dataclass's defaults) into the run config, so
+    that log.txt and every checkpoint hold all of them, not only those the YAMLs set."""
     settings = getattr(model, "config", None)
     if dataclasses.is_dataclass(settings):
         with open_dict(cfg.model_cfg):

@@ -183,10 +183,11 @@ class GatedRunner(RunnerBase):
                 dist.barrier()
 
         if select_split is not None and self.best_epoch_missing():
+            last = "; checkpoint_last.pth holds the last epoch" if save_last else ""
             raise RuntimeError(
-                f"No validation of this run on {select_split!r} had a finite agg_metrics, so no checkpoint_best.pth "
-                f"was written and there is nothing to test: the training diverged (lower run.init_lr, set "
-                f"run.max_grad_norm){'; checkpoint_last.pth holds the last epoch' if save_last else ''}."
+                f"No validation of this run on {select_split!r} had a finite agg_metrics, so no "
+                f"checkpoint_best.pth was written and there is nothing to test: the training diverged "
+                f"(lower run.init_lr, set run.max_grad_norm){last}."
             )
         # Without a validation split the current model is the one to test.
         test_epoch = "best" if self.valid_splits else cur_epoch
@@ -304,5 +305,10 @@ class GatedRunner(RunnerBase):
         else:
             logging.warning("%s records no best metric: the next validation becomes the best.", path)
         logging.info(
-            f"Resumed from {url_or_filename} at epoch {self.start_epoch} (best agg_metrics {self.best_agg_metric} at epoch {self.best_epoch}); writing to {self.output_dir}."
+            "Resumed from %s at epoch %s (best agg_metrics %s at epoch %s); writing to %s.",
+            url_or_filename,
+            self.start_epoch,
+            self.best_agg_metric,
+            self.best_epoch,
+            self.output_dir,
         )

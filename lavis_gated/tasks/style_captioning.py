@@ -57,7 +57,8 @@ class StyleCaptioningTask(BaseTask):
         self.amp_dtype = AMP_DTYPES[self.config.amp_dtype]
         self.optimizer_step = None
         self.train_style_vocabulary = None
-        self.split_styles = {}  # "<dataset>/<split>" -> style labels, to report styles the model does not know
+        # "<dataset>/<split>" -> style labels, to report styles the model does not know
+        self.split_styles = {}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -112,8 +113,9 @@ class StyleCaptioningTask(BaseTask):
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
-        """bf16 amp runs without a GradScaler, but the frozen OPT stored in fp16 still computes in fp16, so the
-        gradients it passes back to the Q-Former are unscaled fp16 values and the small ones underflow to 0."""
+        """bf16 amp runs without a GradScaler, but the frozen OPT stored in fp16 still computes in fp16, so
+        the gradients it passes back to the Q-Former are unscaled fp16 values and the small ones underflow to
+        0."""
         if not (
             self.amp
             and self.amp_dtype == torch.bfloat16

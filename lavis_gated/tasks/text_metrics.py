@@ -16,7 +16,8 @@ def tokenise(text) -> str:
 
 
 def caption_metrics(records):
-    """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus level)."""
+    """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus
+    level)."""
     # Imported here: training (and the GPU benchmark host, which has no pycocoevalcap) never needs them.
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
