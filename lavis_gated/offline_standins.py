@@ -301,7 +301,7 @@ def lavis_blip2_offline(sources, vit_arch):
     def opt_from_pretrained(name, torch_dtype):
         if _has_weights(name):
             return OPTForCausalLM.from_pretrained(name, torch_dtype=torch_dtype)
-        return backbones.random_opt(name, torch_dtype)
+        return backbones.random_opt(name, torch_dtype, opt_class=OPTForCausalLM)
 
     cwd = os.getcwd()
     os.chdir(sources["root"])

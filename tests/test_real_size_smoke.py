@@ -1,5 +1,5 @@
 """benchmarks/real_size_smoke.py at the tiny size: the run it documents, and the report it prints (the real
-size needs about 9 GiB and many minutes; it is run by hand, not by tests)."""
+size needs about 10 GiB and minutes; it is run by hand, not by tests)."""
 
 import json
 import os

@@ -95,21 +95,24 @@ def build_qformer(source, num_query_token, vision_width, cross_attention_freq=2,
     return qformer, query_tokens
 
 
-def random_opt(source, dtype=torch.float32):
-    """LAVIS's OPTForCausalLM with random weights from a config source, created in `dtype` directly
-    (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32 (10.6 GB for 2.7B)."""
-    from lavis.models.blip2_models.modeling_opt import OPTConfig, OPTForCausalLM
+def random_opt(source, dtype=torch.float32, opt_class=None):
+    """An OPTForCausalLM (`opt_class`, default cached_opt's) with random weights from a config source, created
+    in `dtype` directly (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32
+    (10.6 GB for OPT-2.7B)."""
+    from lavis.models.blip2_models.modeling_opt import OPTConfig
 
-    return OPTForCausalLM._from_config(
-        from_pretrained(OPTConfig.from_pretrained, resolve_source(source)), torch_dtype=dtype
-    )
+    from lavis_gated.models.cached_opt import OPTForCausalLM
+
+    config = from_pretrained(OPTConfig.from_pretrained, resolve_source(source))
+    return (opt_class or OPTForCausalLM)._from_config(config, torch_dtype=dtype)
 
 
 def build_opt(source, precision="fp16", random_init=False):
-    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78), stored
-    in `precision` with its LayerNorms in fp32 (see precision.py)."""
-    from lavis.models.blip2_models.modeling_opt import OPTForCausalLM
+    """(slow tokenizer, LAVIS OPTForCausalLM with a working generation cache: cached_opt.py) from a hub name
+    or local directory (blip2_opt.py:77-78), stored in `precision`, LayerNorms in fp32 (precision.py)."""
     from transformers import AutoTokenizer
+
+    from lavis_gated.models.cached_opt import OPTForCausalLM
 
     source = resolve_source(source)
     dtype = PRECISIONS[check_precision(precision)]
