@@ -1,12 +1,13 @@
 """answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by
-hand."""
+hand, and the VQA normalisation against LAVIS's own VQAEval."""
 
 import pytest
+from lavis.common.vqa_tools.vqa_eval import VQAEval
 
+from lavis_gated.datasets.style_text import mentions_style
 from lavis_gated.tasks.answer_metrics import (
     answer_metrics,
     exact_match,
-    mentions_style,
     normalise_exact,
     normalise_vqa,
     style_word_hit_rate,
@@ -35,6 +36,15 @@ from lavis_gated.tasks.answer_metrics import (
         ("pop art", "pop", 0.0, 0.0),
         ("theatre", "atre", 0.0, 0.0),  # articles only as whole words
         ("", "", 1.0, 1.0),
+        # finding 5: the cases where the old normalisation and LAVIS's differed
+        ("1,000", "1000", 0.0, 1.0),  # a comma between digits goes
+        ("dont", "don't", 0.0, 1.0),  # the contraction map
+        ("$5", "5", 0.0, 0.0),  # "$" is not in VQAEval's punctuation list
+        ("Pop-Art - 1960", "pop art 1960", 0.0, 0.0),  # " -" in the text: hyphens go, not become spaces
+        ("Ukiyo-e, 1,000", "ukiyo e 1000", 0.0, 0.0),  # a digit comma digit: every mark goes ("ukiyoe")
+        ("Post-Impressionism", "post impressionism", 0.0, 1.0),  # otherwise a hyphen is a space
+        ("Art Nouveau (Modern)", "art nouveau modern", 0.0, 1.0),
+        ("1801 - 1850", "1801-1850", 0.0, 1.0),
     ],
 )
 def test_exact_match_and_vqa_accuracy(prediction, answer, em, vqa):
@@ -55,6 +65,25 @@ def test_exact_match_and_vqa_accuracy(prediction, answer, em, vqa):
 def test_normalisations(text, exact, vqa):
     assert normalise_exact(text) == exact
     assert normalise_vqa(text) == vqa
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,000",
+        "dont",
+        "$5",
+        "Pop-Art - 1960",
+        "Ukiyo-e, 1,000",
+        "Art Nouveau (Modern)",
+        "I'm here.",
+        " Two\t",
+    ],
+)
+def test_vqa_normalisation_is_lavis_vqaeval(text):
+    lavis = VQAEval()
+    cleaned = text.replace("\n", " ").replace("\t", " ").strip()
+    assert normalise_vqa(text) == lavis.processDigitArticle(lavis.processPunctuation(cleaned))
 
 
 def test_answer_metrics_overall_and_per_type():
@@ -116,5 +145,5 @@ def test_style_word_hit_rate_counts_only_answers_that_name_a_style():
         {"prediction": "cubism", "answer": "circle"},  # reference names none: not counted
     ]
     assert style_word_hit_rate(records, STYLES) == pytest.approx(2 / 4)
-    assert style_word_hit_rate(records[4:], STYLES) == 0.0  # no reference names a style
-    assert style_word_hit_rate(records, []) == 0.0
+    assert style_word_hit_rate(records[4:], STYLES) is None  # no reference names a style: no rate
+    assert style_word_hit_rate(records, []) is None

@@ -1,28 +1,20 @@
 """Answer metrics: exact match and VQA accuracy, overall and per question type; style words in answers.
 
-ArtQuest has one reference answer per question, so VQA accuracy is exact match after the standard
-VQA answer normalisation (punctuation, articles, number words) rather than the 10-annotator vote.
+vqa_acc normalises answers exactly as LAVIS's VQA evaluation does (lavis/common/vqa_tools/vqa_eval.py,
+VQAEval.processPunctuation then processDigitArticle: punctuation, periods, number words, articles,
+contractions; this module calls those methods), then matches the prediction against the one reference answer,
+normalised the same way, as LAVIS's GQA task does for single-reference data. It is not the VQAv2 accuracy
+min(1, matches among 10 annotators / 3), which needs several references per question (docs/evaluation.md).
 """
 
-import re
 from collections import defaultdict
+from functools import lru_cache
 
-_ARTICLES = {"a", "an", "the"}
-_NUMBERS = {
-    "none": "0",
-    "zero": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-}
-_PUNCTUATION = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$]")
+from lavis.common.vqa_tools.vqa_eval import VQAEval
+
+from lavis_gated.datasets.style_text import mentions_style
+
+_VQA_EVAL = VQAEval()  # its normalisation methods only: no annotation files
 
 
 def normalise_exact(text) -> str:
@@ -30,12 +22,15 @@ def normalise_exact(text) -> str:
     return " ".join(str(text).lower().split())
 
 
+@lru_cache(maxsize=65536)
+def _normalise_vqa(text: str) -> str:
+    text = text.replace("\n", " ").replace("\t", " ").strip()  # as VQAEval.evaluate prepares an answer
+    return _VQA_EVAL.processDigitArticle(_VQA_EVAL.processPunctuation(text))
+
+
 def normalise_vqa(text) -> str:
-    """The VQA evaluation's answer normalisation (punctuation, periods, articles, number words)."""
-    text = _PUNCTUATION.sub(" ", normalise_exact(text))
-    text = re.sub(r"(?!<=\d)(\.)(?!\d)", "", text)
-    words = [_NUMBERS.get(w, w) for w in text.split() if w not in _ARTICLES]
-    return " ".join(words)
+    """LAVIS's VQA answer normalisation ("1,000" -> "1000", "dont" -> "don't", "Ukiyo-e" -> "ukiyo e")."""
+    return _normalise_vqa(str(text))
 
 
 def exact_match(prediction, answer) -> float:
@@ -66,16 +61,10 @@ def answer_metrics(records):
     }
 
 
-def mentions_style(text, style_names) -> bool:
-    """Whether `text` contains one of the style names as whole words, both VQA-normalised
-    ("Ukiyo-e." mentions "ukiyo e"; "pop artist" does not mention "pop art")."""
-    words = f" {normalise_vqa(text)} "
-    return any(f" {name} " in words for name in filter(None, map(normalise_vqa, style_names)))
-
-
-def style_word_hit_rate(records, style_names) -> float:
-    """Share of predictions that mention a style name, among the records whose answer mentions one."""
+def style_word_hit_rate(records, style_names):
+    """Share of predictions that name a style (datasets/style_text: whole words, case, hyphens and brackets
+    ignored), among the records whose reference answer names one; None when no reference names a style."""
     referenced = [r for r in records if mentions_style(r["answer"], style_names)]
     if not referenced:
-        return 0.0
+        return None
     return sum(mentions_style(r["prediction"], style_names) for r in referenced) / len(referenced)
