@@ -8,6 +8,8 @@ import json
 
 ORDER = (
     "num_samples",
+    "num_style_rows",
+    "num_hit_rows",
     "loss",
     "lm_loss",
     "style_hit_loss",
@@ -46,6 +48,8 @@ def metric_rows(metrics):
 
 
 def format_value(value):
+    if value is None:
+        return "null"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -60,8 +64,12 @@ def format_table(metrics):
     )
 
 
+def _number(value):
+    return "null" if value is None else f"{float(value):.4f}"  # null: no row of the split has that metric
+
+
 def _numbers(stats, names):
-    return " ".join(f"{short} {float(stats[key]):.4f}" for key, short in names if key in stats)
+    return " ".join(f"{short} {_number(stats[key])}" for key, short in names if key in stats)
 
 
 def epoch_summary(epoch, train_stats, split_name, metrics, select_by):

@@ -146,13 +146,14 @@ def test_style_table_errors_name_file_and_columns(tmp_path):
 
 def test_keep_unlabelled_rows_leave_only_the_style_terms():
     """A kept unlabelled row has no style id: the hit-rate/KL rows and the CE rows exclude it."""
-    import torch
-
-    from lavis_gated.tasks.loss_terms import style_rows
+    from lavis_gated.tasks.style_rows import StyleRowRule
 
     vocabulary = StyleVocabulary(["cubism", "pop art"])
-    ids = torch.tensor(vocabulary.ids(["cubism", "", "pop art"]))
-    assert style_rows(ids, ["style"] * 3, {"style"}).tolist() == [True, False, True]
+    ids = vocabulary.ids(["cubism", "", "pop art"])
+    rows = StyleRowRule("question_types", ["style"]).rows(
+        ids, ["style"] * 3, ["cubism"] * 3, vocabulary.names
+    )
+    assert rows == [True, False, True]
 
 
 # ---- formats and encodings ---------------------------------------------------------------------------

@@ -31,6 +31,9 @@ METRIC_KEYS = {
     "cider",
     "num_samples",
     "num_unknown_style",
+    "num_style_rows",
+    "num_hit_rows",
+    "caption_tokenizer",
     "agg_metrics",
     "epoch",
 }

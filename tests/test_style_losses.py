@@ -15,16 +15,21 @@ def _logits_from_probs(rows):
     return torch.tensor(rows, dtype=torch.float64).log()
 
 
-def test_answer_word_mask_excludes_ignore_and_eos():
-    eos = 2
+def test_style_target_mask_is_the_positions_whose_target_identifies_a_style():
     targets = torch.tensor([[IGNORE, 5, 2, 3], [1, 2, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE, IGNORE]])
-    mask = sl.answer_word_mask(targets, eos)
+    mask = sl.style_target_mask(targets, torch.tensor([3, 5]))
     assert mask.dtype == torch.bool
     assert mask.tolist() == [
         [False, True, False, True],
-        [True, False, False, False],
+        [False, False, False, False],
         [False, False, False, False],
     ]
+    assert not sl.style_target_mask(targets, torch.tensor([], dtype=torch.long)).any()
+
+
+def test_answer_token_counts_include_the_end_token():
+    targets = torch.tensor([[IGNORE, 5, 2, 3], [1, 2, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE, IGNORE]])
+    assert sl.answer_token_counts(targets).tolist() == [3, 2, 0]
 
 
 def test_masked_mean_over_mask():
@@ -75,7 +80,7 @@ def test_lm_loss_per_sample_is_mean_negative_log_softmax_over_answer_tokens():
     assert loss.tolist() == pytest.approx(expected, rel=1e-6)
 
 
-def test_soft_style_hit_rate_is_style_mass_averaged_over_word_positions():
+def test_soft_style_hit_rate_is_style_mass_averaged_over_the_positions():
     logits = _logits_from_probs(
         [
             [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
@@ -86,7 +91,7 @@ def test_soft_style_hit_rate_is_style_mass_averaged_over_word_positions():
     word_mask = torch.tensor([[True, True, False], [False, True, True], [False, False, False]])
     style_ids = torch.tensor([1, 3])
     rate = sl.soft_style_hit_rate(logits, word_mask, style_ids)
-    # row 0: (0.6 + 0.5) / 2; row 1: (0.4 + 0.9) / 2; row 2: no word positions -> 0
+    # row 0: (0.6 + 0.5) / 2; row 1: (0.4 + 0.9) / 2; row 2: no positions -> 0
     assert rate.tolist() == pytest.approx([0.55, 0.65, 0.0], rel=1e-9)
     assert not torch.isnan(rate).any()
 
@@ -108,7 +113,7 @@ def test_soft_style_hit_rate_increases_after_a_gradient_ascent_step():
     assert (after > before.detach()).all()
 
 
-def test_argmax_style_hits_counts_word_positions_with_style_argmax():
+def test_argmax_style_hits_counts_positions_with_style_argmax():
     logits = torch.tensor(
         [
             [[0.0, 5.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]],  # argmax 1, 0, 3
@@ -121,45 +126,53 @@ def test_argmax_style_hits_counts_word_positions_with_style_argmax():
     assert positions.tolist() == [2, 3]
 
 
-def test_text_style_log_probs_with_padded_style_table():
-    # V=5; style 0 = tokens (1, 2); style 1 = token 3 plus a padding slot pointing at token 0.
-    style_tokens = torch.tensor([[1, 2], [3, 0]])
-    style_token_mask = torch.tensor([[True, True], [True, False]])
-    logits = torch.tensor(
-        [
-            [
-                [10.0, 0.0, 2.0, 3.0, 0.0],
-                [10.0, 2.0, 4.0, 5.0, 0.0],
-                [-50.0, 90.0, 90.0, -90.0, 0.0],  # not a word position: must not count
-            ]
-        ]
-    )
-    word_mask = torch.tensor([[True, True, False]])
-    # mean logits over word positions: [10, 1, 3, 4, 0]; style 0: (1 + 3) / 2 = 2; style 1: 4 (padding
-    # ignored)
-    log_probs = sl.text_style_log_probs(logits, word_mask, style_tokens, style_token_mask)
-    norm = math.log(math.exp(2.0) + math.exp(4.0))
-    assert log_probs.shape == (1, 2)
-    assert log_probs[0].tolist() == pytest.approx([2.0 - norm, 4.0 - norm], rel=1e-6)
-    assert log_probs.exp().sum().item() == pytest.approx(1.0)
+def test_style_log_distribution_divides_by_the_temperature():
+    scores = torch.tensor([[2.0, 0.0, -2.0]])
+    for temperature in (1.0, 2.0, 0.5):
+        expected = [math.exp(v / temperature) for v in (2.0, 0.0, -2.0)]
+        total = sum(expected)
+        got = sl.style_log_distribution(scores, temperature).exp()[0].tolist()
+        assert got == pytest.approx([e / total for e in expected], rel=1e-6)
 
 
-def test_symmetric_kl_matches_hand_computation_and_is_symmetric():
+def test_kl_divergence_matches_hand_computation_and_has_a_direction():
     p = torch.tensor([[0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
     q = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)
     kl_pq = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
     kl_qp = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
-    expected = 0.5 * (kl_pq + kl_qp)
-    forward = sl.symmetric_kl(p.log(), q.log())
-    backward = sl.symmetric_kl(q.log(), p.log())
-    assert forward.tolist() == pytest.approx([expected, 0.0], abs=1e-12)
-    assert backward.tolist() == pytest.approx(forward.tolist(), abs=1e-12)
-    assert expected == pytest.approx(0.5 * (0.5108256 + 0.3680642), rel=1e-6)
+    assert sl.kl_divergence(p.log(), q.log()).tolist() == pytest.approx([kl_pq, 0.0], abs=1e-12)
+    assert sl.kl_divergence(q.log(), p.log()).tolist() == pytest.approx([kl_qp, 0.0], abs=1e-12)
+    assert kl_pq == pytest.approx(0.5108256, rel=1e-6) and kl_qp == pytest.approx(0.3680642, rel=1e-6)
 
 
-def test_symmetric_kl_is_zero_for_equal_distributions():
-    log_p = torch.log_softmax(torch.tensor([[0.3, -1.2, 2.0, 0.0, 0.7]]), -1)
-    assert sl.symmetric_kl(log_p, log_p.clone()).tolist() == [0.0]
+def test_kl_of_a_sure_text_side_is_bounded_by_the_image_heads_log_loss():
+    """Finding 3: the old symmetric KL grew without bound as the text side grew sure, although both sides
+    agreed on the style. KL(text || image) is at most -log p_image(the text's style) however sure the text."""
+    image_logits = torch.tensor([[1.0, 0.0, 0.0]])  # soft, but right: p(0) = 0.576
+    bound = -torch.log_softmax(image_logits, -1)[0, 0].item()
+    values = []
+    for sureness in (2.0, 10.0, 50.0, 200.0):
+        text = sl.style_log_distribution(torch.tensor([[0.0, -sureness, -sureness]]), 1.0)
+        values.append(sl.kl_divergence(text, sl.style_log_distribution(image_logits, 1.0)).item())
+    assert all(v <= bound + 1e-6 for v in values)
+    assert values[-1] == pytest.approx(bound, rel=1e-4)
+    assert values == sorted(values)  # approaches the bound from below
+
+
+def test_a_temperature_above_one_makes_the_kl_compare_the_lower_ranks():
+    """At temperature 1 a sure text side makes the KL the image head's log-loss on the top style alone; at 2
+    the order of the other styles counts: the image head that ranks them as the text does is closer."""
+    text = torch.tensor([[0.0, -4.0, -8.0]])
+    same_order, other_order = torch.tensor([[2.0, 0.0, -2.0]]), torch.tensor([[2.0, -2.0, 0.0]])
+
+    def kl(image, temperature):
+        return sl.kl_divergence(
+            sl.style_log_distribution(text, temperature), sl.style_log_distribution(image, temperature)
+        ).item()
+
+    assert kl(same_order, 2.0) < kl(other_order, 2.0)
+    gap = lambda t: kl(other_order, t) - kl(same_order, t)  # noqa: E731
+    assert gap(2.0) > 2 * gap(1.0)  # 0.101 against 0.035
 
 
 def test_style_cross_entropy_is_zero_for_unlabelled_rows():

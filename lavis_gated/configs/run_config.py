@@ -16,11 +16,33 @@ class TaskConfig:
     lm_weight: float = setting(1.0, "weight of the LM loss on the answer tokens")
     style_hit_weight: float = setting(0.0, "weight of 1 - soft style hit rate")
     style_kl_weight: float = setting(
-        0.0, "weight of the symmetric KL between image and text style distributions"
+        0.0,
+        "weight of KL(text || image) between the language model's style distribution (its "
+        "log-probability of each style's name as the answer) and the image style head's",
+    )
+    style_kl_temperature: float = setting(
+        0.5,
+        "both sides of the style KL are softmax(scores / this). Below 1 the image head's soft logits are "
+        "sharpened toward the scale of the language model's name log-probabilities, so the KL asks whether "
+        "both sides pick the same style rather than how unsure the head is; above 1 the lower ranks count",
     )
     style_ce_weight: float = setting(0.0, "weight of the style head's cross-entropy against the style label")
+    style_rows: str = setting(
+        "question_types",
+        "which labelled rows the hit-rate and KL terms apply to: question_types (those of "
+        "style_question_types), answer_names_style (rows whose reference answer names a style of the "
+        "vocabulary) or all_labelled",
+        choices=("question_types", "answer_names_style", "all_labelled"),
+    )
     style_question_types: Optional[list[str]] = setting(
-        None, "question types the hit-rate and KL terms apply to; null = every labelled row"
+        None,
+        "question types the hit-rate and KL terms apply to; null = every type (with style_rows: "
+        "question_types, every labelled row)",
+    )
+    style_token_max_share: float = setting(
+        0.01,
+        "a token of a style's name found in at least this share of the train split's answers that name "
+        "no style is ordinary text: it does not count toward the style hit rate",
     )
     num_beams: int = setting(1, "beams when generating answers in evaluation")
     max_len: int = setting(10, "most new tokens (not words) generated in evaluation")
@@ -30,6 +52,12 @@ class TaskConfig:
         "what agg_metrics is, and so which checkpoint is best: loss is 1 / (1 + val "
         "loss); the others as named",
         choices=SELECT_BY,
+    )
+    caption_tokenizer: str = setting(
+        "auto",
+        "tokenisation of bleu4/rougeL/cider: ptb (pycocoevalcap's PTB tokenizer, needs Java), words "
+        "(lower-cased runs of letters and digits) or auto (ptb when Java runs, else words)",
+        choices=("auto", "ptb", "words"),
     )
     amp: bool = setting(False, "autocast on CUDA")
     amp_dtype: str = setting(

@@ -24,7 +24,7 @@ from transformers import LogitsProcessorList
 
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
-from lavis_gated.models import precision, text_inputs
+from lavis_gated.models import precision, style_name_scores, text_inputs
 from lavis_gated.models.backbones import build_blip2_parts
 from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.compile_support import compile_trainable_path
@@ -131,6 +131,20 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
     def vocabulary(self):
         return self.style_vocabulary.vocabulary
 
+    @property
+    def style_tokens(self):
+        """(S, L) token ids of each style's answer form, padded (style_parts.StyleVocabularyState)."""
+        return self.style_vocabulary.form_tokens
+
+    @property
+    def style_token_mask(self):
+        return self.style_vocabulary.form_token_mask
+
+    @property
+    def style_token_set(self):
+        """(K,) sorted ids of the tokens that identify a style: the hit rate's token set."""
+        return self.style_vocabulary.hit_tokens
+
     def _accept_plain_kv_keys(self, state_dict, prefix, *args):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
@@ -232,7 +246,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         """LM loss on the answer tokens only, plus what the task's style terms need.
 
         Returns loss / lm_loss (scalar, the mean over answer tokens), logits (B, T, V) fp32 predicting targets
-        (B, T) (IGNORE where not an answer token), image_style_logits (B, S) and style_ids (B,).
+        (B, T) (IGNORE where not an answer token), image_style_logits (B, S), style_ids (B,) and, for the rows
+        of samples["style_name_rows"] (B,) bool if given, style_name_log_probs (B, S) fp32: log P(each style's
+        answer form | image, prompt) (style_name_scores.py), 0 in the other rows.
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
@@ -253,15 +269,34 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
+        name_rows = [i for i, row in enumerate(samples.get("style_name_rows") or []) if row]
         with self.frozen_autocast(self.opt_precision):
-            hidden = self.opt_model.model.decoder(
+            decoded = self.opt_model.model.decoder(
                 inputs_embeds=inputs_embeds,
                 attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
+                use_cache=bool(name_rows),
                 return_dict=True,
-            ).last_hidden_state
+            )
+            hidden = decoded.last_hidden_state
             # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
             # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
             logits = self.opt_model.lm_head(hidden[:, num_query - 1 : -1]).float()
+            name_log_probs = None
+            if name_rows:
+                name_log_probs = style_name_scores.scattered(
+                    style_name_scores.style_name_log_probs(
+                        self.opt_model.model.decoder,
+                        self.opt_model.lm_head,
+                        decoded.past_key_values,
+                        hidden,
+                        [num_query + len(prompts[i]) for i in name_rows],
+                        name_rows,
+                        self.style_tokens,
+                        self.style_token_mask,
+                    ),
+                    name_rows,
+                    len(prompts),
+                )
         lm_loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=text_inputs.IGNORE
         )
@@ -272,6 +307,7 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
             "targets": targets,
             "image_style_logits": image_style_logits,
             "style_ids": self.style_ids(samples, device),
+            "style_name_log_probs": name_log_probs,
         }
 
     # ---- generation -----------------------------------------------------------------------------------

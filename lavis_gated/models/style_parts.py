@@ -1,5 +1,5 @@
 """The model's style side: the vocabulary it carries in every checkpoint, the frozen style CNN, the style
-head, and the style names' token ids that the style losses read.
+head, and the token ids of the styles' answer forms that the style losses read (models/style_tokens.py).
 
 The vocabulary is part of the state dict (extra state), so a trained checkpoint carries its own styles into
 whatever loads it; a model built with other style names adopts the checkpoint's (adopt_style_vocabulary).
@@ -14,18 +14,53 @@ import torch.nn as nn
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, normalise_style
 from lavis_gated.models.sources import loading_source, seeded
 from lavis_gated.models.style_encoder import StyleEncoder
+from lavis_gated.models.style_tokens import form_token_ids, identifying_tokens
 from lavis_gated.models.text_inputs import pad
 
 
 class StyleVocabularyState(nn.Module):
-    """Carries the style names in the model's state dict, so they travel with every checkpoint."""
+    """Carries the style names in the model's state dict, so they travel with every checkpoint, with the
+    token ids the style losses read (buffers, not saved as tensors: they are rebuilt from the extra state):
+    form_tokens (S, L) / form_token_mask (S, L), each style's answer form " <form>" padded; hit_tokens (K,),
+    sorted, the tokens that identify a style (style_tokens.identifying_tokens)."""
 
     def __init__(self, vocabulary: StyleVocabulary):
         super().__init__()
         self.vocabulary = vocabulary
+        self.forms = list(vocabulary.names)
+        self.set_tokens(self.forms, [[0]] * len(self.forms), [])
+
+    def set_tokens(self, forms, form_ids, hit_tokens):
+        """Each style's answer form, its token ids, and the identifying token ids."""
+        device = self.form_tokens.device if hasattr(self, "form_tokens") else None
+        if len(forms) != len(self.vocabulary) or len(form_ids) != len(self.vocabulary):
+            raise ValueError(f"{len(forms)} answer forms for {len(self.vocabulary)} styles")
+        self.forms = list(forms)
+        form_tokens, form_token_mask = pad([list(ids) for ids in form_ids], pad_id=0)
+        self.register_buffer("form_tokens", form_tokens.to(device), persistent=False)
+        self.register_buffer("form_token_mask", form_token_mask.bool().to(device), persistent=False)
+        # sorted once here, not per step: torch.unique would make the step wait for the GPU, and shapes could
+        # not be checked on the meta device
+        hit = torch.tensor(sorted(set(hit_tokens)), dtype=torch.long)
+        self.register_buffer("hit_tokens", hit.to(device), persistent=False)
+
+    def use_forms(self, tokenizer, forms, other_answers=(), max_share=1.0):
+        """Tokenise the styles' answer forms and choose the identifying tokens (style_tokens' rule); returns
+        {reason: token texts left out}."""
+        form_ids = form_token_ids(tokenizer, forms)
+        hit, left_out = identifying_tokens(tokenizer, form_ids, other_answers, max_share)
+        self.set_tokens(forms, form_ids, hit)
+        return left_out
 
     def get_extra_state(self):
-        return {"names": list(self.vocabulary.names)}
+        return {
+            "names": list(self.vocabulary.names),
+            "forms": list(self.forms),
+            "form_token_ids": [
+                ids[mask].tolist() for ids, mask in zip(self.form_tokens.cpu(), self.form_token_mask.cpu())
+            ],
+            "hit_tokens": self.hit_tokens.tolist(),
+        }
 
     def set_extra_state(self, state):
         if list(state["names"]) != self.vocabulary.names:
@@ -33,6 +68,8 @@ class StyleVocabularyState(nn.Module):
                 f"checkpoint style vocabulary {state['names']} differs from the model's "
                 f"{self.vocabulary.names}; load it with the model's load_checkpoint, which adopts it"
             )
+        if "form_token_ids" in state:  # older checkpoints carry the names only: their forms are the names
+            self.set_tokens(state["forms"], state["form_token_ids"], state["hit_tokens"])
 
 
 def build_style_encoder(config):
@@ -46,20 +83,40 @@ def build_style_encoder(config):
 
 
 def set_style_vocabulary(model, names):
-    """Give `model` the vocabulary `names`: the extra-state carrier, a style head of that many rows (from the
-    CNN's classifier rows where the names match) and the names' token ids (buffers the style losses read)."""
+    """Give `model` the vocabulary `names`: the extra-state carrier with the names' token ids (the names are
+    the answer forms until set_answer_forms gives the train split's), and a style head of that many rows
+    (from the CNN's classifier rows where the names match)."""
     vocabulary = StyleVocabulary(names)
     model.style_vocabulary = StyleVocabularyState(vocabulary)
+    model.style_vocabulary.use_forms(model.opt_tokenizer, vocabulary.names)
     model.style_head = nn.Linear(model.style_encoder.num_features, len(vocabulary))
     init_style_head_from_classifier(model.style_head, model.style_encoder.classifier, vocabulary)
-    token_ids = vocabulary.token_ids(model.opt_tokenizer)
-    style_tokens, style_token_mask = pad(token_ids, pad_id=0)
-    model.register_buffer("style_tokens", style_tokens, persistent=False)  # (S, L) token ids per style
-    model.register_buffer("style_token_mask", style_token_mask.bool(), persistent=False)
-    # (K,) sorted ids of every style token, once: the style losses' token set, not computed per step (with
-    # torch.unique, that step would wait for the GPU, and shapes could not be checked on the meta device)
-    style_token_set = torch.tensor(sorted({t for ids in token_ids for t in ids}), dtype=torch.long)
-    model.register_buffer("style_token_set", style_token_set, persistent=False)
+
+
+def set_answer_forms(model, forms, other_answers, max_share):
+    """The styles' forms in the train split's answers and its answers that name no style -> the token ids the
+    style losses read (carried by every checkpoint from then on); logs what the rule left out."""
+    state = model.style_vocabulary
+    left_out = state.use_forms(model.opt_tokenizer, forms, other_answers, max_share)
+    tokenizer = model.opt_tokenizer
+    logging.info(
+        "style answer forms: %s; tokens that identify a style: %s; left out: %s",
+        dict(zip(state.vocabulary.names, forms)),
+        [tokenizer.decode([t]) for t in state.hit_tokens.tolist()],
+        left_out,
+    )
+    hit = set(state.hit_tokens.tolist())
+    without = [
+        n
+        for n, ids in zip(state.vocabulary.names, state.get_extra_state()["form_token_ids"])
+        if not hit & set(ids)
+    ]
+    if without:
+        logging.warning(
+            "styles with no token that identifies them (their rows are left out of the style hit-rate "
+            "term): %s",
+            without,
+        )
 
 
 def adopt_style_vocabulary(model, names):
@@ -72,7 +129,7 @@ def adopt_style_vocabulary(model, names):
         len(model.vocabulary),
     )
     set_style_vocabulary(model, names)
-    for name in ("style_head", "style_tokens", "style_token_mask", "style_token_set"):
+    for name in ("style_head", "style_vocabulary"):
         setattr(model, name, getattr(model, name).to(device))
 
 

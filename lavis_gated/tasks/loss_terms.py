@@ -1,11 +1,12 @@
 """The style_captioning loss: its per-sample parts, and the weighted total, written once.
 
-total = lm_weight * LM + style_hit_weight * (1 - soft style hit rate) + style_kl_weight * symmetric KL
+total = lm_weight * LM + style_hit_weight * (1 - soft style hit rate) + style_kl_weight * KL(text || image)
         + style_ce_weight * CE(image style head, style label)
 
 The same `weighted_total` combines a training batch's terms and a split's evaluation means. Every term is
-normalised over the global batch (answer tokens for the LM term, rows for the style terms), so N processes
-train exactly like one process with N times the batch.
+normalised over the global batch (answer tokens for the LM term, the rows each style term covers for the
+others), so N processes train exactly like one process with N times the batch. docs/evaluation.md defines
+each term.
 """
 
 import torch
@@ -32,43 +33,47 @@ def weighted_total(terms, weights):
     return sum(weights[name] * terms[name] for name in TERMS)
 
 
-def style_rows(style_ids, question_types, style_question_types):
-    """(B,) bool: rows the hit-rate and KL terms apply to (labelled, and of a style question type if set)."""
-    rows = style_ids >= 0
-    if style_question_types is not None:
-        chosen = torch.tensor(
-            [t in style_question_types for t in question_types], dtype=torch.bool, device=rows.device
-        )
-        rows = rows & chosen
-    return rows
+def per_sample_parts(model, samples, row_rule, kl_temperature=1.0, score_names=True):
+    """Forward once; every loss part per sample (B,) plus the metric ingredients.
 
-
-def per_sample_parts(model, samples, style_question_types=None):
-    """Forward once; every loss part per sample (B,) plus the metric ingredients."""
-    out = model(samples)
+    row_rule: a style_rows.StyleRowRule; score_names: whether to compute the KL's text side (the language
+    model's log-probability of each style's name, for the style rows: extra work, skipped when unweighted).
+    """
     core = model.module if hasattr(model, "module") else model
-    style_ids = out["style_ids"]
-    word_mask = style_losses.answer_word_mask(out["targets"], core.eos_token_id)
-    style_set = core.style_token_set
-    hit_rate = style_losses.soft_style_hit_rate(out["logits"], word_mask, style_set)
-    text_log_probs = style_losses.text_style_log_probs(
-        out["logits"], word_mask, core.style_tokens, core.style_token_mask
+    size = len(samples["answer"])
+    names = core.vocabulary.names
+    rows = row_rule.rows(
+        core.vocabulary.ids(samples.get("style") or [None] * size),
+        samples.get("question_type") or [""] * size,
+        samples["answer"],
+        names,
     )
-    image_log_probs = torch.log_softmax(out["image_style_logits"].float(), -1)
-    hits, positions = style_losses.argmax_style_hits(out["logits"], word_mask, style_set)
-    question_types = samples.get("question_type", [""] * len(style_ids))
+    out = model({**samples, "style_name_rows": rows} if score_names else samples)
+    style_ids, logits, targets = out["style_ids"], out["logits"], out["targets"]
+    style_set = core.style_token_set
+    positions = style_losses.style_target_mask(targets, style_set)
+    hit_rate = style_losses.soft_style_hit_rate(logits, positions, style_set)
+    hits, counted = style_losses.argmax_style_hits(logits, positions, style_set)
+    rows = torch.tensor(rows, dtype=torch.bool, device=style_ids.device)
+    image_log_probs = style_losses.style_log_distribution(out["image_style_logits"], kl_temperature)
+    if out.get("style_name_log_probs") is not None:
+        text_log_probs = style_losses.style_log_distribution(out["style_name_log_probs"], kl_temperature)
+        style_kl = style_losses.kl_divergence(text_log_probs, image_log_probs)
+    else:
+        style_kl = image_log_probs.new_zeros(size)
     return {
-        "lm_loss": style_losses.lm_loss_per_sample(out["logits"], out["targets"]),
+        "lm_loss": style_losses.lm_loss_per_sample(logits, targets),
         "batch_lm_loss": out["loss"],
-        "lm_tokens": (out["targets"] != style_losses.IGNORE).sum(),
+        "lm_tokens": style_losses.answer_token_counts(targets),
         "style_hit_loss": 1.0 - hit_rate,
-        "style_kl": style_losses.symmetric_kl(image_log_probs, text_log_probs),
+        "style_kl": style_kl,
         "style_ce": style_losses.style_cross_entropy(out["image_style_logits"].float(), style_ids),
-        "style_rows": style_rows(style_ids, question_types, style_question_types),
+        "style_rows": rows,
+        "hit_rows": rows & (counted > 0),
         "style_ids": style_ids,
         "style_head_prediction": out["image_style_logits"].argmax(-1),
         "style_hits": hits,
-        "style_positions": positions,
+        "style_positions": counted,
     }
 
 
@@ -77,11 +82,11 @@ def batch_terms(parts, weights, shares=None):
 
     shares (from global_batch_shares) rescale each rank-local mean into this rank's part of the global
     batch's mean."""
-    rows, labelled = parts["style_rows"], parts["style_ids"] >= 0
+    labelled = parts["style_ids"] >= 0
     terms = {
         "lm_loss": parts["batch_lm_loss"],
-        "style_hit_loss": style_losses.masked_mean(parts["style_hit_loss"], rows),
-        "style_kl": style_losses.masked_mean(parts["style_kl"], rows),
+        "style_hit_loss": style_losses.masked_mean(parts["style_hit_loss"], parts["hit_rows"]),
+        "style_kl": style_losses.masked_mean(parts["style_kl"], parts["style_rows"]),
         "style_ce": style_losses.masked_mean(parts["style_ce"], labelled),
     }
     if shares is not None:
@@ -100,9 +105,14 @@ def global_batch_shares(parts):
     if not is_dist_avail_and_initialized():
         return None
     counts = torch.stack(
-        [parts["lm_tokens"], parts["style_rows"].sum(), (parts["style_ids"] >= 0).sum()]
+        [
+            parts["lm_tokens"].sum(),
+            parts["hit_rows"].sum(),
+            parts["style_rows"].sum(),
+            (parts["style_ids"] >= 0).sum(),
+        ]
     ).double()
     totals = counts.clone()
     dist.all_reduce(totals)
     share = (counts * get_world_size() / totals.clamp(min=1)).float()
-    return {"lm_loss": share[0], "style_hit_loss": share[1], "style_kl": share[1], "style_ce": share[2]}
+    return {"lm_loss": share[0], "style_hit_loss": share[1], "style_kl": share[2], "style_ce": share[3]}

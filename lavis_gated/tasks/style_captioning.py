@@ -24,10 +24,11 @@ from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task
 from lavis_gated.configs.schema import from_block
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
-from lavis_gated.tasks import loss_terms
+from lavis_gated.tasks import loss_terms, train_styles
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.split_metrics import split_metrics
+from lavis_gated.tasks.style_rows import StyleRowRule
 from lavis_gated.tasks.training_loop import train_inner_loop
 
 AMP_DTYPES = {
@@ -45,8 +46,8 @@ class StyleCaptioningTask(BaseTask):
         super().__init__()
         self.config = config or from_block(TaskConfig, settings, "run")
         self.weights = loss_terms.weights_of(self.config)
-        types = self.config.style_question_types
-        self.style_question_types = set(types) if types else None
+        self.row_rule = StyleRowRule(self.config.style_rows, self.config.style_question_types)
+        self.style_question_types = self.row_rule.question_types
         self.generation = {
             "num_beams": self.config.num_beams,
             "max_length": self.config.max_len,
@@ -57,6 +58,7 @@ class StyleCaptioningTask(BaseTask):
         self.amp_dtype = AMP_DTYPES[self.config.amp_dtype]
         self.optimizer_step = None
         self.train_style_vocabulary = None
+        self.train_rows = []  # the train split's rows: their answers give the styles' forms (train_styles)
         # "<dataset>/<split>" -> style labels, to report styles the model does not know
         self.split_styles = {}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
@@ -85,16 +87,18 @@ class StyleCaptioningTask(BaseTask):
         if labels:
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
             logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
-        types = {
-            row["question_type"]
-            for splits in datasets.values()
-            if "train" in splits
-            for row in splits["train"].annotation
-        }
-        if self.style_question_types is None and len(types) > 1 and self.weights["style_hit_loss"] > 0:
+        self.train_rows = train_styles.train_rows(datasets)
+        types = {row["question_type"] for row in self.train_rows}
+        if (
+            self.row_rule.rule == "question_types"
+            and self.style_question_types is None
+            and len(types) > 1
+            and self.weights["style_kl"] > 0
+        ):
             logging.warning(
-                "run.style_question_types is null: the style hit-rate term also pushes style tokens into "
-                "answers of question types %s; list the types that ask for a style",
+                "run.style_question_types is null: the style KL applies to every labelled row, whatever its "
+                "question (types %s); list the types that ask for a style, or set run.style_rows: "
+                "answer_names_style",
                 sorted(types),
             )
         return datasets
@@ -108,6 +112,12 @@ class StyleCaptioningTask(BaseTask):
             with open_dict(model_cfg):
                 model_cfg.style_names = list(vocabulary.names)
         model = super().build_model(cfg)
+        if self.train_rows:
+            if not model_cfg.get("load_finetuned", False):
+                train_styles.use_train_answer_forms(model, self.train_rows, self.config.style_token_max_share)
+            covered = train_styles.term_coverage(model, self.train_rows, self.row_rule)
+            training = not cfg.run_cfg.get("evaluate", False)
+            train_styles.check_coverage(covered, self.weights, self.row_rule, fail=training)
         self.report_unseen_styles(model.vocabulary)
         self.warn_unscaled_fp16(model, cfg.run_cfg)
         return model
@@ -168,7 +178,12 @@ class StyleCaptioningTask(BaseTask):
     # ---- training -------------------------------------------------------------------------------
 
     def per_sample_losses(self, model, samples):
-        return loss_terms.per_sample_parts(model, samples, self.style_question_types)
+        """The loss parts per sample; the KL's text side is computed in evaluation, and in training when the
+        KL is weighted."""
+        score_names = not model.training or self.weights["style_kl"] > 0
+        return loss_terms.per_sample_parts(
+            model, samples, self.row_rule, self.config.style_kl_temperature, score_names
+        )
 
     def training_terms(self, model, samples):
         parts = self.per_sample_losses(model, samples)
@@ -260,6 +275,7 @@ class StyleCaptioningTask(BaseTask):
                 "style_head_prediction": int(parts["style_head_prediction"][i]),
                 "style_hits": int(parts["style_hits"][i]),
                 "style_positions": int(parts["style_positions"][i]),
+                "lm_tokens": int(parts["lm_tokens"][i]),
                 **{k: float(parts[k][i]) for k in loss_terms.TERMS},
                 **({} if strength is None else {"modulation": strength[i].tolist()}),
             }
@@ -296,7 +312,9 @@ class StyleCaptioningTask(BaseTask):
         return [unique[k] for k in sorted(unique)]
 
     def metrics(self, records):
-        return split_metrics(records, self.weights, self.select_by, self.style_names)
+        return split_metrics(
+            records, self.weights, self.select_by, self.style_names, self.config.caption_tokenizer
+        )
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
         """Metrics for the split, written with the split's files (evaluation_outputs) by rank 0."""

@@ -1,0 +1,58 @@
+"""What the task reads from the train split about styles once the model exists: the form each style name
+takes in the answers, the answers that name no style (models/style_tokens.py's rule needs them), and how many
+train rows each loss term covers (logged at start-up; a weighted term that covers none is an error)."""
+
+import logging
+
+from lavis_gated.datasets.style_text import answer_forms, mentions_style
+from lavis_gated.models.style_parts import set_answer_forms
+from lavis_gated.models.text_inputs import answer_ids
+from lavis_gated.tasks.style_rows import coverage, uncovered_terms
+
+
+def train_rows(datasets):
+    """The rows of every dataset's train split (dicts with answer, question_type, style)."""
+    return [row for splits in datasets.values() if "train" in splits for row in splits["train"].annotation]
+
+
+def use_train_answer_forms(model, rows, max_share):
+    """Give the model its styles' forms in the train answers and the rule's token set (style_parts)."""
+    names = model.vocabulary.names
+    answers = [row["answer"] for row in rows]
+    others = [a for a in answers if not mentions_style(a, names)]
+    set_answer_forms(model, answer_forms(names, answers), others, max_share)
+
+
+def term_coverage(model, rows, row_rule):
+    """{term: train rows it covers}: the LM term every row, the KL the style rows, the hit rate the style rows
+    whose target has a token that identifies a style, the CE the labelled rows."""
+    names = model.vocabulary.names
+    style_ids = model.vocabulary.ids([row["style"] for row in rows])
+    answers = [row["answer"] for row in rows]
+    style_rows = row_rule.rows(style_ids, [row.get("question_type", "") for row in rows], answers, names)
+    hit = set(model.style_token_set.tolist())
+    distinct = sorted(set(answers))
+    targets = answer_ids(model.opt_tokenizer, distinct, model.max_txt_len, model.eos_token_id)
+    positions = dict(zip(distinct, (sum(t in hit for t in ids) for ids in targets)))
+    return coverage(style_rows, [positions[a] for a in answers], [i >= 0 for i in style_ids])
+
+
+def check_coverage(covered, weights, row_rule, fail=True):
+    """Log the coverage; a weighted term that covers no train row is a ValueError naming it (when training;
+    else a warning)."""
+    logging.info(
+        "train rows each loss term covers (style_rows: %s): %s",
+        row_rule.rule,
+        ", ".join(f"{term} {count}" for term, count in covered.items()),
+    )
+    missing = uncovered_terms(covered, weights)
+    if missing:
+        message = (
+            f"the weighted loss terms {missing} cover no train row (style_rows: {row_rule.rule}, "
+            f"style_question_types: {sorted(row_rule.question_types or []) or None}): they would train "
+            "nothing and report null. Check the style labels and run.style_rows / run.style_question_types "
+            "(docs/evaluation.md), or set their weights to 0."
+        )
+        if fail:
+            raise ValueError(message)
+        logging.warning(message)
