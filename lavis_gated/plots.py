@@ -176,9 +176,10 @@ def plot_modulation(summary_path, out_path):
                     color="black" if value > 0.6 * matrix.max() else "white",
                 )
     axes[-1, 0].set_xlabel("head (grouped by cross-attention layer)")
+    epoch = f", epoch {summary['epoch']}" if "epoch" in summary else ""
     fig.suptitle(
         f"{summary['gating_type']} modulation strength per style "
-        f"({os.path.basename(summary_path)}; mean over the split's questions)",
+        f"({os.path.basename(summary_path)}{epoch}; mean over the split's questions)",
         y=1.0,
     )
     fig.tight_layout()

@@ -45,6 +45,7 @@ def scripted_records(epoch):
             "style_hit_loss": 0.0,
             "style_kl": 0.0,
             "style_ce": 0.0,
+            "lm_tokens": 2,
         }
         for i, o in enumerate(outcomes)
     ]
@@ -102,6 +103,28 @@ def test_best_checkpoint_is_replaced_exactly_when_the_chosen_metric_improves(
     assert last_val["epoch"] == len(SCHEDULE) - 1
     expected_agg = 1 / (1 + 0.5) if select_by == "loss" else last_val[select_by]
     assert last_val["agg_metrics"] == pytest.approx(expected_agg)
+
+
+@pytest.mark.parametrize("select_by, best_epoch", [("em", 2), ("loss", 3)])
+def test_the_best_epochs_validation_files_are_kept_beside_the_latest(tmp_path, select_by, best_epoch):
+    """Finding 10: val_metrics.json and val_predictions.json are the last epoch's, checkpoint_best.pth another
+    epoch's; the best epoch's are kept as val_best_*.json, and the test metrics name the epoch they test."""
+    runner = make_runner(
+        tmp_path, task="toy_runner_scripted_captioning", max_epoch=len(SCHEDULE), select_by=select_by
+    )
+    runner.train()
+    folder = runner.output_dir
+    best = json.loads((folder / "val_best_metrics.json").read_text())
+    assert best["epoch"] == best_epoch == load_checkpoint(runner, "checkpoint_best.pth")["epoch"]
+    assert best["agg_metrics"] == pytest.approx(runner.best_agg_metric)
+    assert json.loads((folder / "val_metrics.json").read_text())["epoch"] == len(SCHEDULE) - 1
+    predictions = json.loads((folder / "val_best_predictions.json").read_text())
+    assert [p["prediction"] for p in predictions] == [r["prediction"] for r in scripted_records(best_epoch)]
+    assert (folder / "result" / f"val_epoch{best_epoch}_predictions.json").read_text() == (
+        folder / "val_best_predictions.json"
+    ).read_text()
+    test = json.loads((folder / "test_metrics.json").read_text())
+    assert test["epoch"] == "best" and test["checkpoint_epoch"] == best_epoch
 
 
 @pytest.mark.parametrize("select_by", ["loss", "em"])

@@ -5,7 +5,8 @@ Only what is broken in RunnerBase (salesforce-lavis 1.0.2) is overridden; each o
 lines of lavis/runners/runner_base.py it replaces.
 
 Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only; see checkpoint_io):
-- checkpoint_best.pth: the model with the highest val agg_metrics so far;
+- checkpoint_best.pth: the model with the highest val agg_metrics so far (its evaluation's files are kept as
+  val_best_metrics.json, val_best_predictions.json, val_best_modulation.json);
 - checkpoint_last.pth: the latest epoch, written when there is no validation split or when
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
@@ -33,6 +34,7 @@ from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_log import continue_log
+from lavis_gated.tasks.evaluation_outputs import keep_best_outputs
 
 
 def _set_registry_path(name, path):
@@ -171,6 +173,9 @@ class GatedRunner(RunnerBase):
                     self.best_epoch, self.best_agg_metric = cur_epoch, agg_metrics
                     if not self.evaluate_only:
                         self._save_checkpoint(cur_epoch, is_best=True)
+                        # the metrics, predictions and modulation of the epoch checkpoint_best.pth holds,
+                        # findable without log.txt after later epochs replace <split>_metrics.json
+                        keep_best_outputs(self.output_dir, split_name)
                 val_log.update({"best_epoch": self.best_epoch})
                 val_log.setdefault("epoch", cur_epoch)
                 self.log_stats(val_log, split_name)
@@ -285,7 +290,9 @@ class GatedRunner(RunnerBase):
         # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
         checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
         logging.info(f"Loading checkpoint from {checkpoint_path}.")
-        return self._load_model_state(model, load_checkpoint(checkpoint_path), checkpoint_path)
+        checkpoint = load_checkpoint(checkpoint_path)
+        self.task.checkpoint_epoch = checkpoint.get("epoch")  # the test metrics name the epoch they test
+        return self._load_model_state(model, checkpoint, checkpoint_path)
 
     def _load_checkpoint(self, url_or_filename):
         """Resume model, optimizer, scaler, epoch and best metric from run.resume_ckpt_path."""

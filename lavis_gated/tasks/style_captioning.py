@@ -64,6 +64,7 @@ class StyleCaptioningTask(BaseTask):
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
+        self.checkpoint_epoch = None  # set by the runner when it reloads checkpoint_best.pth to test it
 
     @classmethod
     def setup_task(cls, cfg):
@@ -320,6 +321,8 @@ class StyleCaptioningTask(BaseTask):
         """Metrics for the split, written with the split's files (evaluation_outputs) by rank 0."""
         m = self.metrics(val_result)
         m["epoch"] = epoch
+        if epoch == "best" and self.checkpoint_epoch is not None:
+            m["checkpoint_epoch"] = self.checkpoint_epoch  # the epoch checkpoint_best.pth was saved at
         if is_main_process():
             write_split_outputs(
                 registry.get_path("output_dir"),
