@@ -27,6 +27,16 @@ QUESTION_TEMPLATES = {
         "Which shape does the painting show in the middle?",
     ),
 }
+# --real-looking: answers as real ArtQuest writes them (capitalised, hyphenated, bracketed) and style labels
+# as WikiArt's folder names spell them, so that answers and labels differ in form as they do in real data
+REAL_LOOKING = {  # style: (answer, style label)
+    "impressionism": ("Impressionism", "Impressionism"),
+    "cubism": ("Cubism", "Cubism"),
+    "pop art": ("Pop Art", "Pop_Art"),
+    "pointillism": ("Pointillism", "Pointillism"),
+    "ukiyo-e": ("Ukiyo-e", "Ukiyo_e"),
+    "minimalism": ("Minimalism (Modern)", "Minimalism_Modern"),
+}
 CSV_COLUMNS = ("question_id", "image", "question", "answer", "question_type", "style")
 DEFAULT_IMAGES_PER_STYLE = {"train": 50, "val": 10, "test": 15}
 
@@ -117,10 +127,21 @@ def draw_painting(style, shape, seed, size=64):
     return image
 
 
-def generate(out_dir, images_per_style=None, seed=0, size=64):
+def answers_and_label(style, shape, real_looking=False):
+    """({question type: answer}, style label) of a painting."""
+    if real_looking:
+        answer, label = REAL_LOOKING[style]
+        return {"style": answer, "shape": shape.capitalize()}, label
+    # the answer is the style as the vocabulary spells it
+    return {"style": normalise_style(style), "shape": shape}, style
+
+
+def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False):
     """Write images/ and artquest_{train,val,test}.csv under out_dir; return {split: csv path}.
 
-    Every image gets one question of each type; the shape is balanced per style and split.
+    Every image gets one question of each type; the shape is balanced per style and split. real_looking:
+    answers such as "Ukiyo-e", "Pop Art", "Minimalism (Modern)", "Circle" and labels such as "Ukiyo_e"
+    (REAL_LOOKING) instead of the vocabulary's lower-case names; the images are the same.
     """
     images_per_style = dict(images_per_style or DEFAULT_IMAGES_PER_STYLE)
     image_dir = os.path.join(out_dir, "images")
@@ -134,8 +155,7 @@ def generate(out_dir, images_per_style=None, seed=0, size=64):
                 shape = SHAPES[(i + style_index) % len(SHAPES)]
                 file_name = f"{split}_{style.replace(' ', '_')}_{i:04d}.png"
                 draw_painting(style, shape, image_seed, size).save(os.path.join(image_dir, file_name))
-                # the answer is the style as the vocabulary spells it, so its tokens are the style tokens
-                answers = {"style": normalise_style(style), "shape": shape}
+                answers, label = answers_and_label(style, shape, real_looking)
                 for question_type, templates in QUESTION_TEMPLATES.items():
                     rows.append(
                         {
@@ -144,7 +164,7 @@ def generate(out_dir, images_per_style=None, seed=0, size=64):
                             "question": templates[(i + style_index) % len(templates)],
                             "answer": answers[question_type],
                             "question_type": question_type,
-                            "style": style,
+                            "style": label,
                         }
                     )
         paths[split] = os.path.join(out_dir, f"artquest_{split}.csv")
@@ -165,10 +185,17 @@ def main(argv=None):
     )
     parser.add_argument("--val", type=int, default=DEFAULT_IMAGES_PER_STYLE["val"], help="images per style")
     parser.add_argument("--test", type=int, default=DEFAULT_IMAGES_PER_STYLE["test"], help="images per style")
+    parser.add_argument(
+        "--real-looking",
+        action="store_true",
+        help="answers as real ArtQuest writes them (Ukiyo-e, Pop Art, Minimalism (Modern), Circle) and "
+        "style labels as WikiArt folders (Ukiyo_e); the default writes lower-case vocabulary names",
+    )
     args = parser.parse_args(argv)
     set_num_threads()
     counts = {"train": args.train, "val": args.val, "test": args.test}
-    for split, path in generate(args.out, counts, seed=args.seed, size=args.size).items():
+    paths = generate(args.out, counts, seed=args.seed, size=args.size, real_looking=args.real_looking)
+    for split, path in paths.items():
         print(f"{split}: {path}")
 
 

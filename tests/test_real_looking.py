@@ -1,0 +1,71 @@
+"""The synthetic data with real-looking answers (capitalised, hyphenated, bracketed, as ArtQuest writes them)
+and WikiArt-style labels, and one training run on it: the style terms read the answers' own forms."""
+
+import csv
+
+import torch
+from test_end_to_end import only_run_dir, run, write_config
+
+from lavis_gated.datasets.style_text import mentions_style
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.datasets.synthetic_artquest import REAL_LOOKING, STYLES, generate, main
+
+FORMS = {"Impressionism", "Cubism", "Pop Art", "Pointillism", "Ukiyo-e", "Minimalism (Modern)"}
+
+
+def rows_of(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_real_looking_answers_and_labels(tmp_path):
+    paths = generate(
+        str(tmp_path / "real"), {"train": 2, "val": 1, "test": 1}, seed=1, size=32, real_looking=True
+    )
+    plain = generate(str(tmp_path / "plain"), {"train": 2, "val": 1, "test": 1}, seed=1, size=32)
+    rows = rows_of(paths["train"])
+    assert {r["answer"] for r in rows if r["question_type"] == "style"} == FORMS
+    assert {r["answer"] for r in rows if r["question_type"] == "shape"} == {"Circle", "Square", "Triangle"}
+    labels = {r["style"] for r in rows}
+    assert labels == {label for _, label in REAL_LOOKING.values()} and "Ukiyo_e" in labels
+    # a label and its answer name the same style, though spelt differently
+    names = StyleVocabulary.from_labels(labels).names
+    assert all(mentions_style(r["answer"], names) for r in rows if r["question_type"] == "style")
+    assert len(names) == len(STYLES)
+    # the same paintings as the default data
+    assert [r["image"] for r in rows] == [r["image"] for r in rows_of(plain["train"])]
+
+
+def test_the_command_line_flag(tmp_path):
+    main(
+        [
+            "--out",
+            str(tmp_path),
+            "--train",
+            "1",
+            "--val",
+            "1",
+            "--test",
+            "1",
+            "--size",
+            "32",
+            "--real-looking",
+        ]
+    )
+    assert "Ukiyo-e" in {r["answer"] for r in rows_of(tmp_path / "artquest_val.csv")}
+
+
+def test_training_on_real_looking_answers_uses_their_forms(tmp_path):
+    data = tmp_path / "data"
+    generate(str(data), {"train": 4, "val": 2, "test": 2}, seed=3, real_looking=True)
+    cfg = write_config(tmp_path, data, "real", max_epoch=1, warmup_steps=1, max_len=16)
+    output = run(["lavis_gated/train.py", "--cfg-path", str(cfg)])
+    log = output.stdout + output.stderr
+    assert "train rows each loss term covers (style_rows: question_types): lm_loss 48, " in log
+    run_dir = only_run_dir(tmp_path / "real")
+    state = torch.load(run_dir / "checkpoint_best.pth", map_location="cpu", weights_only=True)["model"]
+    carried = state["style_vocabulary._extra_state"]
+    assert set(carried["forms"]) == FORMS  # the answers' forms, not "ukiyo e" or "minimalism modern"
+    assert carried["names"] == sorted(carried["names"]) and "ukiyo e" in carried["names"]
+    best = (run_dir / "val_best_metrics.json").read_text()
+    assert '"num_hit_rows": 12' in best and '"epoch": 0' in best  # every style question has a style token
