@@ -39,8 +39,6 @@ import time
 import torch
 from benchmark_models import (
     AMP,
-    SIZES,
-    TOY_SIZES,
     build_baseline,
     build_gated,
     build_task,
@@ -48,7 +46,6 @@ from benchmark_models import (
     fast_trainer,
     make_samples,
     precision_for,
-    write_sources,
 )
 from step_timing import (
     Trainer,
@@ -63,6 +60,7 @@ from step_timing import (
 )
 
 import lavis_gated  # noqa: F401  (registration)
+from lavis_gated.offline_standins import SIZES, TOY_SIZES, write_sources
 
 
 def peak_memory(args, trainer, trainers):
