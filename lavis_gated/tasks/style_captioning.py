@@ -54,6 +54,7 @@ class StyleCaptioningTask(BaseTask):
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
+        self.progress = None  # the runner's TrainingProgress (its lines, the run's ETA, TensorBoard's curves)
 
     @classmethod
     def setup_task(cls, cfg):
@@ -142,7 +143,7 @@ class StyleCaptioningTask(BaseTask):
                           scaler=None, start_iters=None, log_freq=50, cuda_enabled=False, accum_grad_iters=1):
         step = self._optimizer_step(optimizer, scaler)
         stats = train_inner_loop(self, epoch, iters_per_epoch, model, data_loader, lr_scheduler, step, scaler,
-                                 start_iters, log_freq, cuda_enabled, accum_grad_iters)
+                                 start_iters, log_freq, cuda_enabled, accum_grad_iters, self.progress)
         self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
         return self.last_train_stats
 
