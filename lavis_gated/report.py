@@ -4,6 +4,7 @@
 """
 import argparse
 import json
+import math
 
 ORDER = ("num_samples", "loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate",
          "style_word_hit_rate", "style_head_acc", "em", "vqa_acc", "bleu4", "rougeL", "cider", "agg_metrics")
@@ -21,6 +22,25 @@ def metric_rows(metrics):
     shown = set(ORDER) | set(BY_TYPE)
     rows += [(k, v) for k, v in sorted(metrics.items()) if k not in shown and not isinstance(v, (dict, list))]
     return rows
+
+
+def numeric_metrics(metrics):
+    """A metrics JSON -> {name: float} of its numbers; per-type dicts flattened as em_by_type -> em[type].
+
+    Booleans, strings ("epoch": "best"), nulls (a non-finite agg_metrics) and non-finite values are left out.
+    """
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            base = key[: -len("_by_type")] if key.endswith("_by_type") else key
+            out.update({f"{base}[{sub}]": float(v) for sub, v in sorted(value.items()) if _is_number(v)})
+        elif _is_number(value):
+            out[key] = float(value)
+    return out
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_value(value):
