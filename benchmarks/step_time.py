@@ -4,8 +4,9 @@
     python benchmarks/step_time.py --size full --device cuda --amp fp16 --batch-size 32 --fast --compile reduce-overhead
     python benchmarks/step_time.py --size mid --batch-size 8 --epochs 4           # frozen-feature cache, epochs
 
-Sizes (random weights, nothing downloaded): `tiny` (the tiny model type), `mid` (CPU-sized: a ViT-S-like EVA,
-a 6-layer Q-Former, a 6-layer OPT) and `full` (EVA ViT-g 39x1408, BERT-base Q-Former, OPT-2.7B; GPU only).
+Sizes (lavis_gated.offline_standins.SIZES; random weights, nothing downloaded): `tiny` (the tiny model type),
+`mid` (CPU-sized: a ViT-S-like EVA, a 6-layer Q-Former, a 6-layer OPT), `full` (EVA ViT-g 39x1408, BERT-base
+Q-Former, OPT-2.7B; GPU only) and `full_opt6.7b` (the same with OPT-6.7B; GPU only).
 The baseline is LAVIS's Blip2OPT class itself; its weights are loaded into blip2_opt_gated, so both compute
 the same BLIP-2. The gated step is the style_captioning task's full loss (LM + style terms).
 
@@ -23,7 +24,6 @@ baseline. `--epochs N` instead times N epochs over synthetic ArtQuest data witho
 cache (the cached run's first epoch includes building the cache) and compares their losses step by step.
 """
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from unittest import mock
 
 import torch
 from omegaconf import OmegaConf
@@ -45,27 +44,9 @@ if REPO not in sys.path:
 
 import lavis_gated  # noqa: E402,F401  (registration)
 from lavis.common.registry import registry  # noqa: E402
-from lavis_gated.models import backbones  # noqa: E402
+from lavis_gated.offline_standins import SIZES, TOY_SIZES, build_lavis_blip2opt, write_sources  # noqa: E402
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask  # noqa: E402
 
-TINY_ASSETS = os.path.join(backbones.PACKAGE_CONFIG_DIR, "assets", "tiny")
-BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                 vocab_size=30522, max_position_embeddings=512, hidden_dropout_prob=0.1,
-                 attention_probs_dropout_prob=0.1)
-OPT_2_7B = dict(hidden_size=2560, word_embed_proj_dim=2560, num_hidden_layers=32, num_attention_heads=32,
-                ffn_dim=10240, vocab_size=50272, max_position_embeddings=2048, dropout=0.1, attention_dropout=0.0,
-                init_std=0.02)
-SIZES = {
-    "tiny": dict(vit="eva_tiny", image_size=64, num_query_token=8, bert={}, opt={},
-                 style_encoder=dict(arch="resnet18", image_size=64), model_type="tiny"),
-    "mid": dict(vit="eva_mid", image_size=224, num_query_token=32,
-                bert=dict(BERT_BASE, hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1536),
-                opt=dict(OPT_2_7B, hidden_size=512, word_embed_proj_dim=512, num_hidden_layers=6, num_attention_heads=8,
-                         ffn_dim=2048, vocab_size=8192),
-                style_encoder=dict(arch="efficientnet_b0", image_size=128), model_type="pretrain_opt2.7b"),
-    "full": dict(vit="eva_clip_g", image_size=224, num_query_token=32, bert=BERT_BASE, opt=OPT_2_7B,
-                 style_encoder=dict(arch="efficientnet_b3", image_size=300), model_type="pretrain_opt2.7b"),
-}
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROMPT = "Question: {} Answer:"
 QUESTIONS = [("what style is this painting?", "post impressionism", "style"),
@@ -75,50 +56,6 @@ STYLE = "impressionism"
 
 # ---- building the models -------------------------------------------------------------------------
 
-def write_sources(size, root):
-    """The BERT and OPT folders a size's models are built from: its config plus the tiny tokenizers."""
-    spec = SIZES[size]
-    folders = {}
-    for name, assets, overrides in (("bert-base-uncased", "bert", spec["bert"]), ("opt", "opt", spec["opt"])):
-        folder = os.path.join(root, name)
-        shutil.copytree(os.path.join(TINY_ASSETS, assets), folder)
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        config.update(overrides)
-        with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=1)
-        folders[assets] = folder
-    return folders
-
-
-@contextlib.contextmanager
-def lavis_blip2_offline(root, vit_arch):
-    """LAVIS's Blip2OPT built from local configs with random weights: the one place LAVIS is patched here.
-
-    blip2.py:32,48 read "bert-base-uncased" (a folder of that name in the working directory), blip2.py:54-56
-    and blip2_opt.py:78 load weights with from_pretrained (here: random from the folder's config), and
-    blip2.py:72 -> eva_vit.py:429-431 builds ViT-g from a fixed URL (here: `vit_arch`, random).
-    """
-    import lavis.models.blip2_models.blip2 as blip2
-    import lavis.models.blip2_models.blip2_opt as blip2_opt
-    from lavis.models.blip2_models.modeling_opt import OPTConfig, OPTForCausalLM
-    from lavis.models.blip2_models.Qformer import BertLMHeadModel
-
-    def create_vit(img_size=224, drop_path_rate=0.4, use_checkpoint=False, precision="fp16"):
-        return backbones.build_vision_encoder(vit_arch, img_size, drop_path_rate, use_checkpoint, precision)
-
-    random_bert = mock.Mock(from_pretrained=lambda name, config: BertLMHeadModel(config))
-    random_opt = mock.Mock(from_pretrained=lambda name, torch_dtype: OPTForCausalLM(OPTConfig.from_pretrained(name)).to(torch_dtype))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        with mock.patch.object(blip2, "create_eva_vit_g", create_vit), mock.patch.object(blip2, "BertLMHeadModel", random_bert), \
-                mock.patch.object(blip2_opt, "OPTForCausalLM", random_opt):
-            yield
-    finally:
-        os.chdir(cwd)
-
-
 def precision_for(device):
     """Frozen ViT/OPT storage precision: LAVIS's fp16 on CUDA; fp32 on CPU (as load_model_and_preprocess)."""
     return "fp16" if device.type == "cuda" else "fp32"
@@ -126,12 +63,11 @@ def precision_for(device):
 
 def build_baseline(size, sources, image_size, device):
     """LAVIS's Blip2OPT at `size`, random weights, on `device`."""
-    from lavis.models.blip2_models.blip2_opt import Blip2OPT
-
     spec = SIZES[size]
-    with lavis_blip2_offline(os.path.dirname(sources["bert"]), spec["vit"]), torch.device(device), backbones.seeded(0):
-        model = Blip2OPT(img_size=image_size, vit_precision=precision_for(device), num_query_token=spec["num_query_token"],
-                         opt_model=sources["opt"], prompt="", max_txt_len=32)
+    with torch.device(device):
+        model = build_lavis_blip2opt(sources, spec["vit"], seed=0, img_size=image_size,
+                                     vit_precision=precision_for(device),
+                                     num_query_token=spec["num_query_token"], prompt="", max_txt_len=32)
     return model.float() if device.type == "cpu" else model
 
 
@@ -578,8 +514,8 @@ def parse_args(argv=None):
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.image_size = args.image_size or SIZES[args.size]["image_size"]
-    if args.size == "full" and not args.device.startswith("cuda"):
-        parser.error("--size full needs a GPU (--device cuda)")
+    if args.size not in TOY_SIZES and not args.device.startswith("cuda"):
+        parser.error(f"--size {args.size} needs a GPU (--device cuda)")
     if args.amp != "none" and not args.device.startswith("cuda"):
         parser.error("--amp needs --device cuda (LAVIS's blip2_opt autocasts on CUDA only)")
     return args

@@ -26,6 +26,14 @@ class KeyReport:
     unexpected: List[str] = field(default_factory=list)
     wrong_shape: List[str] = field(default_factory=list)
 
+    @property
+    def missing_keys(self):  # the names of torch's load_state_dict result, for callers that read those
+        return self.missing + self.allowed_missing
+
+    @property
+    def unexpected_keys(self):
+        return self.unexpected
+
     def problems(self):
         return [(f"{len(keys)} {what}", keys) for what, keys in
                 (("unexpected keys", self.unexpected), ("missing keys", self.missing),
@@ -37,9 +45,10 @@ def _listed(keys):
 
 
 def check_state_dict(state_dict: Dict, expected: Dict, source: str, target: str,
-                     may_miss: Callable[[str], bool] = lambda key: False) -> KeyReport:
+                     may_miss: Callable[[str], bool] = lambda key: False, hint: str = "") -> KeyReport:
     """Compare `state_dict` with `expected` (the loader's own state dict); raise CheckpointMismatchError
-    naming `source` (the file) and `target` (what loads it) unless only allowed keys are missing."""
+    naming `source` (the file) and `target` (what loads it) unless only allowed keys are missing; `hint`
+    (how to fix it) ends the message."""
     report = KeyReport(source)
     for key, value in state_dict.items():
         if key not in expected:
@@ -53,7 +62,7 @@ def check_state_dict(state_dict: Dict, expected: Dict, source: str, target: str,
             (report.allowed_missing if may_miss(key) else report.missing).append(key)
     if report.problems():
         details = "; ".join(f"{what} {_listed(keys)}" for what, keys in report.problems())
-        raise CheckpointMismatchError(f"{source} does not fit {target}: {details}")
+        raise CheckpointMismatchError(f"{source} does not fit {target}: {details}{hint}")
     return report
 
 

@@ -17,7 +17,7 @@ import torch
 
 from lavis_gated import atomic_files
 from lavis_gated.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
-from lavis_gated.models.backbones import load_weights_file
+from lavis_gated.models.sources import load_weights_file
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,8 @@ import pytest
 
 BIN = Path(sys.executable).parent
 COMMANDS = ("lavis-gated-train", "lavis-gated-eval", "lavis-gated-report", "lavis-gated-compare",
-            "lavis-gated-plots", "lavis-gated-make-demo-data", "lavis-gated-make-shards", "lavis-gated-ablate")
+            "lavis-gated-plots", "lavis-gated-make-demo-data", "lavis-gated-make-shards",
+            "lavis-gated-train-style-cnn", "lavis-gated-style-table", "lavis-gated-ablate")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -111,6 +111,15 @@ def test_random_training_transforms_are_refused(data_root, tmp_path):
                              str(tmp_path / "cache"), "cpu")
 
 
+def test_a_trained_vit_is_refused(data_root, tmp_path):
+    """With model.freeze_vit false the ViT learns: its cached output would go stale, and it would get no
+    gradient."""
+    model = build_tiny(image_size=IMAGE_SIZE, freeze_vit=False)
+    with pytest.raises(ValueError, match=r"trains its ViT \(model.freeze_vit is false.*set model.freeze_vit"):
+        attach_feature_cache({"artquest": {"train": artquest(data_root)}}, model, str(tmp_path), "cpu")
+    assert not os.listdir(tmp_path), "nothing is encoded"
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype):
     """The store keeps what the frozen parts produced (fp16/bf16 on CUDA, fp32 on CPU), written atomically."""

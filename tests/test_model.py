@@ -9,6 +9,8 @@ import lavis_gated  # noqa: F401  (registration)
 from lavis.common.registry import registry
 from lavis.models import load_model_and_preprocess
 
+from lavis_gated.models.text_inputs import format_prompts
+
 STYLES = ["cubism", "impressionism", "pop art"]
 
 
@@ -110,7 +112,7 @@ def test_each_gating_variant_trains_a_step(gating_type, per_head):
     optimizer = torch.optim.AdamW(params, lr=1e-2)
     last = model.kv_modulation.net[-1].weight
     units = model.Qformer.config.num_attention_heads if per_head else model.Qformer.config.hidden_size
-    assert last.shape[0] == len(model._cross_attention_layers()) * (3 if gating_type == "film" else 2) * units
+    assert last.shape[0] == len(model.cross_attention_layers()) * (3 if gating_type == "film" else 2) * units
     before = last.detach().clone()
     loss = model(batch())["loss"]
     assert torch.isfinite(loss)
@@ -136,7 +138,7 @@ def test_lora_only_on_cross_attention_key_value():
     assert lora, "no LoRA parameters"
     assert all(re.search(r"crossattention\.self\.(key|value)\.lora_[AB]\.", n) for n in lora), lora
     layers = {re.search(r"layer\.(\d+)\.crossattention\.self\.(key|value)", n).groups() for n in lora}
-    assert len(layers) == 2 * len(model._cross_attention_layers())
+    assert len(layers) == 2 * len(model.cross_attention_layers())
     assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
     # LoRA B starts at zero: the adapted model equals the plain one with the same weights
     plain = build_tiny()
@@ -161,6 +163,14 @@ def test_style_vocabulary_travels_in_state_dict(tiny):
     other = build_tiny(style_names=["baroque", "rococo", "realism"])
     with pytest.raises(ValueError, match="style vocabulary"):
         other.load_state_dict(state, strict=False)
+
+
+def test_style_token_set_is_each_style_token_once(tiny):
+    """The style losses' token set: every token of every style name once, sorted, without the padding."""
+    ids = [tiny.opt_tokenizer(" " + name, add_special_tokens=False).input_ids
+           for name in tiny.vocabulary.names]
+    assert tiny.style_token_set.tolist() == sorted({t for row in ids for t in row})
+    assert torch.equal(tiny.style_token_set, torch.unique(tiny.style_tokens[tiny.style_token_mask]))
 
 
 def one_sample(samples, i):
@@ -193,7 +203,7 @@ def test_prompt_template_is_configurable():
     model = build_tiny(prompt="Q: {} A:")
     model.eval()
     samples = batch()
-    assert model.format_prompts(samples)[0] == "Q: what style is this painting A:"
+    assert format_prompts(samples, model.prompt)[0] == "Q: what style is this painting A:"
     explicit = dict(samples, prompt=[f"Q: {q} A:" for q in samples["text_input"]])
     assert model.generate(samples, num_beams=2, max_length=4) == model.generate(explicit, num_beams=2, max_length=4)
     assert model.predict_answers(samples, num_beams=2, max_len=4, prompt="Q: {} A:") == \
@@ -231,16 +241,50 @@ def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
     assert not torch.equal(model.opt_proj.weight, build_tiny().opt_proj.weight), "the trainable parts did not train"
 
 
-@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
-def test_low_precision_frozen_parts_run_in_fp32_on_cpu(precision, dtype):
-    model = build_tiny(vit_precision=precision, opt_precision=precision)
-    assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == dtype  # stored as for CUDA, like LAVIS's ViT
-    assert model.opt_model.lm_head.weight.dtype == dtype
+def in_fp32(model):
+    """A tiny fp32 model holding `model`'s weights (as they are stored, rounded to fp16/bf16)."""
     reference = build_tiny()
+    reference.load_state_dict({k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                               for k, v in model.state_dict().items()})
+    return reference
+
+
+def test_fp16_frozen_parts_run_in_fp32_on_cpu():
+    model = build_tiny(vit_precision="fp16", opt_precision="fp16")
+    # stored as for CUDA, like LAVIS's ViT
+    assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == torch.float16
+    assert model.opt_model.lm_head.weight.dtype == torch.float16
+    reference = in_fp32(model)
     loss = model(batch())["loss"]
     assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == torch.float32
     assert model.opt_model.lm_head.weight.dtype == torch.float32
-    assert abs(loss.item() - reference(batch())["loss"].item()) < 0.05  # same weights up to their rounding
+    assert loss.item() == pytest.approx(reference(batch())["loss"].item(), abs=1e-5)
+
+
+def test_bf16_frozen_parts_stay_bf16_on_cpu_and_compute_under_autocast():
+    """Half of fp32's memory on CPU: the bf16 parts are not converted, their matmuls run in bf16, gradients
+    reach the Q-Former through them, and the loss is fp32's with the same weights up to bf16 arithmetic."""
+    model = build_tiny(vit_precision="bf16", opt_precision="bf16")
+    reference = in_fp32(model)
+    computed = {}
+    decoder = model.opt_model.model.decoder
+    parts = {"vit": model.visual_encoder.blocks[0].mlp.fc1, "opt": decoder.layers[0].fc1}
+    hooks = [module.register_forward_hook(lambda m, i, out, name=name: computed.__setitem__(name, out.dtype))
+             for name, module in parts.items()]
+    try:
+        out = model(batch())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out["loss"].backward()
+    assert computed == {"vit": torch.bfloat16, "opt": torch.bfloat16}
+    assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert model.opt_model.lm_head.weight.dtype == torch.bfloat16
+    assert decoder.final_layer_norm.weight.dtype == torch.float32, "norms are kept in fp32"
+    assert out["logits"].dtype == torch.float32 and model.query_tokens.grad.abs().sum() > 0
+    assert out["loss"].item() == pytest.approx(reference(batch())["loss"].item(), abs=0.05)
+    model.eval()
+    assert len(model.generate(batch(), num_beams=2, max_length=3)) == 4
 
 
 def test_style_modules_run_in_fp32_under_autocast(tiny):
@@ -294,7 +338,7 @@ def test_randomly_initialised_parts_do_not_depend_on_the_global_seed():
 
 
 def test_misspelt_gating_key_is_an_error():
-    with pytest.raises(KeyError, match="model.gating: unknown keys \\['perhead'\\]"):
+    with pytest.raises(KeyError, match=r"unknown key model.gating.perhead \(did you mean model.gating.per_head\?\)"):
         build_tiny(gating={"perhead": False})
 
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.runners.run_log import is_config, read_log
-from lavis_gated.models.blip2_opt_gated import STYLE_VOCAB_KEY
+from lavis_gated.models.checkpoint_loading import STYLE_VOCAB_KEY
 from lavis_gated import checkpoint_io
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 from test_checkpoint_io import CodePayload

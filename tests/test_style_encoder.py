@@ -6,7 +6,7 @@ import timm
 import torch
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.models.backbones import SourceUnavailableError
+from lavis_gated.models.sources import SourceUnavailableError
 from lavis_gated.models.style_encoder import StyleEncoder
 from tests.test_model import build_tiny
 
@@ -86,3 +86,17 @@ def test_random_cnn_only_when_the_config_says_so():
         StyleEncoder(ARCH)
     with pytest.warns(UserWarning, match="random weights"):
         StyleEncoder(ARCH, allow_random=True)
+
+
+def test_input_size_and_filter_follow_the_weights_timm_config_unless_set():
+    """A frozen CNN sees images as its weights were evaluated: EfficientNet-B3's timm config is bicubic at 320 px
+    (288 for training); an explicit model.style_encoder.image_size / interpolation wins."""
+    from lavis_gated.models.style_encoder import StyleEncoder
+
+    default = StyleEncoder("efficientnet_b3", allow_random=True)
+    assert (default.image_size, default.interpolation) == (320, "bicubic")
+    chosen = StyleEncoder("efficientnet_b3", image_size=300, interpolation="bilinear", allow_random=True)
+    assert (chosen.image_size, chosen.interpolation) == (300, "bilinear")
+    image = torch.randn(1, 3, 224, 224)
+    assert not torch.equal(default(image), StyleEncoder("efficientnet_b3", interpolation="bilinear",
+                                                        allow_random=True)(image))

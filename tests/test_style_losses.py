@@ -68,12 +68,6 @@ def test_lm_loss_per_sample_is_mean_negative_log_softmax_over_answer_tokens():
     assert loss.tolist() == pytest.approx(expected, rel=1e-6)
 
 
-def test_style_token_set_ignores_padding():
-    style_tokens = torch.tensor([[7, 3, 0], [3, 0, 0], [9, 9, 4]])
-    mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True]])
-    assert sl.style_token_set(style_tokens, mask).tolist() == [3, 4, 7, 9]
-
-
 def test_soft_style_hit_rate_is_style_mass_averaged_over_word_positions():
     logits = _logits_from_probs([
         [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],

@@ -15,7 +15,7 @@ EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAV
 @dataclass
 class StyleEncoderConfig:
     arch: str = setting("efficientnet_b3", "timm architecture of the frozen style CNN")
-    image_size: Optional[int] = setting(300, "its input size (the batch is resized to it); null: the size of the "
+    image_size: Optional[int] = setting(None, "its input size (the batch is resized to it); null: the size of the "
                                              "weights' timm config")
     interpolation: Optional[str] = setting(None, "resize filter; null: the weights' timm config's (bicubic for "
                                                  "EfficientNet-B3)", choices=(None, "bilinear", "bicubic", "nearest"))

@@ -80,9 +80,10 @@ def check_run_block(run_block, task_keys=(), where="run"):
     check_keys(plain(run_block) or {}, set(run_keys(RunnerConfig)) | set(task_keys) | set(LAVIS_RUN_KEYS), where)
 
 
-def task_config(run_block, where="run"):
-    """The style_captioning task's settings from `run:`, the whole block checked."""
-    check_run_block(run_block, run_keys(TaskConfig), where)
+def task_config(run_block, where="run", check=True):
+    """The style_captioning task's settings from `run:`, the whole block checked unless check is false."""
+    if check:
+        check_run_block(run_block, run_keys(TaskConfig), where)
     return _read(TaskConfig, run_block, where)
 
 

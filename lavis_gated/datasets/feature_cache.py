@@ -239,6 +239,12 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
     model: has frozen_features(image) and the frozen parts; features are computed on `device` under
     autocast in `autocast_dtype` (None: none), in batches of `batch_size`, as the training step computes them.
     """
+    trained = [name for name, p in model.visual_encoder.named_parameters() if p.requires_grad]
+    if trained:
+        raise ValueError(
+            f"run.frozen_feature_cache stores the frozen ViT's output, but this model trains its ViT "
+            f"(model.freeze_vit is false, as in the caption_coco_* types; {len(trained)} ViT parameters "
+            "require grad): set model.freeze_vit true or unset run.frozen_feature_cache")
     device = torch.device(device)
     model.to(device)
     frozen = frozen_signature(model, device, autocast_dtype)

@@ -5,21 +5,14 @@ create_eva_vit_g (eva_vit.py:429-431). Here every source is a config value that 
 a URL, or a local path, and every part can also be built with random weights from a local config,
 which is what the offline `tiny` model type does. Architectures and defaults are LAVIS's own.
 """
-import contextlib
 import logging
-import os
-import socket
 from functools import partial
-from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
 
-from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
-
-PACKAGE_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
+from lavis_gated.models.precision import PRECISIONS, check_precision, norms_in_fp32
+from lavis_gated.models.sources import from_pretrained, load_weights_file, loading_source, resolve_source, seeded
 
 # LAVIS eva_vit.py:create_eva_vit_g for eva_clip_g; eva_tiny and eva_mid are the same class at smaller sizes.
 VIT_ARCHITECTURES = {
@@ -27,101 +20,6 @@ VIT_ARCHITECTURES = {
     "eva_tiny": dict(patch_size=8, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0),
     "eva_mid": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),  # ViT-S-sized, CPU benchmarks
 }
-
-
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-class SourceUnavailableError(OSError):
-    """A weights/config source (hub name, URL or path) could not be loaded."""
-
-
-@contextlib.contextmanager
-def loading_source(key, value):
-    """Re-raise a failure to load config value `key` (= `value`) as an error that says how to fix it.
-
-    Without network, hub names and URLs fail deep inside transformers or torch.hub; the user needs to
-    know which config value it was and how to point it at local files instead.
-    """
-    try:
-        yield
-    except SourceUnavailableError:
-        raise
-    except OSError as error:
-        value = str(value)
-        if value.startswith(("http://", "https://")):
-            cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(value).path))
-            fix = (f"download it where there is network and set {key} to the local file's path, "
-                   f"or place it at {cached} (LAVIS's download cache)")
-        elif os.path.isabs(value) or value.startswith("."):
-            fix = f"{value} must be an existing local path"
-        else:
-            fix = (f"set {key} to a local directory holding a copy of that Hugging Face repository "
-                   "(save_pretrained or a snapshot), or fill the Hugging Face cache and set HF_HUB_OFFLINE=1")
-        raise SourceUnavailableError(f"{key}: could not load {value!r} ({type(error).__name__}: {error}). "
-                                     f"It is not a local path, and fetching it failed; {fix}.") from error
-
-
-def from_pretrained(load, source, **kwargs):
-    """`load(source, **kwargs)` for a transformers from_pretrained: a local folder as it is; a hub name
-    from the local Hugging Face cache if it is there, else fetched, but only once the hub is known to
-    answer (unreachable, huggingface_hub retries every file for about 25 s before failing)."""
-    if os.path.isdir(source):
-        return load(source, **kwargs)
-    try:
-        return load(source, local_files_only=True, **kwargs)
-    except OSError:
-        pass
-    _require_hub()
-    return load(source, **kwargs)
-
-
-def _require_hub(timeout=5.0):
-    """Raise OSError at once if the Hugging Face hub cannot be reached (no probe behind a proxy)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
-        raise OSError("offline mode is set (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the cache")
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
-    except OSError as error:
-        raise OSError(f"{endpoint.hostname} is unreachable ({error})") from error
-
-
-def resolve_source(value):
-    """A local path if `value` names one (as given, or relative to the package's configs folder);
-    otherwise `value` unchanged (a hub name or URL)."""
-    if value is None:
-        return None
-    value = str(value)
-    if os.path.exists(value):
-        return os.path.abspath(value)
-    packaged = os.path.join(PACKAGE_CONFIG_DIR, value)
-    if os.path.exists(packaged):
-        return packaged
-    return value
-
-
-@contextlib.contextmanager
-def seeded(seed):
-    """Draw random initialisations from `seed`, leaving the global RNG as it was.
-
-    Frozen parts built with random weights are not saved in checkpoints (LAVIS drops frozen parameters),
-    so they must come out identical in every process that rebuilds the model.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def load_weights_file(url_or_path):
-    """Tensors from a local file or a URL (downloaded through LAVIS's cache), never executing code."""
-    source = local_checkpoint_path(resolve_source(url_or_path))
-    if not os.path.isfile(source):
-        raise SourceUnavailableError(f"weights file not found: {url_or_path!r} (give a URL or an existing local path)")
-    return load_checkpoint(source)
 
 
 def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint=False, precision="fp16", weights=None):
@@ -151,16 +49,10 @@ def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint
 def convert_matmul_weights(model, precision):
     """Store Linear/Conv weights in `precision` (fp16 | bf16 | fp32), norms in fp32, as LAVIS stores its
     fp16 ViT (eva_vit.py:convert_weights_to_fp16); autocast then runs the part in that precision."""
-    dtype = PRECISIONS[_check_precision(precision)]
+    dtype = PRECISIONS[check_precision(precision)]
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             module.to(dtype)
-
-
-def _check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {sorted(PRECISIONS)}")
-    return precision
 
 
 def build_bert_tokenizer(source):
@@ -188,16 +80,77 @@ def build_qformer(source, num_query_token, vision_width, cross_attention_freq=2,
     return qformer, query_tokens
 
 
-def build_opt(source, precision="fp16", random_init=False):
-    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78)."""
+def random_opt(source, dtype=torch.float32):
+    """LAVIS's OPTForCausalLM with random weights from a config source, created in `dtype` directly
+    (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32 (10.6 GB for 2.7B)."""
     from lavis.models.blip2_models.modeling_opt import OPTConfig, OPTForCausalLM
+
+    return OPTForCausalLM._from_config(from_pretrained(OPTConfig.from_pretrained, resolve_source(source)),
+                                       torch_dtype=dtype)
+
+
+def build_opt(source, precision="fp16", random_init=False):
+    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78), stored
+    in `precision` with its LayerNorms in fp32 (see precision.py)."""
+    from lavis.models.blip2_models.modeling_opt import OPTForCausalLM
     from transformers import AutoTokenizer
 
     source = resolve_source(source)
-    dtype = PRECISIONS[_check_precision(precision)]
+    dtype = PRECISIONS[check_precision(precision)]
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, source, use_fast=False)
     if random_init:
-        model = OPTForCausalLM(from_pretrained(OPTConfig.from_pretrained, source)).to(dtype)
+        model = random_opt(source, dtype)
     else:
         model = from_pretrained(OPTForCausalLM.from_pretrained, source, torch_dtype=dtype)
-    return tokenizer, model
+    return tokenizer, norms_in_fp32(model)
+
+
+def freeze(module):
+    for p in module.parameters():
+        p.requires_grad = False
+
+
+def build_blip2_parts(config):
+    """LAVIS Blip2OPT's parts from a ModelConfig, under its attribute names (so BLIP-2 checkpoints load):
+    {tokenizer, visual_encoder, ln_vision, Qformer, query_tokens, opt_tokenizer, opt_model, opt_proj}.
+
+    As Blip2OPT.__init__ (blip2_opt.py:55-94) builds them, minus its fixed hub names and URL: every source
+    is a config value, and each randomly initialised part draws from its own seed (random_init_seed + k),
+    so that it comes out identical in every process that rebuilds it.
+    """
+    from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
+
+    seed = config.random_init_seed
+    parts = {}
+    with loading_source("model.qformer_bert", config.qformer_bert):
+        parts["tokenizer"] = build_bert_tokenizer(config.qformer_bert)
+    with seeded(seed), loading_source("model.vit_weights", config.vit_weights):
+        vit = build_vision_encoder(config.vit_model, config.image_size, config.drop_path_rate,
+                                   config.use_grad_checkpoint, config.vit_precision, config.vit_weights)
+    if config.freeze_vit:
+        freeze(vit)
+        vit = vit.eval()
+        vit.train = disabled_train
+    parts["visual_encoder"], parts["ln_vision"] = vit, LayerNorm(vit.num_features)
+
+    with seeded(seed + 3), loading_source("model.qformer_bert", config.qformer_bert):
+        qformer, query_tokens = build_qformer(config.qformer_bert, config.num_query_token, vit.num_features,
+                                              config.cross_attention_freq, config.qformer_random_init)
+    # the text branch BLIP-2's OPT variant does without (blip2_opt.py:69-74)
+    qformer.cls = None
+    qformer.bert.embeddings.word_embeddings = None
+    qformer.bert.embeddings.position_embeddings = None
+    for layer in qformer.bert.encoder.layer:
+        layer.output = None
+        layer.intermediate = None
+    if config.freeze_qformer:
+        freeze(qformer)
+        query_tokens.requires_grad = False
+    parts["Qformer"], parts["query_tokens"] = qformer, query_tokens
+
+    with seeded(seed + 1), loading_source("model.opt_model", config.opt_model):
+        parts["opt_tokenizer"], parts["opt_model"] = build_opt(config.opt_model, config.opt_precision,
+                                                               config.opt_random_init)
+    freeze(parts["opt_model"])
+    parts["opt_proj"] = nn.Linear(qformer.config.hidden_size, parts["opt_model"].config.hidden_size)
+    return parts

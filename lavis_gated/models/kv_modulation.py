@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from lavis_gated.models.precision import autocast_off
+
 GATING_TYPES = ("film", "gate", "none")
 # rows of the per-layer parameter block: key scale, value scale[, value shift]
 _PARAMS_PER_LAYER = {"film": 3, "gate": 2}
@@ -48,7 +50,7 @@ class KVModulation(nn.Module):
 
     def forward(self, control_tokens):
         """control_tokens (B, N, C) -> modulation parameters (B, L, params_per_layer, units), fp32."""
-        with torch.autocast(device_type=control_tokens.device.type, enabled=False):
+        with autocast_off(control_tokens.device.type):
             raw = self.net(control_tokens.float().flatten(1))
         return raw.view(raw.shape[0], self.num_layers, self.params_per_layer, self.units)
 
@@ -103,6 +105,6 @@ class KVModulation(nn.Module):
         shape = projected.shape
         x = projected.view(shape[0], shape[1], self.num_heads, -1) if self.per_head else projected
         # autocast would cast K/V to fp32 first for addcmul (a "widest type" op): plain type promotion does not
-        with torch.autocast(projected.device.type, enabled=False):
+        with autocast_off(projected.device.type):
             out = x * scale if shift is None else torch.addcmul(shift, x, scale)
         return out.view(shape).to(projected.dtype)

@@ -46,13 +46,18 @@ def read_class_names(path, num_classes, checkpoint):
 class StyleEncoder(nn.Module):
     """Frozen timm CNN -> pooled feature (B, num_features)."""
 
-    def __init__(self, arch="efficientnet_b3", image_size=300, checkpoint=None, class_names=None, allow_random=False):
+    def __init__(self, arch="efficientnet_b3", image_size=None, interpolation=None, checkpoint=None, class_names=None,
+                 allow_random=False):
         super().__init__()
         import timm
 
         self.cnn = timm.create_model(arch, pretrained=False, num_classes=0)
         self.num_features = self.cnn.num_features
-        self.image_size = image_size
+        # the weights' own preprocessing when not set: timm's config of the architecture (EfficientNet-B3:
+        # bicubic, 288 px for training, 320 px for testing; a frozen CNN is always testing)
+        default = self.cnn.default_cfg
+        self.image_size = image_size or (default.get("test_input_size") or default["input_size"])[-1]
+        self.interpolation = interpolation or default.get("interpolation", "bilinear")
         self.classifier = None
         if class_names and not checkpoint:
             raise ValueError("model.style_encoder.class_names is set but model.style_encoder.checkpoint is not")
@@ -78,7 +83,7 @@ class StyleEncoder(nn.Module):
     def _load(self, path, class_names=None):
         """timm weights from a plain state dict or one under `state_dict`/`model`, `module.` prefixes
         stripped; the classifier (timm's `classifier.*` or `fc.*`) is kept aside for the style head."""
-        from lavis_gated.models.backbones import load_weights_file
+        from lavis_gated.models.sources import load_weights_file
 
         state = load_weights_file(path)
         for key in ("state_dict", "model"):
@@ -119,5 +124,7 @@ class StyleEncoder(nn.Module):
         """image: (B, 3, H, W) BLIP-normalised -> (B, num_features) pooled CNN feature."""
         x = image.float() * self.scale + self.shift
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            smooth = self.interpolation in ("bilinear", "bicubic")  # align_corners exists only for these
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode=self.interpolation,
+                              align_corners=False if smooth else None)
         return self.cnn(x.contiguous(memory_format=torch.channels_last)).float()

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
 from lavis_gated.checkpoint_keys import check_state_dict
-from lavis_gated.configs.run_config import runner_config
+from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_log import continue_log
@@ -71,13 +71,8 @@ class GatedRunner(RunMonitoring, RunnerBase):
     @property
     def scaler(self):
         # runner_base.py:133-137 builds a CUDA GradScaler for any amp run, on CPU and for bf16 too.
-        run_cfg = self.config.run_cfg
-        wants_scaler = (
-            run_cfg.get("amp", False)
-            and self.cuda_enabled
-            and getattr(self.task, "amp_dtype", torch.float16) == torch.float16
-        )
-        if wants_scaler and self._scaler is None:
+        task = task_config(self.config.run_cfg, check=False)
+        if task.amp and task.amp_dtype == "float16" and self.cuda_enabled and self._scaler is None:
             self._scaler = torch.amp.GradScaler("cuda")
         return self._scaler
 

@@ -43,7 +43,7 @@ def per_sample_parts(model, samples, style_question_types=None):
     core = model.module if hasattr(model, "module") else model
     style_ids = out["style_ids"]
     word_mask = style_losses.answer_word_mask(out["targets"], core.eos_token_id)
-    style_set = style_losses.style_token_set(core.style_tokens, core.style_token_mask)
+    style_set = core.style_token_set
     hit_rate = style_losses.soft_style_hit_rate(out["logits"], word_mask, style_set)
     text_log_probs = style_losses.text_style_log_probs(out["logits"], word_mask, core.style_tokens,
                                                        core.style_token_mask)

@@ -22,7 +22,7 @@ from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task_config  # noqa: F401  (SELECT_BY re-exported)
 from lavis_gated.configs.schema import from_block
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
-from lavis_gated.models.blip2_opt_gated import style_names_in_checkpoint
+from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
 from lavis_gated.tasks import loss_terms
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep

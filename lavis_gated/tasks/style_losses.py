@@ -28,11 +28,6 @@ def lm_loss_per_sample(logits, targets):
     return (token_loss * valid).sum(1) / valid.sum(1).clamp(min=1)
 
 
-def style_token_set(style_tokens, style_token_mask):
-    """Unique token ids (K,) of all style names, from the padded (S, L) table and its mask."""
-    return torch.unique(style_tokens[style_token_mask])
-
-
 def soft_style_hit_rate(logits, word_mask, style_token_ids):
     """(B,) mean over answer word positions of the probability mass on style tokens (differentiable)."""
     log_mass = torch.logsumexp(logits[..., style_token_ids], -1) - torch.logsumexp(logits, -1)  # (B, T)
