@@ -11,14 +11,16 @@ training step at batch 1 with the style_captioning task's loss (the demo's weigh
 style_kl 0.1, style_ce 1.0), backward and an AdamW step, failing if a frozen parameter got a gradient or a
 trainable one did not; one generate and one predict_answers (beam search, LAVIS's defaults). Printed: build,
 step and generation times, peak RSS (ru_maxrss) and parameter counts (total / trainable, per part), one per
-line, then all of it as one JSON line. Needs about 9 GiB with bf16 (2 CPU cores are enough).
+line, then all of it as one JSON line. Peak RSS 9.6 GiB with bf16 (2 CPU cores are enough).
 
 Frozen parts' precision (--precision, default bf16): the ViT and OPT are stored in bf16 and computed under
-CPU bf16 autocast (lavis_gated/models/precision.py). In fp32 they hold 3.9 + 10.6 GB and the run peaked at
-15.8 GiB RSS, most of a 24 GiB machine; bf16 halves them (2 + 5.3 GB), and CPUs with AVX512-BF16 or AMX
-compute bf16 natively. fp16 would save nothing here: CPUs lack fp16 kernels, so fp16 parts are converted
-to fp32 at first use on CPU.
+CPU bf16 autocast (lavis_gated/models/precision.py). In fp32 they hold 3.9 + 10.6 GB (building the model
+alone peaked at 15.3 GiB RSS, a run at 15.8 GiB: most of a 24 GiB machine); bf16 halves them (2 + 5.3 GB),
+and CPUs with AVX512-BF16 or AMX compute bf16 natively: on an AMD EPYC with AVX512-BF16, an OPT-2.7B-sized
+matmul ran 5 to 7 times faster in bf16 than in fp32. fp16 would save nothing: fp16 parts are converted to
+fp32 at first use on CPU.
 """
+
 import argparse
 import json
 import os
@@ -34,8 +36,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import lavis_gated  # noqa: E402,F401  (registration)
 from lavis.common.registry import registry  # noqa: E402
+
+import lavis_gated  # noqa: E402,F401  (registration)
 from lavis_gated.offline_standins import random_model_config  # noqa: E402
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask  # noqa: E402
 
@@ -59,8 +62,13 @@ def parameter_counts(model):
 
 def training_step(model, samples):
     """One step of the task's loss with AdamW; returns (loss, seconds). Raises if gradients went astray."""
-    task = StyleCaptioningTask(lm_weight=1.0, style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0,
-                               style_question_types=["style"])
+    task = StyleCaptioningTask(
+        lm_weight=1.0,
+        style_hit_weight=0.1,
+        style_kl_weight=0.1,
+        style_ce_weight=1.0,
+        style_question_types=["style"],
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
     model.train()
@@ -70,8 +78,10 @@ def training_step(model, samples):
     frozen_with_grad = [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
     without_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     if frozen_with_grad or without_grad or not torch.isfinite(loss):
-        raise RuntimeError(f"training step went wrong: loss {loss.item()}; frozen parameters with a "
-                           f"gradient: {frozen_with_grad[:10]}; trainable ones without: {without_grad[:10]}")
+        raise RuntimeError(
+            f"training step went wrong: loss {loss.item()}; frozen parameters with a "
+            f"gradient: {frozen_with_grad[:10]}; trainable ones without: {without_grad[:10]}"
+        )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item(), time.perf_counter() - start
@@ -84,27 +94,42 @@ def timed(function):
 
 
 def run(args, root):
-    cfg, _ = random_model_config(args.model_type, root, vit_precision=args.precision,
-                                 opt_precision=args.precision)
+    cfg, _ = random_model_config(
+        args.model_type, root, vit_precision=args.precision, opt_precision=args.precision
+    )
     model, build_s = timed(lambda: registry.get_model_class("blip2_opt_gated").from_config(cfg))
     size = cfg.image_size
     image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    samples = {"image": image, "text_input": [QUESTION], "answer": [ANSWER], "question_type": ["style"],
-               "style": [STYLE]}
+    samples = {
+        "image": image,
+        "text_input": [QUESTION],
+        "answer": [ANSWER],
+        "question_type": ["style"],
+        "style": [STYLE],
+    }
     loss, step_s = training_step(model, samples)
     model.eval()
     generated, generate_s = timed(lambda: model.generate({"image": image, "text_input": [QUESTION]}))
     answers, answers_s = timed(lambda: model.predict_answers({"image": image, "text_input": [QUESTION]}))
     counts = parameter_counts(model)
     return {
-        "model_type": args.model_type, "precision": args.precision, "threads": torch.get_num_threads(),
-        "image_size": size, "opt_vocab_rows": model.opt_model.config.vocab_size,
-        "tokenizer_tokens": len(model.opt_tokenizer), "build_s": round(build_s, 1),
-        "step_s": round(step_s, 2), "loss": round(loss, 4), "generate_s": round(generate_s, 2),
-        "generated": generated, "predict_answers_s": round(answers_s, 2), "answers": answers,
+        "model_type": args.model_type,
+        "precision": args.precision,
+        "threads": torch.get_num_threads(),
+        "image_size": size,
+        "opt_vocab_rows": model.opt_model.config.vocab_size,
+        "tokenizer_tokens": len(model.opt_tokenizer),
+        "build_s": round(build_s, 1),
+        "step_s": round(step_s, 2),
+        "loss": round(loss, 4),
+        "generate_s": round(generate_s, 2),
+        "generated": generated,
+        "predict_answers_s": round(answers_s, 2),
+        "answers": answers,
         "peak_rss_bytes": peak_rss_bytes(),
         "total_params": sum(c["total"] for c in counts.values()),
-        "trainable_params": sum(c["trainable"] for c in counts.values()), "params": counts,
+        "trainable_params": sum(c["trainable"] for c in counts.values()),
+        "params": counts,
     }
 
 
@@ -112,8 +137,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     model_types = sorted(registry.get_model_class("blip2_opt_gated").PRETRAINED_MODEL_CONFIG_DICT)
     parser.add_argument("--model-type", default="pretrain_opt2.7b", choices=model_types)
-    parser.add_argument("--precision", choices=("bf16", "fp32", "fp16"), default="bf16",
-                        help="storage precision of the frozen ViT and OPT (fp16 is computed in fp32 on CPU)")
+    parser.add_argument(
+        "--precision",
+        choices=("bf16", "fp32", "fp16"),
+        default="bf16",
+        help="storage precision of the frozen ViT and OPT (fp16 is computed in fp32 on CPU)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -126,10 +155,22 @@ def main(argv=None):
         result = run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for key in ("model_type", "precision", "threads", "build_s", "step_s", "loss", "generate_s", "generated",
-                "predict_answers_s", "answers", "total_params", "trainable_params"):
+    for key in (
+        "model_type",
+        "precision",
+        "threads",
+        "build_s",
+        "step_s",
+        "loss",
+        "generate_s",
+        "generated",
+        "predict_answers_s",
+        "answers",
+        "total_params",
+        "trainable_params",
+    ):
         print(f"{key}: {result[key]}")
-    print(f"peak_rss: {result['peak_rss_bytes'] / 2 ** 30:.2f} GiB")
+    print(f"peak_rss: {result['peak_rss_bytes'] / 2**30:.2f} GiB")
     for part, count in result["params"].items():
         print(f"params {part}: {count['total']:,} total, {count['trainable']:,} trainable")
     print(json.dumps(result), flush=True)

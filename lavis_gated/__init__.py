@@ -4,13 +4,14 @@ The one exception: the commands that only read a run's files (lavis-gated-report
 ablation harness, which only launches training processes (lavis-gated-ablate), skip the registration, which
 imports LAVIS and torch (seconds) for nothing; their modules import neither. So does python -m on them.
 """
+
 import os
 import sys
 
 __version__ = "0.2.0"
 
 _FILE_ONLY_COMMANDS = ("lavis-gated-report", "lavis-gated-compare", "lavis-gated-plots", "lavis-gated-ablate")
-_FILE_ONLY_MODULES = tuple("lavis_gated." + c[len("lavis-gated-"):] for c in _FILE_ONLY_COMMANDS)
+_FILE_ONLY_MODULES = tuple("lavis_gated." + c[len("lavis-gated-") :] for c in _FILE_ONLY_COMMANDS)
 
 
 def _file_only_command():

@@ -4,6 +4,7 @@ The content goes to a temporary file beside the target, which is flushed, fsynce
 (os.replace is atomic within a folder); the folder is then fsynced so that the rename itself is durable.
 At any moment a reader sees the previous complete file or the new complete one.
 """
+
 import contextlib
 import glob
 import logging

@@ -5,6 +5,7 @@ the new complete one. Reading uses torch.load(weights_only=True): tensors, conta
 numbers and the numpy scalars in SAFE_GLOBALS only, so a file carrying a pickled callable is refused
 before anything in it runs.
 """
+
 import os
 import pickle
 import pickletools
@@ -19,8 +20,8 @@ from lavis_gated.atomic_files import atomic_file, remove_interrupted_writes
 # Metrics computed with numpy (e.g. pycocoevalcap's scores) pickle as numpy scalars: harmless data that
 # weights_only refuses unless its constructor and dtype classes are allow-listed.
 SAFE_GLOBALS = [np.core.multiarray.scalar, np.dtype] + [
-    type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
-                                np.float16, np.float32, np.float64)
+    type(np.dtype(t))
+    for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.float16, np.float32, np.float64)
 ]
 
 
@@ -67,7 +68,9 @@ def load_checkpoint(path, mmap=False):
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             # only torch.save's zip format (its default since torch 1.6) can be memory-mapped
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+            return torch.load(
+                path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
+            )
     except pickle.UnpicklingError as err:
         # `from None`: torch's own message above ours advises loading with weights_only=False, the one
         # thing not to do with a file that carries code.
@@ -76,7 +79,9 @@ def load_checkpoint(path, mmap=False):
             "if you trust the file, re-save its tensors as a plain state dict with torch.save."
         ) from None
     except (RuntimeError, EOFError) as err:
-        raise RuntimeError(f"Could not read checkpoint {path} (truncated or not a torch file): {err}") from err
+        raise RuntimeError(
+            f"Could not read checkpoint {path} (truncated or not a torch file): {err}"
+        ) from err
 
 
 def _refused_content(path, err):

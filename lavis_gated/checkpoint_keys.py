@@ -5,8 +5,9 @@ Every mismatch is reported in one format that names the file and the keys: unexp
 (minus those the loader may miss, e.g. the frozen parameters LAVIS's checkpoints leave out) and tensors of
 the wrong shape.
 """
+
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable
 
 SHOWN = 10  # keys listed per kind in an error
 
@@ -20,11 +21,11 @@ class KeyReport:
     """What checking a state dict found; `missing` excludes the keys the loader may miss."""
 
     source: str
-    loaded: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    allowed_missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    wrong_shape: List[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    allowed_missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    wrong_shape: list[str] = field(default_factory=list)
 
     @property
     def missing_keys(self):  # the names of torch's load_state_dict result, for callers that read those
@@ -35,17 +36,29 @@ class KeyReport:
         return self.unexpected
 
     def problems(self):
-        return [(f"{len(keys)} {what}", keys) for what, keys in
-                (("unexpected keys", self.unexpected), ("missing keys", self.missing),
-                 ("wrong shapes", self.wrong_shape)) if keys]
+        return [
+            (f"{len(keys)} {what}", keys)
+            for what, keys in (
+                ("unexpected keys", self.unexpected),
+                ("missing keys", self.missing),
+                ("wrong shapes", self.wrong_shape),
+            )
+            if keys
+        ]
 
 
 def _listed(keys):
     return f"{keys[:SHOWN]}{' ...' if len(keys) > SHOWN else ''}"
 
 
-def check_state_dict(state_dict: Dict, expected: Dict, source: str, target: str,
-                     may_miss: Callable[[str], bool] = lambda key: False, hint: str = "") -> KeyReport:
+def check_state_dict(
+    state_dict: dict,
+    expected: dict,
+    source: str,
+    target: str,
+    may_miss: Callable[[str], bool] = lambda key: False,
+    hint: str = "",
+) -> KeyReport:
     """Compare `state_dict` with `expected` (the loader's own state dict); raise CheckpointMismatchError
     naming `source` (the file) and `target` (what loads it) unless only allowed keys are missing; `hint`
     (how to fix it) ends the message."""
@@ -53,7 +66,9 @@ def check_state_dict(state_dict: Dict, expected: Dict, source: str, target: str,
     for key, value in state_dict.items():
         if key not in expected:
             report.unexpected.append(key)
-        elif hasattr(value, "shape") and hasattr(expected[key], "shape") and value.shape != expected[key].shape:
+        elif (
+            hasattr(value, "shape") and hasattr(expected[key], "shape") and value.shape != expected[key].shape
+        ):
             report.wrong_shape.append(f"{key} {tuple(value.shape)} != {tuple(expected[key].shape)}")
         else:
             report.loaded.append(key)

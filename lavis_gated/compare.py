@@ -5,6 +5,7 @@
 RUN_* is a run folder (its <split>_metrics.json is read) or a metrics JSON file. With two runs a last
 column gives B - A.
 """
+
 import argparse
 import json
 import os
@@ -16,7 +17,9 @@ from lavis_gated.report import format_value, metric_rows
 def metrics_path(run, split):
     path = os.path.join(run, f"{split}_metrics.json") if os.path.isdir(run) else run
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{run}: no {split}_metrics.json (evaluate the run first, or pass a metrics JSON)")
+        raise FileNotFoundError(
+            f"{run}: no {split}_metrics.json (evaluate the run first, or pass a metrics JSON)"
+        )
     return path
 
 
@@ -46,8 +49,10 @@ def format_comparison(labels, all_metrics):
             cells.append(format_value(b - a) if numeric else "")
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
     rule = "-" * len(lines[0])
     return "\n".join([rule, lines[0], rule, *lines[1:], rule])
 

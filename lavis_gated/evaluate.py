@@ -11,6 +11,7 @@ of the evaluated model, so a run trained with e.g. gating.type none is evaluated
 YAML's model block and --options still win. Rank 0 then prints each split's metrics table and draws the
 run folder's pictures (runners/evaluation.py). See runners/run_setup.py for run.runner and run.imports.
 """
+
 import os
 import sys
 
@@ -25,8 +26,11 @@ def main(argv=None):
     available = {split for splits in runner.datasets.values() for split in splits}
     missing = sorted(set(runner.test_splits) - available)
     if missing:
-        raise ValueError(f"split(s) {missing} to evaluate are not in the datasets; available: {sorted(available)}")
-    runner.log_config()  # log.txt names the evaluated checkpoint, whose training log the curves are drawn from
+        raise ValueError(
+            f"split(s) {missing} to evaluate are not in the datasets; available: {sorted(available)}"
+        )
+    # log.txt names the evaluated checkpoint, whose training log the curves are drawn from
+    runner.log_config()
     runner.evaluate(skip_reload=True)
     if is_main_process():
         report(str(runner.output_dir), runner.test_splits)

@@ -6,6 +6,7 @@ folder or file: a config.json with the real dimensions (data below) or a toy one
 toy sizes optionally random weights. Real sizes get a synthetic byte-level BPE tokenizer as large as OPT's
 (50265 tokens), so their 50272 embedding rows outnumber the tokenizer's tokens exactly as the real pair does.
 """
+
 import contextlib
 import itertools
 import json
@@ -21,18 +22,43 @@ from lavis_gated.models.sources import PACKAGE_CONFIG_DIR, seeded
 TINY_ASSETS = os.path.join(PACKAGE_CONFIG_DIR, "assets", "tiny")
 
 # Hugging Face configs of the real sources (bert-base-uncased; facebook/opt-2.7b, facebook/opt-6.7b)
-BERT_BASE = dict(model_type="bert", hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, hidden_act="gelu", vocab_size=30522, max_position_embeddings=512,
-                 type_vocab_size=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                 initializer_range=0.02, layer_norm_eps=1e-12, pad_token_id=0)
+BERT_BASE = dict(
+    model_type="bert",
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    vocab_size=30522,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    initializer_range=0.02,
+    layer_norm_eps=1e-12,
+    pad_token_id=0,
+)
 
 
 def _opt_config(hidden_size, ffn_dim):
-    return dict(model_type="opt", hidden_size=hidden_size, word_embed_proj_dim=hidden_size,
-                num_hidden_layers=32, num_attention_heads=32, ffn_dim=ffn_dim, vocab_size=50272,
-                max_position_embeddings=2048, do_layer_norm_before=True, activation_function="relu",
-                dropout=0.1, attention_dropout=0.0, init_std=0.02, pad_token_id=1, bos_token_id=2,
-                eos_token_id=2)
+    return dict(
+        model_type="opt",
+        hidden_size=hidden_size,
+        word_embed_proj_dim=hidden_size,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        ffn_dim=ffn_dim,
+        vocab_size=50272,
+        max_position_embeddings=2048,
+        do_layer_norm_before=True,
+        activation_function="relu",
+        dropout=0.1,
+        attention_dropout=0.0,
+        init_std=0.02,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=2,
+    )
 
 
 OPT_CONFIGS = {"facebook/opt-2.7b": _opt_config(2560, 10240), "facebook/opt-6.7b": _opt_config(4096, 16384)}
@@ -41,22 +67,57 @@ OPT_TOKENIZER_SIZE = 50265  # len(AutoTokenizer.from_pretrained("facebook/opt-2.
 # vit: backbones.VIT_ARCHITECTURES key; bert/opt: config.json values over the tiny assets' configs;
 # opt_tokenizer: "tiny" (the packaged one) or "opt-size" (synthetic, OPT_TOKENIZER_SIZE tokens)
 SIZES = {
-    "tiny": dict(vit="eva_tiny", image_size=64, num_query_token=8, bert={}, opt={}, opt_tokenizer="tiny",
-                 style_encoder=dict(arch="resnet18", image_size=64), model_type="tiny"),
+    "tiny": dict(
+        vit="eva_tiny",
+        image_size=64,
+        num_query_token=8,
+        bert={},
+        opt={},
+        opt_tokenizer="tiny",
+        style_encoder=dict(arch="resnet18", image_size=64),
+        model_type="tiny",
+    ),
     # CPU-benchmark size: a ViT-S-like EVA, a 6-layer Q-Former, a 6-layer OPT
-    "mid": dict(vit="eva_mid", image_size=224, num_query_token=32, opt_tokenizer="tiny",
-                bert=dict(BERT_BASE, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
-                          intermediate_size=1536),
-                opt=dict(OPT_CONFIGS["facebook/opt-2.7b"], hidden_size=512, word_embed_proj_dim=512,
-                         num_hidden_layers=6, num_attention_heads=8, ffn_dim=2048, vocab_size=8192),
-                style_encoder=dict(arch="efficientnet_b0", image_size=128), model_type="pretrain_opt2.7b"),
-    "full": dict(vit="eva_clip_g", image_size=224, num_query_token=32, bert=BERT_BASE,
-                 opt=OPT_CONFIGS["facebook/opt-2.7b"], opt_tokenizer="opt-size",
-                 style_encoder=dict(arch="efficientnet_b3", image_size=300), model_type="pretrain_opt2.7b"),
-    "full_opt6.7b": dict(vit="eva_clip_g", image_size=224, num_query_token=32, bert=BERT_BASE,
-                         opt=OPT_CONFIGS["facebook/opt-6.7b"], opt_tokenizer="opt-size",
-                         style_encoder=dict(arch="efficientnet_b3", image_size=300),
-                         model_type="pretrain_opt6.7b"),
+    "mid": dict(
+        vit="eva_mid",
+        image_size=224,
+        num_query_token=32,
+        opt_tokenizer="tiny",
+        bert=dict(
+            BERT_BASE, hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1536
+        ),
+        opt=dict(
+            OPT_CONFIGS["facebook/opt-2.7b"],
+            hidden_size=512,
+            word_embed_proj_dim=512,
+            num_hidden_layers=6,
+            num_attention_heads=8,
+            ffn_dim=2048,
+            vocab_size=8192,
+        ),
+        style_encoder=dict(arch="efficientnet_b0", image_size=128),
+        model_type="pretrain_opt2.7b",
+    ),
+    "full": dict(
+        vit="eva_clip_g",
+        image_size=224,
+        num_query_token=32,
+        bert=BERT_BASE,
+        opt=OPT_CONFIGS["facebook/opt-2.7b"],
+        opt_tokenizer="opt-size",
+        style_encoder=dict(arch="efficientnet_b3", image_size=300),
+        model_type="pretrain_opt2.7b",
+    ),
+    "full_opt6.7b": dict(
+        vit="eva_clip_g",
+        image_size=224,
+        num_query_token=32,
+        bert=BERT_BASE,
+        opt=OPT_CONFIGS["facebook/opt-6.7b"],
+        opt_tokenizer="opt-size",
+        style_encoder=dict(arch="efficientnet_b3", image_size=300),
+        model_type="pretrain_opt6.7b",
+    ),
 }
 REAL_SIZE_OF_OPT = {"facebook/opt-2.7b": "full", "facebook/opt-6.7b": "full_opt6.7b"}
 TOY_SIZES = ("tiny", "mid")
@@ -70,8 +131,14 @@ def _words():
     """Words the synthetic BPE spells as whole tokens: the prompts' and the synthetic ArtQuest data's."""
     from lavis_gated.datasets.synthetic_artquest import QUESTION_TEMPLATES, SHAPES, STYLES
 
-    text = " ".join(["Question Answer a photo of the painting style", *STYLES, *SHAPES,
-                     *(q for questions in QUESTION_TEMPLATES.values() for q in questions)])
+    text = " ".join(
+        [
+            "Question Answer a photo of the painting style",
+            *STYLES,
+            *SHAPES,
+            *(q for questions in QUESTION_TEMPLATES.values() for q in questions),
+        ]
+    )
     return sorted({w.strip("?:,.") for w in text.split()} - {""})
 
 
@@ -97,7 +164,7 @@ def synthetic_bpe(size=OPT_TOKENIZER_SIZE):
             symbols = [byte_symbol[b] for b in spelled.encode("utf-8")]
             for i in range(1, len(symbols)):
                 merge("".join(symbols[:i]), symbols[i])
-    tokens = list(vocab)[len(OPT_SPECIAL_TOKENS):]
+    tokens = list(vocab)[len(OPT_SPECIAL_TOKENS) :]
     for left, right in itertools.product(tokens, byte_symbol.values()):
         if len(vocab) == size:
             break
@@ -123,6 +190,7 @@ def write_opt_tokenizer(folder, size=OPT_TOKENIZER_SIZE):
 
 # ---- the source folders ----------------------------------------------------------------------------
 
+
 def _update_json(path, **values):
     with open(path, encoding="utf-8") as f:
         content = json.load(f)
@@ -144,8 +212,11 @@ def write_sources(size, root, weights=False, image_size=None):
     spec = SIZES[size]
     if weights and size not in TOY_SIZES:
         raise ValueError(f"write_sources: random weights are written for {TOY_SIZES} only, not {size!r}")
-    sources = {"root": root, "bert": os.path.join(root, "bert-base-uncased"),
-               "opt": os.path.join(root, "opt")}
+    sources = {
+        "root": root,
+        "bert": os.path.join(root, "bert-base-uncased"),
+        "opt": os.path.join(root, "opt"),
+    }
     shutil.copytree(os.path.join(TINY_ASSETS, "bert"), sources["bert"])
     _update_json(os.path.join(sources["bert"], "config.json"), **spec["bert"])
     if spec["opt_tokenizer"] == "tiny":
@@ -161,8 +232,9 @@ def write_sources(size, root, weights=False, image_size=None):
             OPTForCausalLM(OPTConfig.from_pretrained(sources["opt"])).save_pretrained(sources["opt"])
         sources["eva"] = os.path.join(root, "eva_vit.pth")
         with seeded(13):
-            vit = backbones.build_vision_encoder(spec["vit"], image_size or spec["image_size"],
-                                                 precision="fp32")
+            vit = backbones.build_vision_encoder(
+                spec["vit"], image_size or spec["image_size"], precision="fp32"
+            )
         torch.save(vit.state_dict(), sources["eva"])
     return sources
 
@@ -178,13 +250,21 @@ def random_model_config(model_type, root, **overrides):
     if model_type == "tiny":
         return OmegaConf.merge(cfg, overrides), write_sources("tiny", root)
     sources = write_sources(REAL_SIZE_OF_OPT[cfg.opt_model], root)
-    local = {"qformer_bert": sources["bert"], "qformer_random_init": True, "opt_model": sources["opt"],
-             "opt_random_init": True, "vit_weights": None, "pretrained": None, "load_finetuned": False,
-             "style_encoder": {"checkpoint": None, "class_names": None, "allow_random": True}}
+    local = {
+        "qformer_bert": sources["bert"],
+        "qformer_random_init": True,
+        "opt_model": sources["opt"],
+        "opt_random_init": True,
+        "vit_weights": None,
+        "pretrained": None,
+        "load_finetuned": False,
+        "style_encoder": {"checkpoint": None, "class_names": None, "allow_random": True},
+    }
     return OmegaConf.merge(cfg, local, overrides), sources
 
 
 # ---- LAVIS's own Blip2OPT, offline ------------------------------------------------------------------
+
 
 def _has_weights(folder):
     from transformers.utils import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
@@ -209,8 +289,9 @@ def lavis_blip2_offline(sources, vit_arch):
     from lavis.models.blip2_models.Qformer import BertLMHeadModel
 
     def create_vit(img_size=224, drop_path_rate=0.4, use_checkpoint=False, precision="fp16"):
-        return backbones.build_vision_encoder(vit_arch, img_size, drop_path_rate, use_checkpoint, precision,
-                                              sources.get("eva"))
+        return backbones.build_vision_encoder(
+            vit_arch, img_size, drop_path_rate, use_checkpoint, precision, sources.get("eva")
+        )
 
     def bert_from_pretrained(name, config):
         if _has_weights(name):
@@ -220,16 +301,18 @@ def lavis_blip2_offline(sources, vit_arch):
     def opt_from_pretrained(name, torch_dtype):
         if _has_weights(name):
             return OPTForCausalLM.from_pretrained(name, torch_dtype=torch_dtype)
-        return backbones.random_opt(name, torch_dtype)
+        return backbones.random_opt(name, torch_dtype, opt_class=OPTForCausalLM)
 
     cwd = os.getcwd()
     os.chdir(sources["root"])
     try:
         bert = mock.Mock(from_pretrained=bert_from_pretrained)
         opt = mock.Mock(from_pretrained=opt_from_pretrained)
-        with mock.patch.object(blip2, "create_eva_vit_g", create_vit), \
-                mock.patch.object(blip2, "BertLMHeadModel", bert), \
-                mock.patch.object(blip2_opt, "OPTForCausalLM", opt):
+        with (
+            mock.patch.object(blip2, "create_eva_vit_g", create_vit),
+            mock.patch.object(blip2, "BertLMHeadModel", bert),
+            mock.patch.object(blip2_opt, "OPTForCausalLM", opt),
+        ):
             yield
     finally:
         os.chdir(cwd)

@@ -7,6 +7,7 @@
 - <split>_modulation.png: from <split>_modulation.json, the mean modulation strength per style over
   (Q-Former layer, head), one panel per modulated parameter: which heads does each style move?
 """
+
 import argparse
 import json
 import logging
@@ -37,11 +38,11 @@ def epoch_history(entries):
         splits = [k[: -len("_agg_metrics")] for k in entry if k.endswith("_agg_metrics")]
         if splits:
             prefix = splits[0] + "_"
-            stats = {k[len(prefix):]: v for k, v in entry.items() if k.startswith(prefix)}
+            stats = {k[len(prefix) :]: v for k, v in entry.items() if k.startswith(prefix)}
             if isinstance(stats.get("epoch"), int):
                 evaluations.append({"split": splits[0], **_floats(stats)})
         elif any(k.startswith("train_") for k in entry):
-            stats = _floats({k[len("train_"):]: v for k, v in entry.items() if k.startswith("train_")})
+            stats = _floats({k[len("train_") :]: v for k, v in entry.items() if k.startswith("train_")})
             stats.setdefault("epoch", float(len(train)))
             train.append(stats)
     return train, evaluations
@@ -84,11 +85,18 @@ def _save(fig, path):
 
 
 def plot_training_curves(log_path, out_path):
-    """Left: loss parts per epoch (train solid, validation dashed). Right: agg_metrics per epoch, best marked."""
+    """Left: loss parts per epoch (train solid, validation dashed). Right: agg_metrics per epoch, best
+    marked."""
     entries = read_log(log_path)
     train, evaluations = epoch_history(entries)
-    split = "val" if any(r["split"] == "val" for r in evaluations) else next((r["split"] for r in evaluations), "")
-    evaluations = [r for r in evaluations if r["split"] == split]  # the split that selects the best checkpoint
+    split = (
+        "val"
+        if any(r["split"] == "val" for r in evaluations)
+        else next((r["split"] for r in evaluations), "")
+    )
+    evaluations = [
+        r for r in evaluations if r["split"] == split
+    ]  # the split that selects the best checkpoint
     select_by = logged_config(entries).get("run", {}).get("select_by", "loss")
     fig, (losses, metric) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, part in enumerate(LOSS_PARTS):
@@ -104,11 +112,20 @@ def plot_training_curves(log_path, out_path):
         epochs, values = zip(*points)
         metric.plot(epochs, values, "-o", color="C5", label=f"{split} agg_metrics")
         best = int(np.argmax(values))
-        metric.plot([epochs[best]], [values[best]], "*", color="C3", markersize=16,
-                    label=f"best: epoch {epochs[best]:g} ({values[best]:.4f})")
+        metric.plot(
+            [epochs[best]],
+            [values[best]],
+            "*",
+            color="C3",
+            markersize=16,
+            label=f"best: epoch {epochs[best]:g} ({values[best]:.4f})",
+        )
         metric.legend(fontsize=8)
-    metric.set(xlabel="epoch", ylabel="agg_metrics",
-               title=f"selection metric: {select_by}, agg_metrics = {AGG_DEFINITION.get(select_by, select_by)}")
+    metric.set(
+        xlabel="epoch",
+        ylabel="agg_metrics",
+        title=f"selection metric: {select_by}, agg_metrics = {AGG_DEFINITION.get(select_by, select_by)}",
+    )
     fig.suptitle(f"training curves ({os.path.basename(os.path.dirname(os.path.abspath(log_path)))})")
     return _save(fig, out_path)
 
@@ -121,28 +138,49 @@ def plot_modulation(summary_path, out_path):
     data = np.array([summary["styles"][s]["mean"] for s in styles])  # (S, L, P, H)
     num_styles, num_layers, num_params, num_heads = data.shape
     columns = num_layers * num_heads
-    fig, axes = plt.subplots(num_params, 1, squeeze=False,
-                             figsize=(min(max(7.0, 0.45 * columns + 3), 24), num_params * (0.35 * num_styles + 1.6)))
+    fig, axes = plt.subplots(
+        num_params,
+        1,
+        squeeze=False,
+        figsize=(min(max(7.0, 0.45 * columns + 3), 24), num_params * (0.35 * num_styles + 1.6)),
+    )
     for p, ax in enumerate(axes[:, 0]):
         matrix = data[:, :, p, :].reshape(num_styles, columns)
         image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0)
         fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
         for boundary in range(1, num_layers):
             ax.axvline(boundary * num_heads - 0.5, color="white", linewidth=2)
-        ax.set_xticks(range(columns), [f"{h}" for _ in range(num_layers) for h in range(num_heads)], fontsize=7)
-        ax.set_yticks(range(num_styles), [f"{s} (n={summary['styles'][s]['count']})" for s in styles], fontsize=8)
+        ax.set_xticks(
+            range(columns), [f"{h}" for _ in range(num_layers) for h in range(num_heads)], fontsize=7
+        )
+        ax.set_yticks(
+            range(num_styles), [f"{s} (n={summary['styles'][s]['count']})" for s in styles], fontsize=8
+        )
         ax.set_title(summary["parameters"][p], fontsize=10, pad=16)
         layers = ax.secondary_xaxis("top")
-        layers.set_xticks([(layer + 0.5) * num_heads - 0.5 for layer in range(num_layers)],
-                          [f"Q-Former layer {index}" for index in summary["qformer_layers"]], fontsize=8)
+        layers.set_xticks(
+            [(layer + 0.5) * num_heads - 0.5 for layer in range(num_layers)],
+            [f"Q-Former layer {index}" for index in summary["qformer_layers"]],
+            fontsize=8,
+        )
         layers.tick_params(length=0)
         if matrix.size <= MAX_ANNOTATED_CELLS:
             for (row, col), value in np.ndenumerate(matrix):
-                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="black" if value > 0.6 * matrix.max() else "white")
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="black" if value > 0.6 * matrix.max() else "white",
+                )
     axes[-1, 0].set_xlabel("head (grouped by cross-attention layer)")
-    fig.suptitle(f"{summary['gating_type']} modulation strength per style "
-                 f"({os.path.basename(summary_path)}; mean over the split's questions)", y=1.0)
+    fig.suptitle(
+        f"{summary['gating_type']} modulation strength per style "
+        f"({os.path.basename(summary_path)}; mean over the split's questions)",
+        y=1.0,
+    )
     fig.tight_layout()
     return _save(fig, out_path)
 
@@ -154,8 +192,9 @@ def draw_run(run_dir):
     written = []
     log_path = training_log_of(run_dir)
     if log_path is None:
-        logging.warning("%s: no training epochs in its log.txt or the evaluated checkpoint's; no training curves",
-                        run_dir)
+        logging.warning(
+            "%s: no training epochs in its log.txt or the evaluated checkpoint's; no training curves", run_dir
+        )
     else:
         written.append(plot_training_curves(log_path, os.path.join(run_dir, "training_curves.png")))
     for name in sorted(os.listdir(run_dir)):
@@ -167,7 +206,9 @@ def draw_run(run_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="a run folder (output_dir/<job_id>) with log.txt and *_modulation.json")
+    parser.add_argument(
+        "run_dir", help="a run folder (output_dir/<job_id>) with log.txt and *_modulation.json"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for path in draw_run(args.run_dir):

@@ -1,16 +1,38 @@
 """Print a metrics JSON (as written by the style_captioning task) as a table; the one-line epoch summary.
 
-    python -m lavis_gated.report output/demo/<job>/test_metrics.json
+python -m lavis_gated.report output/demo/<job>/test_metrics.json
 """
+
 import argparse
 import json
 import math
 
-ORDER = ("num_samples", "loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate",
-         "style_word_hit_rate", "style_head_acc", "em", "vqa_acc", "bleu4", "rougeL", "cider", "agg_metrics")
+ORDER = (
+    "num_samples",
+    "loss",
+    "lm_loss",
+    "style_hit_loss",
+    "style_kl",
+    "style_ce",
+    "style_hit_rate",
+    "style_word_hit_rate",
+    "style_head_acc",
+    "em",
+    "vqa_acc",
+    "bleu4",
+    "rougeL",
+    "cider",
+    "agg_metrics",
+)
 BY_TYPE = ("em_by_type", "vqa_acc_by_type")
 # (key, short name) of the loss parts and headline numbers in the epoch summary
-LOSS_PARTS = (("loss", "loss"), ("lm_loss", "lm"), ("style_hit_loss", "hit"), ("style_kl", "kl"), ("style_ce", "ce"))
+LOSS_PARTS = (
+    ("loss", "loss"),
+    ("lm_loss", "lm"),
+    ("style_hit_loss", "hit"),
+    ("style_kl", "kl"),
+    ("style_ce", "ce"),
+)
 HEADLINE = (("em", "em"), ("vqa_acc", "vqa_acc"), ("style_head_acc", "style_head_acc"))
 
 
@@ -51,8 +73,11 @@ def format_table(metrics):
     rows = [(name, format_value(value)) for name, value in metric_rows(metrics)]
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 14)
-    return "\n".join([line, f"{'metric':<{width}}  {'value':>10}", line]
-                     + [f"{name:<{width}}  {value:>10}" for name, value in rows] + [line])
+    return "\n".join(
+        [line, f"{'metric':<{width}}  {'value':>10}", line]
+        + [f"{name:<{width}}  {value:>10}" for name, value in rows]
+        + [line]
+    )
 
 
 def _numbers(stats, names):

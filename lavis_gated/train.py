@@ -7,6 +7,7 @@
 
 --resume CKPT is run.resume_ckpt_path=CKPT: the run continues in CKPT's folder (see runners/runner_gated.py).
 """
+
 import os
 import sys
 
@@ -15,9 +16,12 @@ def parse_args(argv=None):
     from lavis_gated.runners.run_setup import argument_parser
 
     parser = argument_parser("Training")
-    parser.add_argument("--resume", metavar="CHECKPOINT",
-                        help="continue the run saved in CHECKPOINT (e.g. its checkpoint_last.pth), in its folder; "
-                             "the same as --options run.resume_ckpt_path=CHECKPOINT.")
+    parser.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue the run saved in CHECKPOINT (e.g. its checkpoint_last.pth), in its folder; "
+        "the same as --options run.resume_ckpt_path=CHECKPOINT.",
+    )
     return parser.parse_args(argv)
 
 

@@ -5,6 +5,7 @@ with weights (the Q-Former's `bert-base-uncased`), an OPT folder written by save
 (`facebook/opt-2.7b`) and an EVA ViT weights file (`eva_vit_g.pth`); a test writes a BLIP-2 checkpoint
 ({"model": state_dict}, `blip2_pretrained_opt2.7b.pth`) from LAVIS's Blip2OPT when it needs one.
 """
+
 from lavis_gated import offline_standins
 
 PROMPT = "Question: what is shown? Answer:"
@@ -19,22 +20,37 @@ def make_sources(root):
 
 def build_lavis_blip2opt(sources):
     """LAVIS's Blip2OPT class itself at toy size, in fp32 (as load_model_and_preprocess leaves it on CPU)."""
-    model = offline_standins.build_lavis_blip2opt(sources, "eva_tiny", seed=14, img_size=IMAGE_SIZE,
-                                                  vit_precision="fp32", num_query_token=NUM_QUERY_TOKEN,
-                                                  prompt=PROMPT, max_txt_len=32)
+    model = offline_standins.build_lavis_blip2opt(
+        sources,
+        "eva_tiny",
+        seed=14,
+        img_size=IMAGE_SIZE,
+        vit_precision="fp32",
+        num_query_token=NUM_QUERY_TOKEN,
+        prompt=PROMPT,
+        max_txt_len=32,
+    )
     return model.float().eval()
 
 
 def gated_config(sources, **overrides):
     """The `tiny` model config with every source pointed at the stand-ins (nothing random-initialised)."""
+    from lavis.common.registry import registry
     from omegaconf import OmegaConf
 
-    from lavis.common.registry import registry
-
     cfg = OmegaConf.load(registry.get_model_class("blip2_opt_gated").default_config_path("tiny")).model
-    return OmegaConf.merge(cfg, {
-        "image_size": IMAGE_SIZE, "num_query_token": NUM_QUERY_TOKEN, "prompt": PROMPT,
-        "qformer_bert": sources["bert"], "qformer_random_init": False,
-        "opt_model": sources["opt"], "opt_random_init": False, "vit_weights": sources["eva"],
-        "style_names": ["cubism", "impressionism", "pop art"], **overrides,
-    })
+    return OmegaConf.merge(
+        cfg,
+        {
+            "image_size": IMAGE_SIZE,
+            "num_query_token": NUM_QUERY_TOKEN,
+            "prompt": PROMPT,
+            "qformer_bert": sources["bert"],
+            "qformer_random_init": False,
+            "opt_model": sources["opt"],
+            "opt_random_init": False,
+            "vit_weights": sources["eva"],
+            "style_names": ["cubism", "impressionism", "pop art"],
+            **overrides,
+        },
+    )

@@ -1,4 +1,6 @@
-"""Shared fixtures: the network is blocked for every test (only loopback is allowed, for torch.distributed)."""
+"""Shared fixtures: the network is blocked for every test (only loopback is allowed, for
+torch.distributed)."""
+
 import ipaddress
 import socket
 

@@ -6,6 +6,7 @@ were seen to differ by about 1e-8). Floats are therefore compared within a state
 that noise and far below any difference a user would act on; counts, ids, texts and predictions are
 compared exactly.
 """
+
 import math
 
 REL_TOL = 1e-6  # relative, for floats

@@ -3,25 +3,28 @@ writes what each rank saw (question ids, before any de-duplication) and each ran
 
     python -m torch.distributed.run --nproc_per_node=2 tests/shard_partition.py PATTERN OUT.json NUM_WORKERS
 """
+
 import json
 import sys
 
 import torch.distributed as dist
+from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 import lavis_gated  # noqa: F401
-from lavis.common.registry import registry
 
 
 def main(pattern, out_path, num_workers):
     dist.init_process_group("gloo")
-    cfg = OmegaConf.create({
-        "data_type": "images",
-        "vis_processor": {"eval": {"name": "blip_image_eval", "image_size": 16}},
-        "text_processor": {"eval": {"name": "blip_question"}},
-        "build_info": {"shards": {"val": {"storage": pattern}}},
-    })
+    cfg = OmegaConf.create(
+        {
+            "data_type": "images",
+            "vis_processor": {"eval": {"name": "blip_image_eval", "image_size": 16}},
+            "text_processor": {"eval": {"name": "blip_question"}},
+            "build_info": {"shards": {"val": {"storage": pattern}}},
+        }
+    )
     dataset = registry.get_builder_class("artquest")(cfg).build_datasets()["val"]
     loader = DataLoader(dataset, batch_size=3, num_workers=num_workers, collate_fn=dataset.collater)
     passes = [[qid for batch in loader for qid in batch["question_id"]] for _ in range(2)]

@@ -1,42 +1,57 @@
-"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by hand."""
+"""answer_metrics: exact match, VQA-normalised accuracy, overall and per question type, style words; by
+hand."""
+
 import pytest
 
-from lavis_gated.tasks.answer_metrics import (answer_metrics, exact_match, mentions_style, normalise_exact,
-                                              normalise_vqa, style_word_hit_rate, vqa_accuracy)
+from lavis_gated.tasks.answer_metrics import (
+    answer_metrics,
+    exact_match,
+    mentions_style,
+    normalise_exact,
+    normalise_vqa,
+    style_word_hit_rate,
+    vqa_accuracy,
+)
 
 
-@pytest.mark.parametrize("prediction, answer, em, vqa", [
-    ("pop art", "pop art", 1.0, 1.0),
-    ("Pop Art", "pop art", 1.0, 1.0),                # case
-    ("  pop   art ", "pop art", 1.0, 1.0),           # surrounding / repeated spaces
-    ("pop\tart\n", "pop art", 1.0, 1.0),             # any whitespace
-    ("the circle", "circle", 0.0, 1.0),              # articles
-    ("a circle", "an circle", 0.0, 1.0),
-    ("circle.", "circle", 0.0, 1.0),                 # trailing period
-    ("circle!", "circle", 0.0, 1.0),                 # punctuation
-    ("ukiyo-e", "ukiyo e", 0.0, 1.0),                # hyphen -> space
-    ("(square)", "square", 0.0, 1.0),
-    ("Two", "2", 0.0, 1.0),                          # number words
-    ("none", "0", 0.0, 1.0),
-    ("ten circles", "10 circles", 0.0, 1.0),
-    ("3.5", "35", 0.0, 0.0),                         # a period between digits is kept
-    ("square", "circle", 0.0, 0.0),
-    ("pop art", "pop", 0.0, 0.0),
-    ("theatre", "atre", 0.0, 0.0),                   # articles only as whole words
-    ("", "", 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "prediction, answer, em, vqa",
+    [
+        ("pop art", "pop art", 1.0, 1.0),
+        ("Pop Art", "pop art", 1.0, 1.0),  # case
+        ("  pop   art ", "pop art", 1.0, 1.0),  # surrounding / repeated spaces
+        ("pop\tart\n", "pop art", 1.0, 1.0),  # any whitespace
+        ("the circle", "circle", 0.0, 1.0),  # articles
+        ("a circle", "an circle", 0.0, 1.0),
+        ("circle.", "circle", 0.0, 1.0),  # trailing period
+        ("circle!", "circle", 0.0, 1.0),  # punctuation
+        ("ukiyo-e", "ukiyo e", 0.0, 1.0),  # hyphen -> space
+        ("(square)", "square", 0.0, 1.0),
+        ("Two", "2", 0.0, 1.0),  # number words
+        ("none", "0", 0.0, 1.0),
+        ("ten circles", "10 circles", 0.0, 1.0),
+        ("3.5", "35", 0.0, 0.0),  # a period between digits is kept
+        ("square", "circle", 0.0, 0.0),
+        ("pop art", "pop", 0.0, 0.0),
+        ("theatre", "atre", 0.0, 0.0),  # articles only as whole words
+        ("", "", 1.0, 1.0),
+    ],
+)
 def test_exact_match_and_vqa_accuracy(prediction, answer, em, vqa):
     assert exact_match(prediction, answer) == em
     assert vqa_accuracy(prediction, answer) == vqa
 
 
-@pytest.mark.parametrize("text, exact, vqa", [
-    ("  The  Starry Night! ", "the starry night!", "starry night"),
-    ("Pop_Art", "pop_art", "pop art"),
-    ("Three, or four?", "three, or four?", "3 or 4"),
-    ("2.5 m.", "2.5 m.", "2.5 m"),
-    (3, "3", "3"),                                   # non-strings are converted
-])
+@pytest.mark.parametrize(
+    "text, exact, vqa",
+    [
+        ("  The  Starry Night! ", "the starry night!", "starry night"),
+        ("Pop_Art", "pop_art", "pop art"),
+        ("Three, or four?", "three, or four?", "3 or 4"),
+        ("2.5 m.", "2.5 m.", "2.5 m"),
+        (3, "3", "3"),  # non-strings are converted
+    ],
+)
 def test_normalisations(text, exact, vqa):
     assert normalise_exact(text) == exact
     assert normalise_vqa(text) == vqa
@@ -44,11 +59,11 @@ def test_normalisations(text, exact, vqa):
 
 def test_answer_metrics_overall_and_per_type():
     records = [
-        {"prediction": "Pop Art", "answer": "pop art", "question_type": "style"},      # em 1, vqa 1
-        {"prediction": "the cubism", "answer": "cubism", "question_type": "style"},    # em 0, vqa 1
-        {"prediction": "impressionism", "answer": "cubism", "question_type": "style"}, # em 0, vqa 0
+        {"prediction": "Pop Art", "answer": "pop art", "question_type": "style"},  # em 1, vqa 1
+        {"prediction": "the cubism", "answer": "cubism", "question_type": "style"},  # em 0, vqa 1
+        {"prediction": "impressionism", "answer": "cubism", "question_type": "style"},  # em 0, vqa 0
         {"prediction": "Two circles", "answer": "2 circles", "question_type": "shape"},  # em 0, vqa 1
-        {"prediction": "square", "answer": "square", "question_type": "shape"},        # em 1, vqa 1
+        {"prediction": "square", "answer": "square", "question_type": "shape"},  # em 1, vqa 1
     ]
     m = answer_metrics(records)
     assert m["em"] == pytest.approx(2 / 5)
@@ -61,7 +76,8 @@ def test_answer_metrics_overall_and_per_type():
 
 def test_answer_metrics_overall_is_per_sample_not_mean_of_types():
     records = [{"prediction": "a", "answer": "b", "question_type": "style"}] * 3 + [
-        {"prediction": "x", "answer": "x", "question_type": "shape"}]
+        {"prediction": "x", "answer": "x", "question_type": "shape"}
+    ]
     m = answer_metrics(records)
     assert m["em"] == pytest.approx(0.25)  # the mean of the per-type values would be 0.5
     assert m["em_by_type"] == {"shape": 1.0, "style": 0.0}
@@ -74,28 +90,31 @@ def test_answer_metrics_of_no_records_is_zero():
 STYLES = ["pop art", "ukiyo e", "art nouveau (modern)", "cubism"]
 
 
-@pytest.mark.parametrize("text, mentions", [
-    ("pop art", True),
-    ("It is Pop-Art.", True),                        # case, hyphen, punctuation
-    ("ukiyo-e", True),                               # the vocabulary spells it "ukiyo e"
-    ("Art Nouveau (Modern)", True),                  # names with brackets
-    ("pop artist", False),                           # whole words only
-    ("art", False),
-    ("synthetic cubism", True),                      # a longer name containing a style name
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "text, mentions",
+    [
+        ("pop art", True),
+        ("It is Pop-Art.", True),  # case, hyphen, punctuation
+        ("ukiyo-e", True),  # the vocabulary spells it "ukiyo e"
+        ("Art Nouveau (Modern)", True),  # names with brackets
+        ("pop artist", False),  # whole words only
+        ("art", False),
+        ("synthetic cubism", True),  # a longer name containing a style name
+        ("", False),
+    ],
+)
 def test_mentions_style(text, mentions):
     assert mentions_style(text, STYLES) is mentions
 
 
 def test_style_word_hit_rate_counts_only_answers_that_name_a_style():
     records = [
-        {"prediction": "pop art", "answer": "pop art"},        # reference names a style; prediction too: hit
-        {"prediction": "cubism", "answer": "pop art"},         # a different style still names a style: hit
-        {"prediction": "a red circle", "answer": "ukiyo-e"},   # no style named: miss
-        {"prediction": "square", "answer": "Cubism."},         # miss
-        {"prediction": "cubism", "answer": "circle"},          # reference names none: not counted
+        {"prediction": "pop art", "answer": "pop art"},  # reference names a style; prediction too: hit
+        {"prediction": "cubism", "answer": "pop art"},  # a different style still names a style: hit
+        {"prediction": "a red circle", "answer": "ukiyo-e"},  # no style named: miss
+        {"prediction": "square", "answer": "Cubism."},  # miss
+        {"prediction": "cubism", "answer": "circle"},  # reference names none: not counted
     ]
     assert style_word_hit_rate(records, STYLES) == pytest.approx(2 / 4)
-    assert style_word_hit_rate(records[4:], STYLES) == 0.0   # no reference names a style
+    assert style_word_hit_rate(records[4:], STYLES) == 0.0  # no reference names a style
     assert style_word_hit_rate(records, []) == 0.0

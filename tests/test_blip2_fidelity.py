@@ -1,4 +1,5 @@
 """blip2_opt_gated is BLIP-2 plus new modules: compared with LAVIS's own Blip2OPT class, same weights."""
+
 import logging
 import types
 
@@ -11,7 +12,14 @@ import lavis_gated  # noqa: F401  (registration)
 from lavis_gated.runners.runner_gated import _frozen_parameter_names
 from tests.blip2_standins import PROMPT, build_lavis_blip2opt, gated_config, make_sources
 
-NEW_MODULES = ("style_vocabulary", "style_encoder", "style_head", "style_to_qformer", "prompt_mapper", "kv_modulation")
+NEW_MODULES = (
+    "style_vocabulary",
+    "style_encoder",
+    "style_head",
+    "style_to_qformer",
+    "prompt_mapper",
+    "kv_modulation",
+)
 ATOL = 1e-6
 
 
@@ -26,8 +34,13 @@ def lavis_model(sources):
 
 
 def new_module_keys(model):
-    """State-dict keys of the modules BLIP-2 lacks (BatchNorm's num_batches_tracked: torch never reports it missing)."""
-    return {k for k in model.state_dict() if k.split(".")[0] in NEW_MODULES and not k.endswith("num_batches_tracked")}
+    """State-dict keys of the modules BLIP-2 lacks (BatchNorm's num_batches_tracked: torch never reports it
+    missing)."""
+    return {
+        k
+        for k in model.state_dict()
+        if k.split(".")[0] in NEW_MODULES and not k.endswith("num_batches_tracked")
+    }
 
 
 def build_gated(sources, **overrides):
@@ -58,7 +71,9 @@ def gated_samples():
 def qformer_output_of(model, run):
     """The Q-Former's last hidden state inside `run()` (the model's own forward path)."""
     captured = []
-    handle = model.Qformer.bert.register_forward_hook(lambda m, i, out: captured.append(out.last_hidden_state))
+    handle = model.Qformer.bert.register_forward_hook(
+        lambda m, i, out: captured.append(out.last_hidden_state)
+    )
     try:
         result = run()
     finally:
@@ -76,7 +91,9 @@ def test_identical_to_lavis_blip2opt_at_start(lavis_model, sources, gating):
     assert abs(out_lavis["loss"].item() - out_gated["lm_loss"].item()) <= ATOL
     for beams in (1, 3):
         expected = lavis_model.generate({"image": images(), "prompt": PROMPT}, num_beams=beams, max_length=6)
-        assert gated.generate({"image": images(), "prompt": PROMPT}, num_beams=beams, max_length=6) == expected
+        assert (
+            gated.generate({"image": images(), "prompt": PROMPT}, num_beams=beams, max_length=6) == expected
+        )
 
 
 def test_one_perturbed_modulation_weight_breaks_the_identity(lavis_model, sources):
@@ -101,8 +118,11 @@ def test_lavis_runner_trainable_only_checkpoint_loads(lavis_model, sources, tmp_
     """The checkpoint LAVIS's RunnerBase._save_checkpoint writes (frozen parameters dropped)."""
     trainable = [p for p in lavis_model.parameters() if p.requires_grad]
     runner = types.SimpleNamespace(
-        unwrap_dist_model=lambda m: m, model=lavis_model, optimizer=torch.optim.AdamW(trainable),
-        config=types.SimpleNamespace(to_dict=lambda: {"model": {"arch": "blip2_opt"}}), scaler=None,
+        unwrap_dist_model=lambda m: m,
+        model=lavis_model,
+        optimizer=torch.optim.AdamW(trainable),
+        config=types.SimpleNamespace(to_dict=lambda: {"model": {"arch": "blip2_opt"}}),
+        scaler=None,
         output_dir=str(tmp_path),
     )
     RunnerBase._save_checkpoint(runner, cur_epoch=0, is_best=True)
@@ -110,10 +130,14 @@ def test_lavis_runner_trainable_only_checkpoint_loads(lavis_model, sources, tmp_
     incompatible = gated.load_checkpoint(str(tmp_path / "checkpoint_best.pth"))
     assert incompatible.unexpected_keys == []
     frozen_prefixes = ("visual_encoder.", "opt_model.")
-    assert {k for k in incompatible.missing_keys if not k.startswith(frozen_prefixes)} == new_module_keys(gated)
+    assert {k for k in incompatible.missing_keys if not k.startswith(frozen_prefixes)} == new_module_keys(
+        gated
+    )
     assert torch.equal(gated.opt_proj.weight, lavis_model.opt_proj.weight)
-    assert torch.equal(gated.Qformer.bert.encoder.layer[0].crossattention.self.key.weight,
-                       lavis_model.Qformer.bert.encoder.layer[0].crossattention.self.key.weight)
+    assert torch.equal(
+        gated.Qformer.bert.encoder.layer[0].crossattention.self.key.weight,
+        lavis_model.Qformer.bert.encoder.layer[0].crossattention.self.key.weight,
+    )
 
 
 def test_own_trainable_only_checkpoint_reports_no_missing_trainable_key(sources, caplog):
@@ -135,5 +159,8 @@ def test_stage1_parts_are_ignored_but_an_unknown_key_is_an_error(lavis_model, so
     state["vision_proj.weight"] = torch.zeros(2, 2)
     gated.load_trained_state(state, "stage1.pth")
     state["opt_projection.weight"] = torch.zeros(2, 2)
-    with pytest.raises(ValueError, match=r"stage1\.pth does not fit blip2_opt_gated: 1 unexpected keys \['opt_projection.weight'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"stage1\.pth does not fit blip2_opt_gated: 1 unexpected keys \['opt_projection.weight'\]",
+    ):
         gated.load_trained_state(state, "stage1.pth")

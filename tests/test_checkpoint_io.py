@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes that survive SIGKILL and failed writes; loading that never runs code."""
+
 import errno
 import io
 import os
@@ -31,8 +32,8 @@ WRITER = textwrap.dedent("""
     from lavis_gated import checkpoint_io
     version = 0
     while True:
-        version += 1
-        checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,), float(version))},
+        version += 1 checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,),
+        float(version))},
                                       sys.argv[2])
         print(version, flush=True)
 """)
@@ -51,8 +52,9 @@ class CodePayload:
 
 def kill_writer_after(path, delay):
     """SIGKILL the writer `delay` s after it finished version 2; True when it died inside a write."""
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(PACKAGE), str(path)],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(PACKAGE), str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         for line in writer.stdout:
             if int(line) >= 2:
@@ -118,7 +120,9 @@ def test_full_disk_is_named_on_the_last_line(tmp_path, monkeypatch):
     the message users read last must say why."""
     path = tmp_path / "checkpoint_best.pth"
     save_checkpoint({"version": 1}, path)
-    monkeypatch.setattr(atomic_files, "open", lambda name, mode, **kw: FullDiskFile(name, mode), raising=False)
+    monkeypatch.setattr(
+        atomic_files, "open", lambda name, mode, **kw: FullDiskFile(name, mode), raising=False
+    )
     with pytest.raises(RuntimeError) as failure:
         save_checkpoint({"w": torch.ones(100_000)}, path)
     last_line = traceback.format_exception(failure.value)[-1]
@@ -154,7 +158,9 @@ def test_code_payload_is_refused_and_never_runs(tmp_path):
     path = tmp_path / "checkpoint_best.pth"
     torch.save({"model": {"w": torch.zeros(2)}, "optimizer": CodePayload(marker)}, path)
 
-    with pytest.raises(UnsafeCheckpointError, match=r"Refusing to load checkpoint .*checkpoint_best\.pth.*exec"):
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"Refusing to load checkpoint .*checkpoint_best\.pth.*exec"
+    ):
         load_checkpoint(path)
     assert not marker.exists()
 

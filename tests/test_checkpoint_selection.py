@@ -3,14 +3,15 @@
 The real StyleCaptioningTask computes the metrics from scripted per-epoch validation records; the toy
 model and data of toy_components keep the runner cheap.
 """
+
 import json
 
 import pytest
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
+from test_runner import load_checkpoint, make_runner, record_saves
 
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-from test_runner import load_checkpoint, make_runner, record_saves
 
 # Per validation epoch: how each of four answers comes out, and the LM loss of every record.
 # "exact": prediction == answer; "vqa": right only after VQA normalisation ("the circle"); "wrong".
@@ -18,18 +19,35 @@ SCHEDULE = [
     (["exact", "exact", "wrong", "wrong"], 2.0),  # em .50  vqa .50  loss 2.0
     (["exact", "wrong", "wrong", "wrong"], 1.0),  # em .25  vqa .25  loss 1.0  (loss improves)
     (["exact", "exact", "exact", "wrong"], 1.5),  # em .75  vqa .75  loss 1.5  (em, vqa improve)
-    (["exact", "exact", "exact", "vqa"], 0.5),    # em .75  vqa 1.0  loss 0.5  (em ties; vqa, loss improve)
-    (["exact", "exact", "vqa", "vqa"], 0.5),      # em .50  vqa 1.0  loss 0.5  (ties or worse everywhere)
+    (["exact", "exact", "exact", "vqa"], 0.5),  # em .75  vqa 1.0  loss 0.5  (em ties; vqa, loss improve)
+    (["exact", "exact", "vqa", "vqa"], 0.5),  # em .50  vqa 1.0  loss 0.5  (ties or worse everywhere)
 ]
 PREDICTION = {"exact": "circle", "vqa": "the circle", "wrong": "square"}
 
 
 def scripted_records(epoch):
     outcomes, loss = SCHEDULE[min(epoch, len(SCHEDULE) - 1)]
-    return [{"question_id": str(i), "image": f"{i}.png", "question": "which shape?", "prediction": PREDICTION[o],
-             "answer": "circle", "question_type": "shape", "style": "", "style_id": -1, "style_row": False,
-             "style_head_prediction": 0, "style_hits": 0, "style_positions": 1, "lm_loss": loss,
-             "style_hit_loss": 0.0, "style_kl": 0.0, "style_ce": 0.0} for i, o in enumerate(outcomes)]
+    return [
+        {
+            "question_id": str(i),
+            "image": f"{i}.png",
+            "question": "which shape?",
+            "prediction": PREDICTION[o],
+            "answer": "circle",
+            "question_type": "shape",
+            "style": "",
+            "style_id": -1,
+            "style_row": False,
+            "style_head_prediction": 0,
+            "style_hits": 0,
+            "style_positions": 1,
+            "lm_loss": loss,
+            "style_hit_loss": 0.0,
+            "style_kl": 0.0,
+            "style_ce": 0.0,
+        }
+        for i, o in enumerate(outcomes)
+    ]
 
 
 @registry.register_task("toy_runner_scripted_captioning")
@@ -60,14 +78,20 @@ class ScriptedCaptioningTask(StyleCaptioningTask):
         return scripted_records(self.evaluations - 1)
 
 
-@pytest.mark.parametrize("select_by, best_epochs", [
-    ("loss", [0, 1, 3]),
-    ("em", [0, 2]),
-    ("vqa_acc", [0, 2, 3]),
-])
-def test_best_checkpoint_is_replaced_exactly_when_the_chosen_metric_improves(tmp_path, select_by, best_epochs):
-    runner = make_runner(tmp_path, task="toy_runner_scripted_captioning", max_epoch=len(SCHEDULE),
-                         select_by=select_by)
+@pytest.mark.parametrize(
+    "select_by, best_epochs",
+    [
+        ("loss", [0, 1, 3]),
+        ("em", [0, 2]),
+        ("vqa_acc", [0, 2, 3]),
+    ],
+)
+def test_best_checkpoint_is_replaced_exactly_when_the_chosen_metric_improves(
+    tmp_path, select_by, best_epochs
+):
+    runner = make_runner(
+        tmp_path, task="toy_runner_scripted_captioning", max_epoch=len(SCHEDULE), select_by=select_by
+    )
     saves = record_saves(runner)
 
     runner.train()

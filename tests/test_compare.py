@@ -1,4 +1,5 @@
 """compare.py: the side-by-side table of two runs' metrics files."""
+
 import json
 
 import pytest
@@ -6,7 +7,14 @@ import pytest
 from lavis_gated import compare
 
 A = {"num_samples": 180, "loss": 1.5, "em": 0.75, "em_by_type": {"style": 1.0, "shape": 0.5}, "epoch": "best"}
-B = {"num_samples": 180, "loss": 1.25, "em": 0.5, "em_by_type": {"style": 0.25}, "cider": 2.0, "epoch": "best"}
+B = {
+    "num_samples": 180,
+    "loss": 1.25,
+    "em": 0.5,
+    "em_by_type": {"style": 0.25},
+    "cider": 2.0,
+    "epoch": "best",
+}
 
 
 def test_table_rows_values_and_differences(tmp_path, capsys):

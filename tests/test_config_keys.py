@@ -1,27 +1,39 @@
 """One config dataclass per block: a misspelt key in any block is an error naming the key, its block and the
 closest valid name; the generated reference in docs/ is current."""
+
 import argparse
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from test_end_to_end import REPO, write_config
 
 from lavis_gated.configs.reference import reference
 from lavis_gated.configs.schema import ConfigKeyError
 from lavis_gated.runners.run_setup import build_runner
-from test_end_to_end import REPO, write_config
 
 MISSPELT = [
     ("model.gatting.type=gate", "model.gatting", "model.gating"),
     ("model.gating.tpye=gate", "model.gating.tpye", "model.gating.type"),
     ("model.prompt_mapper.num_token=2", "model.prompt_mapper.num_token", "model.prompt_mapper.num_tokens"),
     ("model.lora.rnak=4", "model.lora.rnak", "model.lora.rank"),
-    ("model.style_encoder.alow_random=true", "model.style_encoder.alow_random", "model.style_encoder.allow_random"),
+    (
+        "model.style_encoder.alow_random=true",
+        "model.style_encoder.alow_random",
+        "model.style_encoder.allow_random",
+    ),
     ("model.num_query_tokens=8", "model.num_query_tokens", "model.num_query_token"),
     ("datasets.artquest.bad_imgae=skip", "datasets.artquest.bad_imgae", "datasets.artquest.bad_image"),
-    ("datasets.artquest.fields.styel=school", "datasets.artquest.fields.styel", "datasets.artquest.fields.style"),
-    ("datasets.artquest.style_table.storag=x.csv", "datasets.artquest.style_table.storag",
-     "datasets.artquest.style_table.storage"),
+    (
+        "datasets.artquest.fields.styel=school",
+        "datasets.artquest.fields.styel",
+        "datasets.artquest.fields.style",
+    ),
+    (
+        "datasets.artquest.style_table.storag=x.csv",
+        "datasets.artquest.style_table.storag",
+        "datasets.artquest.style_table.storage",
+    ),
     ("run.save_lsat=true", "run.save_lsat", "run.save_last"),
     ("run.style_kl_wieght=0.5", "run.style_kl_wieght", "run.style_kl_weight"),
     ("run.init_lrr=0.1", "run.init_lrr", "run.init_lr"),  # one of LAVIS's own keys
@@ -53,4 +65,5 @@ def test_the_packaged_model_types_and_project_yamls_use_only_known_keys():
 
 def test_the_configuration_reference_is_current():
     assert (Path(REPO) / "docs" / "configuration.md").read_text() == reference(), (
-        "regenerate it: python -m lavis_gated.configs.reference > docs/configuration.md")
+        "regenerate it: python -m lavis_gated.configs.reference > docs/configuration.md"
+    )

@@ -1,5 +1,6 @@
 """The data path on real-world input: the public ArtQuest layout, style sources, file formats, bad input,
 image paths and the build-time summary. Every error must name the offending file, column or row."""
+
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import pytest
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from PIL import Image
+from test_dataset import write_csv
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
 from lavis_gated.datasets.annotation_files import read_table
@@ -17,8 +19,6 @@ from lavis_gated.datasets.image_files import find_bad_images, resolve_image_path
 from lavis_gated.datasets.style_sources import StyleTable
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-
-from test_dataset import write_csv
 
 PUBLIC_COLUMNS = ["image", "question", "answer", "question_type"]  # the public ArtQuest release: no style
 
@@ -40,15 +40,21 @@ def public_split(tmp_path, name="artquest_train.csv", images=("a.jpg", "b.jpg", 
 
 
 def builder_cfg(tmp_path, annotations, **extra):
-    return OmegaConf.create({
-        "data_type": "images",
-        "vis_processor": {"train": {"name": "blip_image_eval", "image_size": 16},
-                          "eval": {"name": "blip_image_eval", "image_size": 16}},
-        "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
-        "build_info": {"annotations": {split: {"storage": str(path)} for split, path in annotations.items()},
-                       "images": {"storage": str(tmp_path / "images")}},
-        **extra,
-    })
+    return OmegaConf.create(
+        {
+            "data_type": "images",
+            "vis_processor": {
+                "train": {"name": "blip_image_eval", "image_size": 16},
+                "eval": {"name": "blip_image_eval", "image_size": 16},
+            },
+            "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
+            "build_info": {
+                "annotations": {split: {"storage": str(path)} for split, path in annotations.items()},
+                "images": {"storage": str(tmp_path / "images")},
+            },
+            **extra,
+        }
+    )
 
 
 def build(cfg):
@@ -57,19 +63,29 @@ def build(cfg):
 
 # ---- style sources ------------------------------------------------------------------------------------
 
+
 def test_public_layout_plus_style_table_builds(tmp_path):
     split = public_split(tmp_path)
-    table = write_csv(tmp_path / "styles.csv", ["file", "movement"],
-                      [["a.jpg", "Pop_Art "], ["b.jpg", "CUBISM"], ["c.jpg", "ukiyo-e"], ["unused.jpg", "baroque"]])
-    cfg = builder_cfg(tmp_path, {"train": split}, style_table={"storage": table, "key": "file", "style": "movement"})
+    table = write_csv(
+        tmp_path / "styles.csv",
+        ["file", "movement"],
+        [["a.jpg", "Pop_Art "], ["b.jpg", "CUBISM"], ["c.jpg", "ukiyo-e"], ["unused.jpg", "baroque"]],
+    )
+    cfg = builder_cfg(
+        tmp_path, {"train": split}, style_table={"storage": table, "key": "file", "style": "movement"}
+    )
     dataset = build(cfg)["train"]
     assert [r["style"] for r in dataset.annotation] == ["pop art", "cubism", "ukiyo e"] * 2
     assert [r["question_id"] for r in dataset.annotation] == [f"train-{i}" for i in range(6)]
     item = dataset[4]
     assert item["style"] == "cubism" and item["answer"] == "Italian" and item["question_type"] == "school"
     assert item["image"].shape == (3, 16, 16)
-    assert dataset.summary == {"rows": 6, "question_type": {"artist": 3, "school": 3},
-                               "style": {"cubism": 2, "pop art": 2, "ukiyo e": 2}, "skipped": {}}
+    assert dataset.summary == {
+        "rows": 6,
+        "question_type": {"artist": 3, "school": 3},
+        "style": {"cubism": 2, "pop art": 2, "ukiyo e": 2},
+        "skipped": {},
+    }
 
 
 def test_public_layout_without_style_source_lists_the_options(tmp_path):
@@ -84,8 +100,11 @@ def test_public_layout_without_style_source_lists_the_options(tmp_path):
 
 
 def test_existing_column_as_style(tmp_path):
-    path = write_csv(tmp_path / "semart.csv", ["image", "question", "answer", "school"],
-                     [["a.jpg", "q1", "x", "Italian"], ["b.jpg", "q2", "y", " flemish_"]])
+    path = write_csv(
+        tmp_path / "semart.csv",
+        ["image", "question", "answer", "school"],
+        [["a.jpg", "q1", "x", "Italian"], ["b.jpg", "q2", "y", " flemish_"]],
+    )
     rows, _ = read_split(path, fields={"style": "school"})
     assert [r["style"] for r in rows] == ["italian", "flemish"]
 
@@ -111,9 +130,17 @@ def test_style_table_errors_name_file_and_columns(tmp_path):
     path = write_csv(tmp_path / "t.csv", ["filename", "label"], [["a.jpg", "cubism"]])
     with pytest.raises(KeyError) as err:
         StyleTable.read(path, key="image", style="label")
-    assert path in str(err.value) and "['image']" in str(err.value) and "['filename', 'label']" in str(err.value)
-    path = write_csv(tmp_path / "c.csv", ["image", "style"], [["a.jpg", "cubism"], ["a.jpg", "Cubism"], ["a.jpg", "rococo"]])
-    with pytest.raises(ValueError, match=r"c\.csv: 1 images have conflicting styles; first: \[\"line 4: 'a.jpg'"):
+    assert (
+        path in str(err.value) and "['image']" in str(err.value) and "['filename', 'label']" in str(err.value)
+    )
+    path = write_csv(
+        tmp_path / "c.csv",
+        ["image", "style"],
+        [["a.jpg", "cubism"], ["a.jpg", "Cubism"], ["a.jpg", "rococo"]],
+    )
+    with pytest.raises(
+        ValueError, match=r"c\.csv: 1 images have conflicting styles; first: \[\"line 4: 'a.jpg'"
+    ):
         StyleTable.read(path)
 
 
@@ -122,6 +149,7 @@ def test_keep_unlabelled_rows_leave_only_the_style_terms():
     import torch
 
     from lavis_gated.tasks.loss_terms import style_rows
+
     vocabulary = StyleVocabulary(["cubism", "pop art"])
     ids = torch.tensor(vocabulary.ids(["cubism", "", "pop art"]))
     assert style_rows(ids, ["style"] * 3, {"style"}).tolist() == [True, False, True]
@@ -129,30 +157,69 @@ def test_keep_unlabelled_rows_leave_only_the_style_terms():
 
 # ---- formats and encodings ---------------------------------------------------------------------------
 
+
 def test_aqua_style_json_with_field_mapping(tmp_path):
     path = tmp_path / "aqua_val.json"
-    path.write_text(json.dumps([
-        {"image": "a.jpg", "question": "Who?", "answer": "Goya", "need_external_knowledge": True, "style": "Romanticism"},
-        {"image": "b.jpg", "question": "What?", "answer": "0", "need_external_knowledge": False, "style": "baroque"},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "image": "a.jpg",
+                    "question": "Who?",
+                    "answer": "Goya",
+                    "need_external_knowledge": True,
+                    "style": "Romanticism",
+                },
+                {
+                    "image": "b.jpg",
+                    "question": "What?",
+                    "answer": "0",
+                    "need_external_knowledge": False,
+                    "style": "baroque",
+                },
+            ]
+        )
+    )
     rows, _ = read_split(str(path), fields={"question_type": "need_external_knowledge"}, split="val")
     assert rows == [
-        {"question_id": "val-0", "image": "a.jpg", "question": "Who?", "answer": "Goya", "question_type": "True",
-         "style": "romanticism"},
-        {"question_id": "val-1", "image": "b.jpg", "question": "What?", "answer": "0", "question_type": "False",
-         "style": "baroque"},
+        {
+            "question_id": "val-0",
+            "image": "a.jpg",
+            "question": "Who?",
+            "answer": "Goya",
+            "question_type": "True",
+            "style": "romanticism",
+        },
+        {
+            "question_id": "val-1",
+            "image": "b.jpg",
+            "question": "What?",
+            "answer": "0",
+            "question_type": "False",
+            "style": "baroque",
+        },
     ]
 
 
 def test_json_lines_and_tsv_read_like_csv(tmp_path):
     jsonl = tmp_path / "train.jsonl"
-    jsonl.write_text('{"image": "a.jpg", "question": "q", "answer": "None", "style": "cubism", "question_id": 7}\n\n'
-                     '{"image": "b.jpg", "question": "q", "answer": "x", "style": "rococo", "question_id": 8}\n')
+    jsonl.write_text(
+        '{"image": "a.jpg", "question": "q", "answer": "None", "style": "cubism", "question_id": 7}\n\n'
+        '{"image": "b.jpg", "question": "q", "answer": "x", "style": "rococo", "question_id": 8}\n'
+    )
     tsv = tmp_path / "train.tsv"
-    tsv.write_text("image\tquestion\tanswer\tstyle\tquestion_id\na.jpg\tq\tNone\tcubism\t7\nb.jpg\tq\tx\trococo\t8\n")
+    tsv.write_text(
+        "image\tquestion\tanswer\tstyle\tquestion_id\na.jpg\tq\tNone\tcubism\t7\nb.jpg\tq\tx\trococo\t8\n"
+    )
     assert read_split(str(jsonl))[0] == read_split(str(tsv))[0]
-    assert read_split(str(jsonl))[0][0] == {"question_id": "7", "image": "a.jpg", "question": "q", "answer": "None",
-                                            "question_type": "", "style": "cubism"}
+    assert read_split(str(jsonl))[0][0] == {
+        "question_id": "7",
+        "image": "a.jpg",
+        "question": "q",
+        "answer": "None",
+        "question_type": "",
+        "style": "cubism",
+    }
 
 
 def test_bad_json_names_file_and_line(tmp_path):
@@ -168,7 +235,11 @@ def test_bad_json_names_file_and_line(tmp_path):
 
 def test_non_utf8_text_names_file_and_line_and_the_encoding_option(tmp_path):
     path = tmp_path / "semart_train.csv"
-    path.write_bytes("image,question,answer,style\na.jpg,q,x,cubism\nb.jpg,Qui a peint ?,Courbet,réalisme\n".encode("latin-1"))
+    path.write_bytes(
+        "image,question,answer,style\na.jpg,q,x,cubism\nb.jpg,Qui a peint ?,Courbet,réalisme\n".encode(
+            "latin-1"
+        )
+    )
     with pytest.raises(ValueError) as err:
         read_split(str(path))
     assert str(path) in str(err.value) and "line 3 is not valid utf-8" in str(err.value)
@@ -184,6 +255,7 @@ def test_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path):
 
 
 # ---- bad input: the error names the file / column / row ----------------------------------------------
+
 
 def test_zero_byte_file_names_the_file(tmp_path):
     path = tmp_path / "empty.csv"
@@ -213,7 +285,9 @@ def test_missing_images_listed_with_a_count_or_skipped(tmp_path, caplog):
     message = str(err.value)
     assert split in message and str(tmp_path / "images") in message
     assert "8 of 9 rows refer to 7 missing or unreadable images" in message
-    assert "first: gone0.png (missing), gone1.png (missing)" in message and "gone5.png" not in message  # the first five only
+    assert (
+        "first: gone0.png (missing), gone1.png (missing)" in message and "gone5.png" not in message
+    )  # the first five only
     caplog.set_level(logging.INFO)
     dataset = build(builder_cfg(tmp_path, {"val": split}, bad_image="skip"))["val"]
     assert [r["image"] for r in dataset.annotation] == ["ok.png"]
@@ -229,7 +303,7 @@ def test_unreadable_or_truncated_images_are_found(tmp_path, kind):
         bad.write_bytes(b"<html>404</html>")
     else:
         data = open(save_image(bad, seed=1, size=64), "rb").read()
-        bad.write_bytes(data[:len(data) // 2])
+        bad.write_bytes(data[: len(data) // 2])
     split = _split_with_images(tmp_path, ["good.jpg", bad.name])
     with pytest.raises(FileNotFoundError) as err:
         build(builder_cfg(tmp_path, {"val": split}))
@@ -253,13 +327,16 @@ def test_every_row_left_out_is_an_error(tmp_path):
 def test_unknown_policies_are_errors(tmp_path):
     save_image(tmp_path / "images" / "ok.png")
     split = _split_with_images(tmp_path, ["ok.png"])
-    with pytest.raises(ValueError, match=r"datasets.artquest.bad_image is 'ignore'; it must be one of \['error', 'skip'\]"):
+    with pytest.raises(
+        ValueError, match=r"datasets.artquest.bad_image is 'ignore'; it must be one of \['error', 'skip'\]"
+    ):
         build(builder_cfg(tmp_path, {"val": split}, bad_image="ignore"))
     with pytest.raises(ValueError, match="image_check 'full' is not one of"):
         find_bad_images([split], check="full")
 
 
 # ---- image paths ---------------------------------------------------------------------------------------
+
 
 def test_image_paths_relative_split_folder_or_absolute(tmp_path):
     root = tmp_path / "images"
@@ -278,21 +355,35 @@ def test_image_paths_relative_split_folder_or_absolute(tmp_path):
 
 # ---- summary and styles unknown to the vocabulary -------------------------------------------------------
 
+
 def test_summary_is_logged_at_build_time(tmp_path, caplog):
     split = public_split(tmp_path)
     table = write_csv(tmp_path / "styles.csv", ["image", "style"], [["a.jpg", "cubism"], ["b.jpg", "rococo"]])
     caplog.set_level(logging.INFO)
-    datasets = build(builder_cfg(tmp_path, {"train": split, "val": split}, missing_style="keep-unlabelled",
-                                 style_table={"storage": table}))
-    assert datasets["val"].summary == {"rows": 6, "question_type": {"artist": 3, "school": 3},
-                                       "style": {"(no style)": 2, "cubism": 2, "rococo": 2}, "skipped": {}}
+    datasets = build(
+        builder_cfg(
+            tmp_path,
+            {"train": split, "val": split},
+            missing_style="keep-unlabelled",
+            style_table={"storage": table},
+        )
+    )
+    assert datasets["val"].summary == {
+        "rows": 6,
+        "question_type": {"artist": 3, "school": 3},
+        "style": {"(no style)": 2, "cubism": 2, "rococo": 2},
+        "skipped": {},
+    }
     assert "train: 6 rows; skipped: none; question_type {'artist': 3, 'school': 3}" in caplog.text
     assert "'(no style)': 2" in caplog.text
 
 
 def test_styles_unknown_to_the_vocabulary_are_counted(caplog):
     vocabulary = StyleVocabulary(["cubism", "pop art"])
-    assert unseen_styles(["Cubism", "", "Rococo", "rococo", "Pop_Art", "baroque"], vocabulary) == {"baroque": 1, "rococo": 2}
+    assert unseen_styles(["Cubism", "", "Rococo", "rococo", "Pop_Art", "baroque"], vocabulary) == {
+        "baroque": 1,
+        "rococo": 2,
+    }
     task = StyleCaptioningTask()
     task.split_styles = {"artquest/train": ["cubism"], "artquest/val": ["cubism", "rococo", "rococo", ""]}
     with caplog.at_level(logging.WARNING):

@@ -1,4 +1,5 @@
 """Style names, CSV validation, the synthetic generator and the `artquest` builder on a tiny generated set."""
+
 import csv
 import math
 import os
@@ -26,18 +27,22 @@ def write_csv(path, header, rows):
 
 # ---- style names ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Pop_Art ", "pop art"),
-    ("ukiyo-e", "ukiyo e"),
-    ("  Post -  Impressionism", "post impressionism"),
-    ("CUBISM", "cubism"),
-    ("pop\tart", "pop art"),
-    ("", ""),
-    ("   ", ""),
-    (float("nan"), ""),
-    (None, ""),
-    (3, ""),
-])
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Pop_Art ", "pop art"),
+        ("ukiyo-e", "ukiyo e"),
+        ("  Post -  Impressionism", "post impressionism"),
+        ("CUBISM", "cubism"),
+        ("pop\tart", "pop art"),
+        ("", ""),
+        ("   ", ""),
+        (float("nan"), ""),
+        (None, ""),
+        (3, ""),
+    ],
+)
 def test_normalise_style(raw, expected):
     assert normalise_style(raw) == expected
 
@@ -83,18 +88,35 @@ def test_vocabulary_token_ids_use_a_leading_space():
 
 # ---- read_split ---------------------------------------------------------------------------------------
 
+
 def test_read_split_default_columns(tmp_path):
-    path = write_csv(tmp_path / "val.csv", ["question_id", "image", "question", "answer", "question_type", "style"], [
-        ["007", "a.png", "What style?", "Pop Art", "style", "Pop_Art "],
-        ["8", "b.png", "How many?", "None", "count", "cubism"],
-    ])
+    path = write_csv(
+        tmp_path / "val.csv",
+        ["question_id", "image", "question", "answer", "question_type", "style"],
+        [
+            ["007", "a.png", "What style?", "Pop Art", "style", "Pop_Art "],
+            ["8", "b.png", "How many?", "None", "count", "cubism"],
+        ],
+    )
     rows, skipped = read_split(path, split="val")
     assert skipped == {}
     assert rows == [
-        {"question_id": "007", "image": "a.png", "question": "What style?", "answer": "Pop Art",
-         "question_type": "style", "style": "pop art"},
-        {"question_id": "8", "image": "b.png", "question": "How many?", "answer": "None",  # not NaN
-         "question_type": "count", "style": "cubism"},
+        {
+            "question_id": "007",
+            "image": "a.png",
+            "question": "What style?",
+            "answer": "Pop Art",
+            "question_type": "style",
+            "style": "pop art",
+        },
+        {
+            "question_id": "8",
+            "image": "b.png",
+            "question": "How many?",
+            "answer": "None",  # not NaN
+            "question_type": "count",
+            "style": "cubism",
+        },
     ]
 
 
@@ -117,7 +139,9 @@ def test_read_split_missing_column_names_column_file_and_columns_found(tmp_path)
 
 
 def test_read_split_missing_mapped_column_names_the_csv_column(tmp_path):
-    path = write_csv(tmp_path / "train.csv", ["image", "question", "answer", "style"], [["a.png", "q", "x", "cubism"]])
+    path = write_csv(
+        tmp_path / "train.csv", ["image", "question", "answer", "style"], [["a.png", "q", "x", "cubism"]]
+    )
     with pytest.raises(KeyError, match="img"):
         read_split(path, fields={"image": "img"})
 
@@ -130,12 +154,16 @@ def test_read_split_header_only_is_an_error(tmp_path):
 
 
 def _csv_with_unlabelled_rows(tmp_path):
-    return write_csv(tmp_path / "train.csv", ["image", "question", "answer", "style"], [
-        ["a.png", "q1", "x", "cubism"],
-        ["b.png", "q2", "y", ""],
-        ["c.png", "q3", "z", "pop art"],
-        ["d.png", "q4", "w", "   "],
-    ])
+    return write_csv(
+        tmp_path / "train.csv",
+        ["image", "question", "answer", "style"],
+        [
+            ["a.png", "q1", "x", "cubism"],
+            ["b.png", "q2", "y", ""],
+            ["c.png", "q3", "z", "pop art"],
+            ["d.png", "q4", "w", "   "],
+        ],
+    )
 
 
 def test_read_split_rows_without_style_are_an_error_naming_file_and_rows(tmp_path):
@@ -151,7 +179,9 @@ def test_read_split_rows_without_style_are_an_error_naming_file_and_rows(tmp_pat
 
 
 def test_read_split_keeps_rows_without_style_when_asked(tmp_path):
-    rows, skipped = read_split(_csv_with_unlabelled_rows(tmp_path), split="train", missing_style="keep-unlabelled")
+    rows, skipped = read_split(
+        _csv_with_unlabelled_rows(tmp_path), split="train", missing_style="keep-unlabelled"
+    )
     assert [r["style"] for r in rows] == ["cubism", "", "pop art", ""]
     assert [r["image"] for r in rows] == ["a.png", "b.png", "c.png", "d.png"]
     assert skipped == {}
@@ -164,34 +194,57 @@ def test_read_split_skips_rows_without_style_and_counts_them(tmp_path):
 
 
 def test_read_split_without_style_column_is_a_no_source_error(tmp_path):
-    path = write_csv(tmp_path / "train.csv", ["image", "question", "answer"], [["a.png", "q", "x"], ["b.png", "q", "y"]])
+    path = write_csv(
+        tmp_path / "train.csv", ["image", "question", "answer"], [["a.png", "q", "x"], ["b.png", "q", "y"]]
+    )
     with pytest.raises(ValueError, match=r"no style source .*style_table"):
         read_split(path)
     assert [r["style"] for r in read_split(path, missing_style="keep-unlabelled")[0]] == ["", ""]
 
 
 def test_read_split_configurable_field_names_and_generated_ids(tmp_path):
-    path = write_csv(tmp_path / "val.csv", ["img", "q", "a", "style_label", "kind", "extra"], [
-        ["x/1.jpg", "Which style?", "ukiyo-e", "Ukiyo-e", "style", "ignored"],
-        ["x/2.jpg", "Which shape?", "circle", "cubism", "shape", "ignored"],
-        ["x/3.jpg", "Which style?", "cubism", "cubism", "style", "ignored"],
-    ])
+    path = write_csv(
+        tmp_path / "val.csv",
+        ["img", "q", "a", "style_label", "kind", "extra"],
+        [
+            ["x/1.jpg", "Which style?", "ukiyo-e", "Ukiyo-e", "style", "ignored"],
+            ["x/2.jpg", "Which shape?", "circle", "cubism", "shape", "ignored"],
+            ["x/3.jpg", "Which style?", "cubism", "cubism", "style", "ignored"],
+        ],
+    )
     fields = {"image": "img", "question": "q", "answer": "a", "style": "style_label", "question_type": "kind"}
     rows, _ = read_split(path, fields=fields, split="val")
-    assert rows[0] == {"question_id": "val-0", "image": "x/1.jpg", "question": "Which style?", "answer": "ukiyo-e",
-                       "question_type": "style", "style": "ukiyo e"}
+    assert rows[0] == {
+        "question_id": "val-0",
+        "image": "x/1.jpg",
+        "question": "Which style?",
+        "answer": "ukiyo-e",
+        "question_type": "style",
+        "style": "ukiyo e",
+    }
     assert [r["question_id"] for r in rows] == ["val-0", "val-1", "val-2"]
     assert [r["question_type"] for r in rows] == ["style", "shape", "style"]
     assert all("extra" not in r and "img" not in r for r in rows)
 
 
 def test_read_split_without_question_type_column(tmp_path):
-    path = write_csv(tmp_path / "train.csv", ["image", "question", "answer", "style"], [["a.png", "q", "x", "cubism"]])
+    path = write_csv(
+        tmp_path / "train.csv", ["image", "question", "answer", "style"], [["a.png", "q", "x", "cubism"]]
+    )
     assert read_split(path, split="train")[0] == [
-        {"question_id": "train-0", "image": "a.png", "question": "q", "answer": "x", "question_type": "", "style": "cubism"}]
+        {
+            "question_id": "train-0",
+            "image": "a.png",
+            "question": "q",
+            "answer": "x",
+            "question_type": "",
+            "style": "cubism",
+        }
+    ]
 
 
 # ---- synthetic generator -----------------------------------------------------------------------------
+
 
 def _files(root):
     out = {}
@@ -205,8 +258,8 @@ def _files(root):
 
 def test_synthetic_generator_is_deterministic(tmp_path):
     first = generate(str(tmp_path / "a"), SMALL, seed=3, size=32)
-    second = generate(str(tmp_path / "b"), SMALL, seed=3, size=32)
-    other = generate(str(tmp_path / "c"), SMALL, seed=4, size=32)
+    generate(str(tmp_path / "b"), SMALL, seed=3, size=32)
+    generate(str(tmp_path / "c"), SMALL, seed=4, size=32)
     assert sorted(first) == ["test", "train", "val"]
     assert first["train"] == str(tmp_path / "a" / "artquest_train.csv")
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
@@ -232,27 +285,43 @@ def test_synthetic_generator_content(tmp_path):
             assert r["answer"] == normalise_style(r["style"])
         else:
             assert r["answer"] in ("circle", "square", "triangle")
-    assert rows[0] == {"question_id": "train-000000", "image": "train_impressionism_0000.png",
-                       "question": "What style is this painting?", "answer": "impressionism",
-                       "question_type": "style", "style": "impressionism"}
+    assert rows[0] == {
+        "question_id": "train-000000",
+        "image": "train_impressionism_0000.png",
+        "question": "What style is this painting?",
+        "answer": "impressionism",
+        "question_type": "style",
+        "style": "impressionism",
+    }
     # the generated CSVs pass validation
     assert len(read_split(paths["val"], split="val")[0]) == len(STYLES) * 2
 
 
 # ---- the `artquest` builder -----------------------------------------------------------------------------
 
+
 def builder_config(data_root, image_root=None, splits=("train", "val", "test"), **extra):
-    return OmegaConf.create({
-        "data_type": "images",
-        "vis_processor": {"train": {"name": "blip_image_eval", "image_size": 32},
-                          "eval": {"name": "blip_image_eval", "image_size": 32}},
-        "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
-        "build_info": {
-            "annotations": {s: {"storage": os.path.join(str(data_root), f"artquest_{s}.csv")} for s in splits},
-            "images": {"storage": str(image_root if image_root is not None else os.path.join(str(data_root), "images"))},
-        },
-        **extra,
-    })
+    return OmegaConf.create(
+        {
+            "data_type": "images",
+            "vis_processor": {
+                "train": {"name": "blip_image_eval", "image_size": 32},
+                "eval": {"name": "blip_image_eval", "image_size": 32},
+            },
+            "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
+            "build_info": {
+                "annotations": {
+                    s: {"storage": os.path.join(str(data_root), f"artquest_{s}.csv")} for s in splits
+                },
+                "images": {
+                    "storage": str(
+                        image_root if image_root is not None else os.path.join(str(data_root), "images")
+                    )
+                },
+            },
+            **extra,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +360,9 @@ def test_builder_builds_every_split(synthetic_root):
 
 
 def test_builder_batches_collate(synthetic_root):
-    dataset = registry.get_builder_class("artquest")(builder_config(synthetic_root, splits=("val",))).build_datasets()["val"]
+    dataset = registry.get_builder_class("artquest")(
+        builder_config(synthetic_root, splits=("val",))
+    ).build_datasets()["val"]
     batch = dataset.collater([dataset[0], dataset[1]])
     assert batch["image"].shape == (2, 3, 32, 32)
     assert batch["question_id"] == ["val-000000", "val-000001"]
@@ -300,10 +371,15 @@ def test_builder_batches_collate(synthetic_root):
 
 def test_builder_relative_paths_from_the_working_directory(synthetic_root, monkeypatch):
     monkeypatch.chdir(synthetic_root)
-    cfg = OmegaConf.create({
-        "data_type": "images",
-        "build_info": {"annotations": {"val": {"storage": "artquest_val.csv"}}, "images": {"storage": "images"}},
-    })
+    cfg = OmegaConf.create(
+        {
+            "data_type": "images",
+            "build_info": {
+                "annotations": {"val": {"storage": "artquest_val.csv"}},
+                "images": {"storage": "images"},
+            },
+        }
+    )
     datasets = registry.get_builder_class("artquest")(cfg).build_datasets()
     assert list(datasets) == ["val"]
     assert datasets["val"].vis_root == os.path.join(str(synthetic_root), "images")
@@ -312,7 +388,9 @@ def test_builder_relative_paths_from_the_working_directory(synthetic_root, monke
 def test_builder_missing_image_root_names_the_path(synthetic_root, tmp_path):
     missing = tmp_path / "no_images_here"
     with pytest.raises(FileNotFoundError) as err:
-        registry.get_builder_class("artquest")(builder_config(synthetic_root, image_root=missing)).build_datasets()
+        registry.get_builder_class("artquest")(
+            builder_config(synthetic_root, image_root=missing)
+        ).build_datasets()
     assert str(missing) in str(err.value)
 
 
@@ -332,17 +410,25 @@ def test_builder_without_build_info_raises():
 def test_builder_passes_fields_and_missing_style(tmp_path):
     os.makedirs(tmp_path / "imgs")
     generate(str(tmp_path / "src"), {"val": 1}, seed=0, size=16)
-    write_csv(tmp_path / "val.csv", ["img", "q", "a", "label"], [
-        [os.path.join(str(tmp_path / "src" / "images"), "val_cubism_0000.png"), "Which?", "cubism", ""],
-    ])
-    cfg = OmegaConf.create({
-        "data_type": "images",
-        "vis_processor": {"eval": {"name": "blip_image_eval", "image_size": 32}},
-        "text_processor": {"eval": {"name": "blip_question"}},
-        "fields": {"image": "img", "question": "q", "answer": "a", "style": "label"},
-        "build_info": {"annotations": {"val": {"storage": str(tmp_path / "val.csv")}},
-                       "images": {"storage": str(tmp_path / "imgs")}},
-    })
+    write_csv(
+        tmp_path / "val.csv",
+        ["img", "q", "a", "label"],
+        [
+            [os.path.join(str(tmp_path / "src" / "images"), "val_cubism_0000.png"), "Which?", "cubism", ""],
+        ],
+    )
+    cfg = OmegaConf.create(
+        {
+            "data_type": "images",
+            "vis_processor": {"eval": {"name": "blip_image_eval", "image_size": 32}},
+            "text_processor": {"eval": {"name": "blip_question"}},
+            "fields": {"image": "img", "question": "q", "answer": "a", "style": "label"},
+            "build_info": {
+                "annotations": {"val": {"storage": str(tmp_path / "val.csv")}},
+                "images": {"storage": str(tmp_path / "imgs")},
+            },
+        }
+    )
     builder_cls = registry.get_builder_class("artquest")
     with pytest.raises(ValueError, match="no style"):
         builder_cls(cfg).build_datasets()
@@ -354,9 +440,15 @@ def test_builder_passes_fields_and_missing_style(tmp_path):
 
 
 def test_read_split_rejects_duplicated_question_ids(tmp_path):
-    path = write_csv(tmp_path / "dup.csv", ["question_id", "image", "question", "answer", "style"],
-                     [["q1", "a.png", "what?", "x", "cubism"], ["q2", "b.png", "what?", "y", "cubism"],
-                      ["q1", "c.png", "what?", "z", "cubism"]])
+    path = write_csv(
+        tmp_path / "dup.csv",
+        ["question_id", "image", "question", "answer", "style"],
+        [
+            ["q1", "a.png", "what?", "x", "cubism"],
+            ["q2", "b.png", "what?", "y", "cubism"],
+            ["q1", "c.png", "what?", "z", "cubism"],
+        ],
+    )
     with pytest.raises(ValueError, match=r"dup\.csv: 2 rows share a question_id .*first lines: \[2, 4\]"):
         read_split(str(path))
 
@@ -366,12 +458,16 @@ def test_read_split_rejects_empty_required_values(tmp_path, column):
     header = ["question_id", "image", "question", "answer", "style"]
     row = {"question_id": "q2", "image": "b.png", "question": "what?", "answer": "y", "style": "cubism"}
     row[column] = " "
-    path = write_csv(tmp_path / "empty.csv", header, [["q1", "a.png", "what?", "x", "cubism"], [row[h] for h in header]])
+    path = write_csv(
+        tmp_path / "empty.csv", header, [["q1", "a.png", "what?", "x", "cubism"], [row[h] for h in header]]
+    )
     with pytest.raises(ValueError, match=rf"empty\.csv: 1 rows with an empty '{column}'; first lines: \[3\]"):
         read_split(str(path))
 
 
 def test_read_split_rejects_unknown_missing_style_policy(tmp_path):
-    path = write_csv(tmp_path / "ok.csv", ["image", "question", "answer", "style"], [["a.png", "what?", "x", "cubism"]])
+    path = write_csv(
+        tmp_path / "ok.csv", ["image", "question", "answer", "style"], [["a.png", "what?", "x", "cubism"]]
+    )
     with pytest.raises(ValueError, match="missing_style 'keep' is not one of"):
         read_split(str(path), missing_style="keep")

@@ -1,5 +1,6 @@
 """Reproducibility on CPU: the same config twice gives identical metrics, and 1 process with batch 2b gives
 the validation metrics of 2 processes with batch b (tiny model, synthetic data, one epoch)."""
+
 import argparse
 import json
 import math
@@ -8,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
-
-from lavis_gated.datasets.synthetic_artquest import generate
-from lavis_gated.runners.run_setup import build_runner
 from result_tolerance import assert_same_results
 from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, write_config
 from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
+
+from lavis_gated.datasets.synthetic_artquest import generate
+from lavis_gated.runners.run_setup import build_runner
 
 GLOBAL_BATCH = 8
 RUN = dict(max_epoch=1, warmup_steps=1, batch_size_eval=16, test_splits=[], seed=7)
@@ -69,9 +70,23 @@ def test_one_and_two_processes_give_the_same_validation_metrics(tmp_path, data, 
     cfg = write_config(tmp_path, data, "two", batch_size_train=GLOBAL_BATCH // 2, **RUN)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={free_port()}", "lavis_gated/train.py", "--cfg-path", str(cfg)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "lavis_gated/train.py",
+            "--cfg-path",
+            str(cfg),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "distributed init (rank 1, world 2, gloo)" in result.stdout + result.stderr
     (two_process_run,) = (tmp_path / "two").iterdir()

@@ -2,6 +2,7 @@
 
 Each test launches the real entry points in subprocesses (tens of seconds each), on a few images.
 """
+
 import glob
 import json
 import os
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from result_tolerance import assert_same_results
 
 from lavis_gated.datasets.synthetic_artquest import generate
-from result_tolerance import assert_same_results
 
 REPO = Path(__file__).resolve().parent.parent
 # A hang guard, not a speed check: a busy 2-core machine can make one tiny epoch take minutes.
@@ -45,7 +46,9 @@ def write_config(tmp_path, data_root, name, base="demo.yaml", **run):
 
 def run(args, timeout=SUBPROCESS_TIMEOUT):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -71,14 +74,29 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint_*"))
     assert checkpoints == ["checkpoint_best.pth"]
     checkpoint = torch.load(run_dir / "checkpoint_best.pth", map_location="cpu", weights_only=True)
-    frozen = [k for k in checkpoint["model"] if k.startswith(FROZEN_PREFIXES) and not k.endswith(BATCHNORM_BUFFERS)]
+    frozen = [
+        k for k in checkpoint["model"] if k.startswith(FROZEN_PREFIXES) and not k.endswith(BATCHNORM_BUFFERS)
+    ]
     assert not frozen, "frozen weights were saved"
     assert checkpoint["model"]["style_vocabulary._extra_state"]["names"] == sorted(
-        ["cubism", "impressionism", "minimalism", "pointillism", "pop art", "ukiyo e"])
+        ["cubism", "impressionism", "minimalism", "pointillism", "pop art", "ukiyo e"]
+    )
 
     trained = json.loads((run_dir / "test_metrics.json").read_text())
-    for key in ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_head_acc",
-                "em", "vqa_acc", "em_by_type", "num_samples", "agg_metrics"):
+    for key in (
+        "loss",
+        "lm_loss",
+        "style_hit_loss",
+        "style_kl",
+        "style_ce",
+        "style_hit_rate",
+        "style_head_acc",
+        "em",
+        "vqa_acc",
+        "em_by_type",
+        "num_samples",
+        "agg_metrics",
+    ):
         assert key in trained, key
     assert trained["num_samples"] == 6 * 2 * 2
     assert set(trained["em_by_type"]) == {"shape", "style"}
@@ -88,16 +106,25 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):
     assert_checkpoint_loads_with_its_own_vocabulary(run_dir, small_data, predictions)
 
     eval_cfg = write_config(tmp_path, small_data, "eval", base="demo_eval.yaml")
-    run(["lavis_gated/evaluate.py", "--cfg-path", str(eval_cfg), "--options", "model.load_finetuned=True",
-         f"model.finetuned={run_dir / 'checkpoint_best.pth'}"])
+    run(
+        [
+            "lavis_gated/evaluate.py",
+            "--cfg-path",
+            str(eval_cfg),
+            "--options",
+            "model.load_finetuned=True",
+            f"model.finetuned={run_dir / 'checkpoint_best.pth'}",
+        ]
+    )
     evaluated = json.loads((only_run_dir(tmp_path / "eval") / "test_metrics.json").read_text())
     for key in ("lm_loss", "style_kl", "style_head_acc", "em", "em_by_type"):
         assert_same_results(evaluated[key], trained[key], where=key)
 
 
 def assert_checkpoint_loads_with_its_own_vocabulary(run_dir, data, predictions):
-    """What a user does after training: load the checkpoint through LAVIS's load_model_and_preprocess (its path
-    is a model type), or into the tiny type with load_checkpoint; both answer as the run's own test did."""
+    """What a user does after training: load the checkpoint through LAVIS's load_model_and_preprocess (its
+    path is a model type), or into the tiny type with load_checkpoint; both answer as the run's own test
+    did."""
     from lavis.common.registry import registry
     from lavis.models import load_model_and_preprocess
     from PIL import Image
@@ -105,9 +132,19 @@ def assert_checkpoint_loads_with_its_own_vocabulary(run_dir, data, predictions):
     checkpoint = str(run_dir / "checkpoint_best.pth")
     first = predictions[0]
     model, vis, txt = load_model_and_preprocess("blip2_opt_gated", model_type=checkpoint, is_eval=True)
-    assert model.vocabulary.names == ["cubism", "impressionism", "minimalism", "pointillism", "pop art", "ukiyo e"]
+    assert model.vocabulary.names == [
+        "cubism",
+        "impressionism",
+        "minimalism",
+        "pointillism",
+        "pop art",
+        "ukiyo e",
+    ]
     with Image.open(data / "images" / first["image"]) as image:
-        samples = {"image": vis["eval"](image.convert("RGB")).unsqueeze(0), "text_input": txt["eval"](first["question"])}
+        samples = {
+            "image": vis["eval"](image.convert("RGB")).unsqueeze(0),
+            "text_input": txt["eval"](first["question"]),
+        }
     assert model.predict_answers(samples, num_beams=1, max_len=6) == [first["prediction"]]
 
     tiny = registry.get_model_class("blip2_opt_gated").from_pretrained("tiny").eval()

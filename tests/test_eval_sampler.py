@@ -1,4 +1,5 @@
 """BatchShardSampler: every index once across ranks, in the batches one process would form."""
+
 import pytest
 from torch.utils.data import DataLoader
 
@@ -11,7 +12,9 @@ def batches(size, batch_size, world, rank):
     return [b.tolist() for b in loader], len(sampler)
 
 
-@pytest.mark.parametrize("size, batch_size, world", [(24, 5, 2), (24, 5, 3), (10, 4, 4), (7, 64, 2), (0, 3, 2)])
+@pytest.mark.parametrize(
+    "size, batch_size, world", [(24, 5, 2), (24, 5, 3), (10, 4, 4), (7, 64, 2), (0, 3, 2)]
+)
 def test_ranks_get_one_process_batches_without_repeats(size, batch_size, world):
     single, _ = batches(size, batch_size, 1, 0)
     shards = [batches(size, batch_size, world, rank) for rank in range(world)]

@@ -3,18 +3,37 @@ processes, and plain BLIP-2 (gating.type none) through the same command and comp
 
 Trains two tiny checkpoints for one epoch on a few synthetic images; each step is a real subprocess.
 """
+
 import json
 
 import matplotlib.image
 import pytest
-
-from lavis_gated.datasets.synthetic_artquest import generate
 from result_tolerance import assert_same_results
 from test_end_to_end import SUBPROCESS_TIMEOUT, free_port, only_run_dir, run, write_config
 
-METRIC_KEYS = {"loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_word_hit_rate",
-               "style_head_acc", "em", "vqa_acc", "em_by_type", "vqa_acc_by_type", "bleu4", "rougeL", "cider",
-               "num_samples", "num_unknown_style", "agg_metrics", "epoch"}
+from lavis_gated.datasets.synthetic_artquest import generate
+
+METRIC_KEYS = {
+    "loss",
+    "lm_loss",
+    "style_hit_loss",
+    "style_kl",
+    "style_ce",
+    "style_hit_rate",
+    "style_word_hit_rate",
+    "style_head_acc",
+    "em",
+    "vqa_acc",
+    "em_by_type",
+    "vqa_acc_by_type",
+    "bleu4",
+    "rougeL",
+    "cider",
+    "num_samples",
+    "num_unknown_style",
+    "agg_metrics",
+    "epoch",
+}
 PREDICTION_KEYS = {"question_id", "image", "question", "prediction", "answer", "question_type", "style"}
 TEST_QUESTIONS = 6 * 2 * 2  # styles x images x questions
 EVAL_BATCH = 5  # 24 questions: batches of 5, 5, 5, 5, 4; with two processes rank 0 gets three, rank 1 two
@@ -31,8 +50,17 @@ def workspace(tmp_path_factory):
 def train(workspace, name, *options):
     root, data = workspace
     cfg = write_config(root, data, name, max_epoch=1, warmup_steps=1)
-    run(["lavis_gated/train.py", "--cfg-path", str(cfg), "--options", f"run.batch_size_eval={EVAL_BATCH}", *options],
-        timeout=SUBPROCESS_TIMEOUT)
+    run(
+        [
+            "lavis_gated/train.py",
+            "--cfg-path",
+            str(cfg),
+            "--options",
+            f"run.batch_size_eval={EVAL_BATCH}",
+            *options,
+        ],
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     return only_run_dir(root / name)
 
 
@@ -50,9 +78,24 @@ def evaluate(workspace, name, checkpoint, nproc):
     """The command eval.sh runs; returns (run folder, stdout)."""
     root, data = workspace
     cfg = write_config(root, data, name, base="demo_eval.yaml")
-    result = run(["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-                  "lavis_gated/evaluate.py", "--cfg-path", str(cfg), "--checkpoint", str(checkpoint),
-                  "--split", "test", "--options", f"run.batch_size_eval={EVAL_BATCH}"], timeout=SUBPROCESS_TIMEOUT)
+    result = run(
+        [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            f"--master_port={free_port()}",
+            "lavis_gated/evaluate.py",
+            "--cfg-path",
+            str(cfg),
+            "--checkpoint",
+            str(checkpoint),
+            "--split",
+            "test",
+            "--options",
+            f"run.batch_size_eval={EVAL_BATCH}",
+        ],
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     return only_run_dir(root / name), result.stdout
 
 
@@ -81,7 +124,9 @@ def test_one_and_two_processes_evaluate_alike(workspace, gated_run):
     # the same questions, counts and answers; floats within result_tolerance's stated tolerance
     assert_same_results(read(two / "test_metrics.json"), metrics)
     assert_same_results(read(two / "test_predictions.json"), predictions)
-    assert [p["prediction"] for p in read(two / "test_predictions.json")] == [p["prediction"] for p in predictions]
+    assert [p["prediction"] for p in read(two / "test_predictions.json")] == [
+        p["prediction"] for p in predictions
+    ]
     assert_same_results(read(two / "test_modulation.json"), read(one / "test_modulation.json"))
 
     modulation = read(one / "test_modulation.json")

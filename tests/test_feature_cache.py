@@ -1,12 +1,17 @@
-"""Frozen-feature cache: cached training computes what uncached training does, and each image is encoded once."""
+"""Frozen-feature cache: cached training computes what uncached training does, and each image is encoded
+once."""
+
 import copy
 import json
 import os
 
 import pytest
 import torch
-from lavis.processors.blip_processors import BlipImageEvalProcessor, BlipImageTrainProcessor
-from lavis.processors.blip_processors import BlipQuestionProcessor
+from lavis.processors.blip_processors import (
+    BlipImageEvalProcessor,
+    BlipImageTrainProcessor,
+    BlipQuestionProcessor,
+)
 from PIL import Image
 
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
@@ -28,8 +33,12 @@ def data_root(tmp_path_factory):
 def artquest(root, split="train", processor=None):
     records, _ = read_split(str(root / f"artquest_{split}.csv"), split=split)
     records, _ = attach_images(records, str(root / "images"), split)
-    return ArtQuestDataset(processor or BlipImageEvalProcessor(image_size=IMAGE_SIZE), BlipQuestionProcessor(),
-                           str(root / "images"), records)
+    return ArtQuestDataset(
+        processor or BlipImageEvalProcessor(image_size=IMAGE_SIZE),
+        BlipQuestionProcessor(),
+        str(root / "images"),
+        records,
+    )
 
 
 class Counter:
@@ -69,12 +78,15 @@ def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(d
     assert len(dataset) == 2 * images  # two questions per image
 
     counter = Counter(cached_model)
-    cached = attach_feature_cache({"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu",
-                                  batch_size=4)
+    cached = attach_feature_cache(
+        {"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu", batch_size=4
+    )
     assert counter.images == images == 12, "one encoding per distinct image (in full batches of 4)"
     sample = cached["artquest"]["train"][0]
     assert "image" not in sample and sample["vit_features"].dtype == torch.float32
-    assert {k: v for k, v in sample.items() if k not in ("vit_features", "style_features")} == dataset.fields(0)
+    assert {k: v for k, v in sample.items() if k not in ("vit_features", "style_features")} == dataset.fields(
+        0
+    )
 
     expected = train(model, dataset)
     got = train(cached_model, cached["artquest"]["train"])
@@ -83,8 +95,13 @@ def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(d
     assert expected[0] != pytest.approx(expected[-1], abs=1e-3), "the model trained"
 
     # a new run over the same images (and the val split's, under the same transform) reuses the store
-    again = attach_feature_cache({"artquest": {"train": dataset, "val": artquest(data_root, "val")}},
-                                 cached_model, str(tmp_path / "cache"), "cpu", batch_size=6)
+    again = attach_feature_cache(
+        {"artquest": {"train": dataset, "val": artquest(data_root, "val")}},
+        cached_model,
+        str(tmp_path / "cache"),
+        "cpu",
+        batch_size=6,
+    )
     val_images = len({row["image"] for row in again["artquest"]["val"].annotation})
     assert counter.images == images + val_images and val_images == 6, "only the val images were encoded"
     assert again["artquest"]["train"].store.folder == cached["artquest"]["train"].store.folder
@@ -94,7 +111,9 @@ def test_a_changed_image_file_is_encoded_again(data_root, tmp_path):
     model = build_tiny(image_size=IMAGE_SIZE)
     dataset = artquest(data_root, "test")
     root = str(tmp_path / "cache")
-    before = attach_feature_cache({"a": {"test": dataset}}, model, root, "cpu")["a"]["test"][0]["vit_features"]
+    before = attach_feature_cache({"a": {"test": dataset}}, model, root, "cpu")["a"]["test"][0][
+        "vit_features"
+    ]
     counter = Counter(model)
     path = dataset.image_path(0)
     Image.new("RGB", (64, 64), (255, 255, 255)).save(path)
@@ -106,9 +125,15 @@ def test_a_changed_image_file_is_encoded_again(data_root, tmp_path):
 
 def test_random_training_transforms_are_refused(data_root, tmp_path):
     dataset = artquest(data_root, processor=BlipImageTrainProcessor(image_size=IMAGE_SIZE))
-    with pytest.raises(ValueError, match=r"datasets.artquest split 'train' uses BlipImageTrainProcessor.*blip_image_eval"):
-        attach_feature_cache({"artquest": {"train": dataset}}, build_tiny(image_size=IMAGE_SIZE),
-                             str(tmp_path / "cache"), "cpu")
+    with pytest.raises(
+        ValueError, match=r"datasets.artquest split 'train' uses BlipImageTrainProcessor.*blip_image_eval"
+    ):
+        attach_feature_cache(
+            {"artquest": {"train": dataset}},
+            build_tiny(image_size=IMAGE_SIZE),
+            str(tmp_path / "cache"),
+            "cpu",
+        )
 
 
 def test_a_trained_vit_is_refused(data_root, tmp_path):
@@ -136,7 +161,9 @@ def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype)
         got = reopened.get(p)["vit_features"]
         assert got.dtype == dtype and torch.equal(got, values[p])
     assert sorted(os.listdir(tmp_path)) == ["store"], "no temporary folder left behind"
-    assert json.loads((tmp_path / "store" / "meta.json").read_text())["features"]["vit_features"]["shape"] == [5, 4]
+    assert json.loads((tmp_path / "store" / "meta.json").read_text())["features"]["vit_features"][
+        "shape"
+    ] == [5, 4]
 
 
 def test_train_py_with_the_cache_trains_and_evaluates_as_without(data_root, tmp_path):

@@ -1,6 +1,7 @@
 """Generation emits only ids its tokenizer has. OPT's embedding has more rows than its tokenizer has tokens
 (facebook/opt-*: 50272 for 50265); an id among the extra rows cannot be decoded (batch_decode raised
 "TypeError: sequence item 0: expected str instance, NoneType found" at real size, with random weights)."""
+
 import json
 import os
 
@@ -41,8 +42,11 @@ def rigged(tmp_path_factory):
     return model, target
 
 
-@pytest.mark.parametrize("options", [dict(num_beams=1), dict(num_beams=3), dict(use_nucleus_sampling=True)],
-                         ids=["greedy", "beam", "nucleus"])
+@pytest.mark.parametrize(
+    "options",
+    [dict(num_beams=1), dict(num_beams=3), dict(use_nucleus_sampling=True)],
+    ids=["greedy", "beam", "nucleus"],
+)
 def test_generation_never_emits_an_id_the_tokenizer_lacks(rigged, options):
     model, target = rigged
     torch.manual_seed(0)

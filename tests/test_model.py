@@ -1,14 +1,14 @@
 """blip2_opt_gated (tiny): offline construction, frozen parts, identity at init, gating variants, LoRA."""
+
 import re
 
 import pytest
 import torch
+from lavis.common.registry import registry
+from lavis.models import load_model_and_preprocess
 from omegaconf import OmegaConf
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis.common.registry import registry
-from lavis.models import load_model_and_preprocess
-
 from lavis_gated.models.text_inputs import format_prompts
 
 STYLES = ["cubism", "impressionism", "pop art"]
@@ -27,7 +27,12 @@ def batch(size=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {
         "image": torch.randn(size, 3, 32, 32, generator=g),
-        "text_input": ["what style is this painting", "which shape is in the middle", "what style", "what shape"][:size],
+        "text_input": [
+            "what style is this painting",
+            "which shape is in the middle",
+            "what style",
+            "what shape",
+        ][:size],
         "answer": ["pop art", "circle", "cubism", "square"][:size],
         "style": ["pop art", "cubism", "pop_art", "unknown"][:size],
         "question_type": ["style", "shape", "style", "shape"][:size],
@@ -49,14 +54,18 @@ def tiny():
 
 
 def test_load_model_and_preprocess_offline():
-    model, vis_processors, txt_processors = load_model_and_preprocess("blip2_opt_gated", model_type="tiny", is_eval=True)
+    model, vis_processors, txt_processors = load_model_and_preprocess(
+        "blip2_opt_gated", model_type="tiny", is_eval=True
+    )
     assert type(model).__name__ == "Blip2OPTGated"
     assert not model.training
     assert set(vis_processors) == {"train", "eval"} and set(txt_processors) == {"train", "eval"}
     from PIL import Image
 
     image = vis_processors["eval"](Image.new("RGB", (64, 64), (200, 30, 30))).unsqueeze(0)
-    answers = model.generate({"image": image, "text_input": [txt_processors["eval"]("What style?")]}, num_beams=2, max_length=3)
+    answers = model.generate(
+        {"image": image, "text_input": [txt_processors["eval"]("What style?")]}, num_beams=2, max_length=3
+    )
     assert len(answers) == 1 and isinstance(answers[0], str)
 
 
@@ -69,14 +78,18 @@ def test_frozen_parts_get_no_gradient(tiny):
         assert params and all(not p.requires_grad for p in params), name
         assert all(p.grad is None for p in params), f"{name} received a gradient"
     assert tiny.opt_proj.weight.grad is not None and tiny.query_tokens.grad is not None
-    assert tiny.kv_modulation.net[-1].weight.grad.abs().sum() > 0, "the zero-initialised modulation must still learn"
+    assert tiny.kv_modulation.net[-1].weight.grad.abs().sum() > 0, (
+        "the zero-initialised modulation must still learn"
+    )
 
 
 def test_loss_covers_answer_tokens_only(tiny):
     out = tiny(batch())
     targets = out["targets"]
     for row, answer in enumerate(batch()["answer"]):
-        answer_ids = tiny.opt_tokenizer(" " + answer, add_special_tokens=False).input_ids + [tiny.eos_token_id]
+        answer_ids = tiny.opt_tokenizer(" " + answer, add_special_tokens=False).input_ids + [
+            tiny.eos_token_id
+        ]
         assert targets[row][targets[row] != -100].tolist() == answer_ids
 
 
@@ -89,7 +102,9 @@ def test_fresh_modulation_ignores_style_input(tiny):
     plain = build_tiny(gating={"type": "none"})
     plain.load_state_dict(tiny.state_dict(), strict=False)
     plain.eval()
-    assert torch.equal(a, qformer_output(plain, samples, ["Question: what style is this painting Answer:"] * 4))
+    assert torch.equal(
+        a, qformer_output(plain, samples, ["Question: what style is this painting Answer:"] * 4)
+    )
 
 
 def test_perturbed_modulation_depends_on_style_input():
@@ -145,7 +160,9 @@ def test_lora_only_on_cross_attention_key_value():
     plain.eval(), model.eval()
     samples = batch()
     prompts = ["Question: what style Answer:"] * 4
-    assert torch.allclose(qformer_output(plain, samples, prompts), qformer_output(model, samples, prompts), atol=1e-6)
+    assert torch.allclose(
+        qformer_output(plain, samples, prompts), qformer_output(model, samples, prompts), atol=1e-6
+    )
 
 
 def test_lora_model_loads_plain_checkpoint_keys():
@@ -167,14 +184,15 @@ def test_style_vocabulary_travels_in_state_dict(tiny):
 
 def test_style_token_set_is_each_style_token_once(tiny):
     """The style losses' token set: every token of every style name once, sorted, without the padding."""
-    ids = [tiny.opt_tokenizer(" " + name, add_special_tokens=False).input_ids
-           for name in tiny.vocabulary.names]
+    ids = [
+        tiny.opt_tokenizer(" " + name, add_special_tokens=False).input_ids for name in tiny.vocabulary.names
+    ]
     assert tiny.style_token_set.tolist() == sorted({t for row in ids for t in row})
     assert torch.equal(tiny.style_token_set, torch.unique(tiny.style_tokens[tiny.style_token_mask]))
 
 
 def one_sample(samples, i):
-    return {k: v[i:i + 1] for k, v in samples.items()}
+    return {k: v[i : i + 1] for k, v in samples.items()}
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -193,7 +211,9 @@ def test_num_captions_are_grouped_per_sample(tiny):
     together = tiny.generate(samples, num_beams=3, num_captions=2, max_length=4)
     assert len(together) == 8
     for i in range(4):
-        assert together[2 * i:2 * i + 2] == tiny.generate(one_sample(samples, i), num_beams=3, num_captions=2, max_length=4)
+        assert together[2 * i : 2 * i + 2] == tiny.generate(
+            one_sample(samples, i), num_beams=3, num_captions=2, max_length=4
+        )
     torch.manual_seed(0)
     sampled = tiny.generate(samples, use_nucleus_sampling=True, num_captions=3, max_length=4)
     assert len(sampled) == 12 and all(isinstance(t, str) for t in sampled)
@@ -205,19 +225,26 @@ def test_prompt_template_is_configurable():
     samples = batch()
     assert format_prompts(samples, model.prompt)[0] == "Q: what style is this painting A:"
     explicit = dict(samples, prompt=[f"Q: {q} A:" for q in samples["text_input"]])
-    assert model.generate(samples, num_beams=2, max_length=4) == model.generate(explicit, num_beams=2, max_length=4)
-    assert model.predict_answers(samples, num_beams=2, max_len=4, prompt="Q: {} A:") == \
-        model.generate(explicit, num_beams=2, max_length=4)
+    assert model.generate(samples, num_beams=2, max_length=4) == model.generate(
+        explicit, num_beams=2, max_length=4
+    )
+    assert model.predict_answers(samples, num_beams=2, max_len=4, prompt="Q: {} A:") == model.generate(
+        explicit, num_beams=2, max_length=4
+    )
 
 
 def frozen_state(model):
     """Every tensor (parameters and buffers) of the frozen parts, copied."""
-    return {k: v.clone() for k, v in model.state_dict().items()
-            if k.startswith(("visual_encoder.", "opt_model.", "style_encoder."))}
+    return {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(("visual_encoder.", "opt_model.", "style_encoder."))
+    }
 
 
 def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
-    """Training with the optimizer LAVIS's runner builds: ViT, OPT and CNN never change and never get .grad."""
+    """Training with the optimizer LAVIS's runner builds: ViT, OPT and CNN never change and never get
+    .grad."""
     import types
 
     from lavis.runners.runner_base import RunnerBase
@@ -225,11 +252,18 @@ def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
     model = build_tiny()
     model.train()
     before = frozen_state(model)
-    runner = types.SimpleNamespace(_optimizer=None, model=model, config=types.SimpleNamespace(
-        run_cfg=OmegaConf.create({"init_lr": 1e-2, "weight_decay": 0.05})))
+    runner = types.SimpleNamespace(
+        _optimizer=None,
+        model=model,
+        config=types.SimpleNamespace(run_cfg=OmegaConf.create({"init_lr": 1e-2, "weight_decay": 0.05})),
+    )
     optimizer = RunnerBase.optimizer.fget(runner)
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    frozen = [p for n, p in model.named_parameters() if n.startswith(("visual_encoder.", "opt_model.", "style_encoder."))]
+    frozen = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("visual_encoder.", "opt_model.", "style_encoder."))
+    ]
     assert frozen and not optimized & {id(p) for p in frozen}
     for _ in range(3):
         optimizer.zero_grad(set_to_none=True)
@@ -237,15 +271,23 @@ def test_frozen_parts_stay_bit_identical_and_out_of_the_optimizer():
         assert all(p.grad is None for p in frozen), "memory was allocated for a frozen part's gradient"
         optimizer.step()
     after = frozen_state(model)
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
-    assert not torch.equal(model.opt_proj.weight, build_tiny().opt_proj.weight), "the trainable parts did not train"
+    assert all(torch.equal(before[k], after[k]) for k in before), [
+        k for k in before if not torch.equal(before[k], after[k])
+    ]
+    assert not torch.equal(model.opt_proj.weight, build_tiny().opt_proj.weight), (
+        "the trainable parts did not train"
+    )
 
 
 def in_fp32(model):
     """A tiny fp32 model holding `model`'s weights (as they are stored, rounded to fp16/bf16)."""
     reference = build_tiny()
-    reference.load_state_dict({k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-                               for k, v in model.state_dict().items()})
+    reference.load_state_dict(
+        {
+            k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in model.state_dict().items()
+        }
+    )
     return reference
 
 
@@ -269,8 +311,10 @@ def test_bf16_frozen_parts_stay_bf16_on_cpu_and_compute_under_autocast():
     computed = {}
     decoder = model.opt_model.model.decoder
     parts = {"vit": model.visual_encoder.blocks[0].mlp.fc1, "opt": decoder.layers[0].fc1}
-    hooks = [module.register_forward_hook(lambda m, i, out, name=name: computed.__setitem__(name, out.dtype))
-             for name, module in parts.items()]
+    hooks = [
+        module.register_forward_hook(lambda m, i, out, name=name: computed.__setitem__(name, out.dtype))
+        for name, module in parts.items()
+    ]
     try:
         out = model(batch())
     finally:
@@ -289,8 +333,10 @@ def test_bf16_frozen_parts_stay_bf16_on_cpu_and_compute_under_autocast():
 
 def test_style_modules_run_in_fp32_under_autocast(tiny):
     seen = {}
-    hooks = [module.register_forward_hook(lambda m, i, out, name=name: seen.__setitem__(name, out.dtype))
-             for name, module in [("mapper", tiny.prompt_mapper.ffn), ("modulation", tiny.kv_modulation)]]
+    hooks = [
+        module.register_forward_hook(lambda m, i, out, name=name: seen.__setitem__(name, out.dtype))
+        for name, module in [("mapper", tiny.prompt_mapper.ffn), ("modulation", tiny.kv_modulation)]
+    ]
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = tiny(batch())
@@ -312,7 +358,9 @@ def test_deepcopy_keeps_the_modulation():
     with torch.no_grad():  # only the clone's modulation changes: its hooks must use its own parameters
         clone.kv_modulation.net[-1].weight.mul_(2)
     samples, prompts = batch(), ["Question: what style Answer:"] * 4
-    assert not torch.allclose(qformer_output(model, samples, prompts), qformer_output(clone, samples, prompts))
+    assert not torch.allclose(
+        qformer_output(model, samples, prompts), qformer_output(clone, samples, prompts)
+    )
 
 
 def test_one_long_answer_does_not_truncate_the_other_prompts(tiny):
@@ -331,20 +379,30 @@ def test_randomly_initialised_parts_do_not_depend_on_the_global_seed():
     for seed in (1, 2):
         torch.manual_seed(seed)
         model = model_cls.from_config(cfg)
-        states.append({k: v for k, v in model.state_dict().items()
-                       if k.startswith(("Qformer.", "query_tokens", "visual_encoder.", "opt_model.", "style_encoder."))})
+        states.append(
+            {
+                k: v
+                for k, v in model.state_dict().items()
+                if k.startswith(
+                    ("Qformer.", "query_tokens", "visual_encoder.", "opt_model.", "style_encoder.")
+                )
+            }
+        )
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
 def test_misspelt_gating_key_is_an_error():
-    with pytest.raises(KeyError, match=r"unknown key model.gating.perhead \(did you mean model.gating.per_head\?\)"):
+    with pytest.raises(
+        KeyError, match=r"unknown key model.gating.perhead \(did you mean model.gating.per_head\?\)"
+    ):
         build_tiny(gating={"perhead": False})
 
 
 def test_compiled_training_path_gives_the_eager_losses_and_gradients():
     """What torch.compile captures (backend aot_eager: its graphs, without generating kernels) computes the
-    eager losses and gradients, without graph breaks; texts padded to multiples of 8; state-dict keys unchanged."""
+    eager losses and gradients, without graph breaks; texts padded to multiples of 8; state-dict keys
+    unchanged."""
     import copy
 
     from torch._dynamo.utils import counters

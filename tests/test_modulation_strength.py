@@ -1,7 +1,7 @@
 """Blip2OPTGated.modulation_strength: the parameters generate() conditions the Q-Former with, per head."""
+
 import pytest
 import torch
-
 from test_model import batch, build_tiny
 
 
@@ -18,11 +18,14 @@ def captured_generation_parameters(model, samples):
     return seen[0]
 
 
-@pytest.mark.parametrize("gating_type, per_head, identity_distance", [
-    ("film", True, torch.abs),
-    ("film", False, torch.abs),
-    ("gate", True, lambda p: torch.tanh(p).abs()),
-])
+@pytest.mark.parametrize(
+    "gating_type, per_head, identity_distance",
+    [
+        ("film", True, torch.abs),
+        ("film", False, torch.abs),
+        ("gate", True, lambda p: torch.tanh(p).abs()),
+    ],
+)
 def test_strength_is_the_distance_from_identity_per_head(gating_type, per_head, identity_distance):
     model = build_tiny(gating={"type": gating_type, "per_head": per_head, "init_scale": 0.5}).eval()
     samples = batch()
@@ -32,7 +35,9 @@ def test_strength_is_the_distance_from_identity_per_head(gating_type, per_head, 
     num_layers, num_params = 2, {"film": 3, "gate": 2}[gating_type]
     heads = model.kv_modulation.num_heads
     assert strength.shape == (4, num_layers, num_params, heads)
-    expected = identity_distance(params).view(4, num_layers, num_params, heads, -1).mean(-1)  # channels -> heads
+    expected = (
+        identity_distance(params).view(4, num_layers, num_params, heads, -1).mean(-1)
+    )  # channels -> heads
     torch.testing.assert_close(strength, expected)
     assert (strength > 0).all()
     # different images and questions move the heads differently

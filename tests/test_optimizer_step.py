@@ -1,4 +1,5 @@
 """Non-finite steps are skipped, counted and logged; too many in a row stop the run; clipping works."""
+
 import copy
 import json
 import logging
@@ -8,11 +9,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_model import batch, build_tiny
 from torch import nn
 
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep, NonFiniteTrainingError
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-from test_model import batch, build_tiny
 
 
 def linear_and_adamw(seed=0):
@@ -68,7 +69,9 @@ def test_more_skips_in_a_row_than_allowed_stop_the_run():
     step(backward(model, torch.ones(1, 3)))  # a good step resets the run of skips
     step(backward(model, nan))
     step(backward(model, nan))
-    with pytest.raises(NonFiniteTrainingError, match=r"3 optimizer steps in a row.*run.max_consecutive_skips=2"):
+    with pytest.raises(
+        NonFiniteTrainingError, match=r"3 optimizer steps in a row.*run.max_consecutive_skips=2"
+    ):
         step(backward(model, nan), where="at epoch 0, iteration 4")
     assert step.skipped == 4
 

@@ -1,4 +1,5 @@
 """Pictures: log.txt parsing, the per-style modulation summary, and PNGs that show the data."""
+
 import json
 
 import matplotlib.image
@@ -8,12 +9,33 @@ from lavis_gated import plots
 from lavis_gated.report import epoch_summary
 from lavis_gated.tasks.modulation_summary import summarise_modulation
 
-CONFIG = {"model": {"arch": "blip2_opt_gated", "gating": {"type": "film"}}, "run": {"select_by": "em"},
-          "datasets": {}}
-TRAIN = [{"train_epoch": e, "train_lr": "0.0010", "train_loss": f"{3 - e:.4f}", "train_lm_loss": f"{2 - e / 2:.4f}",
-          "train_style_kl": "0.5000"} for e in range(3)]
-VAL = [{"val_loss": 2.5 - e / 2, "val_lm_loss": 1.5, "val_em": em, "val_em_by_type": {"style": em},
-        "val_agg_metrics": em, "val_epoch": e, "val_best_epoch": 1} for e, em in enumerate([0.2, 0.6, 0.5])]
+CONFIG = {
+    "model": {"arch": "blip2_opt_gated", "gating": {"type": "film"}},
+    "run": {"select_by": "em"},
+    "datasets": {},
+}
+TRAIN = [
+    {
+        "train_epoch": e,
+        "train_lr": "0.0010",
+        "train_loss": f"{3 - e:.4f}",
+        "train_lm_loss": f"{2 - e / 2:.4f}",
+        "train_style_kl": "0.5000",
+    }
+    for e in range(3)
+]
+VAL = [
+    {
+        "val_loss": 2.5 - e / 2,
+        "val_lm_loss": 1.5,
+        "val_em": em,
+        "val_em_by_type": {"style": em},
+        "val_agg_metrics": em,
+        "val_epoch": e,
+        "val_best_epoch": 1,
+    }
+    for e, em in enumerate([0.2, 0.6, 0.5])
+]
 
 
 def write_log(path, config, *entries):
@@ -31,14 +53,30 @@ def assert_shows_data(path):
 
 
 def test_epoch_history_reads_train_and_validation_epochs(tmp_path):
-    write_log(tmp_path / "log.txt", CONFIG, TRAIN[0], VAL[0], TRAIN[1], VAL[1], TRAIN[2], VAL[2],
-              {"test_em": 0.4, "test_agg_metrics": 0.4, "test_epoch": "best"})
+    write_log(
+        tmp_path / "log.txt",
+        CONFIG,
+        TRAIN[0],
+        VAL[0],
+        TRAIN[1],
+        VAL[1],
+        TRAIN[2],
+        VAL[2],
+        {"test_em": 0.4, "test_agg_metrics": 0.4, "test_epoch": "best"},
+    )
     entries = plots.read_log(tmp_path / "log.txt")
     assert plots.logged_config(entries) == CONFIG
     train, evaluations = plots.epoch_history(entries)
-    assert [(t["epoch"], t["loss"], t["lm_loss"]) for t in train] == [(0, 3.0, 2.0), (1, 2.0, 1.5), (2, 1.0, 1.0)]
+    assert [(t["epoch"], t["loss"], t["lm_loss"]) for t in train] == [
+        (0, 3.0, 2.0),
+        (1, 2.0, 1.5),
+        (2, 1.0, 1.0),
+    ]
     assert [(v["split"], v["epoch"], v["loss"], v["agg_metrics"]) for v in evaluations] == [
-        ("val", 0, 2.5, 0.2), ("val", 1, 2.0, 0.6), ("val", 2, 1.5, 0.5)]  # the "best" test entry is no epoch
+        ("val", 0, 2.5, 0.2),
+        ("val", 1, 2.0, 0.6),
+        ("val", 2, 1.5, 0.5),
+    ]  # the "best" test entry is no epoch
 
 
 def test_train_epochs_without_an_epoch_key_are_numbered_in_order(tmp_path):
@@ -59,8 +97,14 @@ def test_evaluation_folder_draws_the_curves_of_the_checkpoint_it_evaluated(tmp_p
     training.mkdir(parents=True)
     evaluation.mkdir(parents=True)
     write_log(training / "log.txt", CONFIG, *TRAIN, *VAL)
-    evaluated = {**CONFIG, "model": {**CONFIG["model"], "load_finetuned": True,
-                                     "finetuned": str(training / "checkpoint_best.pth")}}
+    evaluated = {
+        **CONFIG,
+        "model": {
+            **CONFIG["model"],
+            "load_finetuned": True,
+            "finetuned": str(training / "checkpoint_best.pth"),
+        },
+    }
     write_log(evaluation / "log.txt", evaluated)
     assert plots.training_log_of(str(training)) == str(training / "log.txt")
     assert plots.training_log_of(str(evaluation)) == str(training / "log.txt")
@@ -78,15 +122,22 @@ def test_summarise_modulation_by_hand():
         "gating_type": "gate",
         "parameters": ["|tanh g_k| (K gate)", "|tanh g_v| (V gate)"],
         "qformer_layers": [0, 2],
-        "styles": {"(no style)": {"count": 1, "mean": [[[5.0, 5.0]], [[5.0, 5.0]]]},
-                   "pop art": {"count": 2, "mean": [[[2.0, 2.0]], [[1.0, 2.0]]]}},
+        "styles": {
+            "(no style)": {"count": 1, "mean": [[[5.0, 5.0]], [[5.0, 5.0]]]},
+            "pop art": {"count": 2, "mean": [[[2.0, 2.0]], [[1.0, 2.0]]]},
+        },
     }
 
 
 def test_draw_run_writes_both_pictures(tmp_path):
     write_log(tmp_path / "log.txt", CONFIG, *TRAIN, *VAL)
-    records = [{"style": style, "modulation": [[[0.1 * h + i + p for h in range(4)] for p in range(3)] for i in range(2)]}
-               for style in ("cubism", "pop art", "ukiyo e")]
+    records = [
+        {
+            "style": style,
+            "modulation": [[[0.1 * h + i + p for h in range(4)] for p in range(3)] for i in range(2)],
+        }
+        for style in ("cubism", "pop art", "ukiyo e")
+    ]
     (tmp_path / "test_modulation.json").write_text(json.dumps(summarise_modulation(records, "film", [0, 2])))
 
     written = plots.draw_run(str(tmp_path))
@@ -103,8 +154,14 @@ def test_draw_run_of_a_missing_folder():
 
 
 def test_epoch_summary_is_one_line_with_every_part():
-    line = epoch_summary(3, {"epoch": 3, "loss": "1.5000", "lm_loss": "1.2500", "lr": "0.0010"}, "val",
-                         {"loss": 2.0, "lm_loss": 1.75, "style_kl": 0.5, "em": 0.625, "vqa_acc": 0.75,
-                          "agg_metrics": 0.625}, "em")
-    assert line == ("epoch 3 | train loss 1.5000 lm 1.2500 | val loss 2.0000 lm 1.7500 kl 0.5000 em 0.6250 "
-                    "vqa_acc 0.7500 | agg_metrics 0.6250 (select_by em)")
+    line = epoch_summary(
+        3,
+        {"epoch": 3, "loss": "1.5000", "lm_loss": "1.2500", "lr": "0.0010"},
+        "val",
+        {"loss": 2.0, "lm_loss": 1.75, "style_kl": 0.5, "em": 0.625, "vqa_acc": 0.75, "agg_metrics": 0.625},
+        "em",
+    )
+    assert line == (
+        "epoch 3 | train loss 1.5000 lm 1.2500 | val loss 2.0000 lm 1.7500 kl 0.5000 em 0.6250 "
+        "vqa_acc 0.7500 | agg_metrics 0.6250 (select_by em)"
+    )

@@ -1,6 +1,7 @@
 """The public ArtQuest layout end to end: CSVs with image, question, answer, question_type (no style column)
 plus a style table train the tiny model; the train split's style vocabulary travels with the checkpoint to
 evaluation and to load_model_and_preprocess, and a style seen only at evaluation is counted."""
+
 import csv
 import json
 import subprocess
@@ -11,11 +12,10 @@ import torch
 from lavis.common.registry import registry
 from lavis.models import load_model_and_preprocess
 from omegaconf import OmegaConf
-
-from lavis_gated.datasets.synthetic_artquest import generate
-
 from result_tolerance import assert_same_results
 from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, only_run_dir, run
+
+from lavis_gated.datasets.synthetic_artquest import generate
 
 PUBLIC_COLUMNS = ["image", "question", "answer", "question_type"]
 EVAL_ONLY_STYLE = "minimalism"  # left out of the train split
@@ -54,7 +54,11 @@ def project(tmp_path, root, name, base, style_table=True, **run_options):
     if "test" in data.build_info.annotations:
         del data.build_info.annotations["test"]
     if style_table:
-        data.style_table = {"storage": str(root / "painting_styles.csv"), "key": "painting", "style": "movement"}
+        data.style_table = {
+            "storage": str(root / "painting_styles.csv"),
+            "key": "painting",
+            "style": "movement",
+        }
     cfg.run.output_dir = str(tmp_path / name)
     cfg.run.test_splits = ["val"]
     cfg.run.update(run_options)
@@ -74,7 +78,11 @@ def test_public_layout_without_style_source_fails_clearly(public_root, tmp_path)
     cfg = project(tmp_path, public_root, "nostyle", "demo.yaml", style_table=False)
     result = subprocess.run(
         [sys.executable, "lavis_gated/train.py", "--cfg-path", str(cfg)],
-        cwd=REPO, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert result.returncode != 0
     assert f"{public_root / 'public_train.csv'}: no style source" in result.stderr
     assert "style_table.storage" in result.stderr and "e.g. 'school'" in result.stderr
@@ -90,14 +98,27 @@ def test_public_layout_with_style_table_trains_and_the_vocabulary_travels(public
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     assert checkpoint["model"]["style_vocabulary._extra_state"]["names"] == TRAIN_STYLES
     trained = json.loads((run_dir / "val_metrics.json").read_text())
-    assert trained["num_samples"] == 6 * 2 and trained["num_unknown_style"] == 2  # minimalism: 1 image, 2 questions
+    assert (
+        trained["num_samples"] == 6 * 2 and trained["num_unknown_style"] == 2
+    )  # minimalism: 1 image, 2 questions
 
     # evaluation in a fresh process takes the checkpoint's vocabulary (a different one would refuse to load)
     eval_cfg = project(tmp_path, public_root, "eval", "demo_eval.yaml")
-    result = run(["lavis_gated/evaluate.py", "--cfg-path", str(eval_cfg), "--options", "model.load_finetuned=True",
-                  f"model.finetuned={checkpoint_path}"])
+    result = run(
+        [
+            "lavis_gated/evaluate.py",
+            "--cfg-path",
+            str(eval_cfg),
+            "--options",
+            "model.load_finetuned=True",
+            f"model.finetuned={checkpoint_path}",
+        ]
+    )
     for output in (trained_output, result):
-        assert "artquest/val: 2 rows have styles not in the model's style vocabulary" in output.stdout + output.stderr
+        assert (
+            "artquest/val: 2 rows have styles not in the model's style vocabulary"
+            in output.stdout + output.stderr
+        )
     evaluated = json.loads((only_run_dir(tmp_path / "eval") / "val_metrics.json").read_text())
     assert evaluated["num_unknown_style"] == 2
     for key in ("lm_loss", "style_kl", "style_head_acc", "em"):

@@ -7,6 +7,7 @@ LAVIS's own Blip2OPT of the same type; the new parts equal counts computed here 
 trainable set, the style feature's width, BLIP-2's published sizes, and a training step's shapes and
 gradients at full width.
 """
+
 import math
 
 import pytest
@@ -25,11 +26,19 @@ TYPES = sorted(MODEL_CLS.PRETRAINED_MODEL_CONFIG_DICT)
 BLIP2_PARTS = ("vit", "ln_vision", "qformer", "query_tokens", "opt_proj", "opt")
 FROZEN_PARTS = ("opt", "style_cnn")  # and the ViT where freeze_vit
 # part -> parameter-name prefix (LoRA's adapters are their own part, wherever they sit)
-PREFIXES = {"vit": "visual_encoder.", "ln_vision": "ln_vision.", "qformer": "Qformer.",
-            "query_tokens": "query_tokens", "opt_proj": "opt_proj.", "opt": "opt_model.",
-            "style_cnn": "style_encoder.", "style_head": "style_head.",
-            "style_to_qformer": "style_to_qformer.", "prompt_mapper": "prompt_mapper.",
-            "modulation": "kv_modulation."}
+PREFIXES = {
+    "vit": "visual_encoder.",
+    "ln_vision": "ln_vision.",
+    "qformer": "Qformer.",
+    "query_tokens": "query_tokens",
+    "opt_proj": "opt_proj.",
+    "opt": "opt_model.",
+    "style_cnn": "style_encoder.",
+    "style_head": "style_head.",
+    "style_to_qformer": "style_to_qformer.",
+    "prompt_mapper": "prompt_mapper.",
+    "modulation": "kv_modulation.",
+}
 # timm's published parameter counts with the 1000-class ImageNet classifier, and the pooled feature width F
 # (the classifier, F * 1000 + 1000 parameters, is left out of the style encoder)
 CNN_PARAMS = {"efficientnet_b3": (12_233_232, 1536), "resnet18": (11_689_512, 512)}
@@ -66,10 +75,18 @@ def lavis_of_type(model_type, sources):
         cfg, vit = MODEL_CLS.type_config("tiny"), SIZES["tiny"]["vit"]
     else:
         cfg, vit = OmegaConf.load(Blip2OPT.default_config_path(model_type)).model, "eva_clip_g"
-    return on_meta(lambda: build_lavis_blip2opt(
-        sources, vit, img_size=cfg.image_size, drop_path_rate=cfg.drop_path_rate,
-        vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit, num_query_token=cfg.num_query_token,
-        prompt=cfg.get("prompt", "")))
+    return on_meta(
+        lambda: build_lavis_blip2opt(
+            sources,
+            vit,
+            img_size=cfg.image_size,
+            drop_path_rate=cfg.drop_path_rate,
+            vit_precision=cfg.vit_precision,
+            freeze_vit=cfg.freeze_vit,
+            num_query_token=cfg.num_query_token,
+            prompt=cfg.get("prompt", ""),
+        )
+    )
 
 
 def expected_new_parts(cfg, model):
@@ -81,17 +98,27 @@ def expected_new_parts(cfg, model):
     width, vision = bert.hidden_size, VIT_WIDTH[cfg.vit_model]
     mapper, gating, lora = cfg.prompt_mapper, cfg.gating, cfg.lora
     h, tokens = mapper.hidden_size, mapper.num_tokens
-    prompt_mapper = (width * h + h) + (opt.word_embed_proj_dim * h + h) + tokens * h + 3 * 2 * h \
-        + (3 * h * h + 3 * h + h * h + h) + (h * 4 * h + 4 * h + 4 * h * h + h)
+    prompt_mapper = (
+        (width * h + h)
+        + (opt.word_embed_proj_dim * h + h)
+        + tokens * h
+        + 3 * 2 * h
+        + (3 * h * h + 3 * h + h * h + h)
+        + (h * 4 * h + 4 * h + 4 * h * h + h)
+    )
     # cross-attention in layers 0, freq, 2 * freq, ...
     layers = math.ceil(bert.num_hidden_layers / cfg.cross_attention_freq)
     units = bert.num_attention_heads if gating.per_head else width
     outputs = layers * {"film": 3, "gate": 2}[gating.type] * units
     hidden = gating.hidden_dim
     modulation = (tokens * h * hidden + hidden) + (hidden * outputs + outputs)
-    expected = {"style_cnn": cnn, "style_head": features * styles + styles,
-                "style_to_qformer": features * width + width, "prompt_mapper": prompt_mapper,
-                "modulation": modulation}
+    expected = {
+        "style_cnn": cnn,
+        "style_head": features * styles + styles,
+        "style_to_qformer": features * width + width,
+        "prompt_mapper": prompt_mapper,
+        "modulation": modulation,
+    }
     if lora.enabled:  # A (rank x in) and B (out x rank) on each cross-attention layer's key and value
         expected["lora"] = layers * 2 * lora.rank * (vision + width)
     return expected
@@ -123,14 +150,16 @@ def test_blip2_parts_count_what_lavis_blip2opt_counts(built):
     ours, theirs = count_by_part(model), count_by_part(lavis)
     assert set(theirs) == set(BLIP2_PARTS)
     assert {part: ours[part] for part in BLIP2_PARTS} == theirs
-    assert {part: n for part, n in count_by_part(model, trainable=True).items() if part in BLIP2_PARTS} == \
-        count_by_part(lavis, trainable=True), "BLIP-2's trainable set differs from LAVIS's"
+    assert {
+        part: n for part, n in count_by_part(model, trainable=True).items() if part in BLIP2_PARTS
+    } == count_by_part(lavis, trainable=True), "BLIP-2's trainable set differs from LAVIS's"
 
 
 def test_new_parts_count_what_their_config_says(built):
     _, cfg, model, _ = built
-    assert {part: n for part, n in count_by_part(model).items() if part not in BLIP2_PARTS} == \
-        expected_new_parts(cfg, model)
+    assert {
+        part: n for part, n in count_by_part(model).items() if part not in BLIP2_PARTS
+    } == expected_new_parts(cfg, model)
 
 
 def test_trainable_set_is_the_intended_one(built):
@@ -144,7 +173,9 @@ def test_trainable_set_is_the_intended_one(built):
 def test_style_feature_has_the_width_its_consumers_expect(built):
     _, cfg, model, _ = built
     size = model.style_encoder.image_size  # the configured size, or the weights' timm config's
-    assert size == (cfg.style_encoder.image_size or {"efficientnet_b3": 320, "resnet18": 224}[cfg.style_encoder.arch])
+    assert size == (
+        cfg.style_encoder.image_size or {"efficientnet_b3": 320, "resnet18": 224}[cfg.style_encoder.arch]
+    )
     feature = model.style_encoder.to("meta")(torch.empty(2, 3, size, size, device="meta"))
     assert feature.shape == (2, CNN_PARAMS[cfg.style_encoder.arch][1])
     assert model.style_to_qformer.in_features == model.style_head.in_features == feature.shape[1]
@@ -175,20 +206,29 @@ def test_a_training_step_at_full_width(built):
     _, cfg, model, _ = built
     model = model.to("meta").float().train()
     size, batch = cfg.image_size, 2
-    samples = {"image": torch.empty(batch, 3, size, size, device="meta"),
-               "text_input": ["what style is this painting?", "which shape is in the middle?"],
-               "answer": ["impressionism", "a small red circle"], "question_type": ["style", "shape"],
-               "style": ["impressionism", None]}
+    samples = {
+        "image": torch.empty(batch, 3, size, size, device="meta"),
+        "text_input": ["what style is this painting?", "which shape is in the middle?"],
+        "answer": ["impressionism", "a small red circle"],
+        "question_type": ["style", "shape"],
+        "style": ["impressionism", None],
+    }
     out = model(samples)
     assert out["logits"].shape == (batch, out["targets"].shape[1], model.opt_model.config.vocab_size)
     assert out["image_style_logits"].shape == (batch, len(model.vocabulary))
-    task = StyleCaptioningTask(lm_weight=1.0, style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0,
-                               style_question_types=["style"])
+    task = StyleCaptioningTask(
+        lm_weight=1.0,
+        style_hit_weight=0.1,
+        style_kl_weight=0.1,
+        style_ce_weight=1.0,
+        style_question_types=["style"],
+    )
     loss = task.train_step(model, samples)
     assert loss.shape == () and loss.device.type == "meta"
     loss.backward()
     params = dict(model.named_parameters())
-    missing = [n for n, p in params.items()
-               if p.requires_grad and (p.grad is None or p.grad.shape != p.shape)]
+    missing = [
+        n for n, p in params.items() if p.requires_grad and (p.grad is None or p.grad.shape != p.shape)
+    ]
     frozen_with_grad = [n for n, p in params.items() if not p.requires_grad and p.grad is not None]
     assert not missing and not frozen_with_grad, (missing[:10], frozen_with_grad[:10])

@@ -1,5 +1,6 @@
 """LAVIS's BLIP-2 OPT model types (pretrain_opt2.7b/6.7b, caption_coco_opt2.7b/6.7b): every source from local
 files (air-gapped), or a clear error offline."""
+
 import socket
 
 import pytest
@@ -19,6 +20,7 @@ MODEL_CLS = registry.get_model_class("blip2_opt_gated")
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """An air-gapped host: host names do not resolve, and the download caches are empty."""
+
     def no_dns(host, *args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, f"Name or service not known: {host}")
 
@@ -43,7 +45,9 @@ def local_type_config(model_type, tmp_path, monkeypatch):
     pretrained = build_lavis_blip2opt(sources).state_dict()
     monkeypatch.chdir(tmp_path.parent)
     torch.save({"model": pretrained}, tmp_path / "blip2_pretrained.pth")
-    torch.save(timm.create_model("efficientnet_b3", num_classes=3).state_dict(), tmp_path / "effnet_b3_wikiart.pth")
+    torch.save(
+        timm.create_model("efficientnet_b3", num_classes=3).state_dict(), tmp_path / "effnet_b3_wikiart.pth"
+    )
     cfg = OmegaConf.load(MODEL_CLS.default_config_path(model_type))
     local = gated_config(sources)
     for key in ("qformer_bert", "opt_model", "vit_weights", "num_query_token", "image_size"):
@@ -82,16 +86,27 @@ def test_type_has_lavis_dimensions_sources_and_defaults(model_type):
     ours = OmegaConf.load(MODEL_CLS.default_config_path(model_type))
     ours.model = MODEL_CLS.type_config(model_type)  # the YAML over the ModelConfig defaults
     lavis = OmegaConf.load(Blip2OPT.default_config_path(model_type))
-    keys = ("load_finetuned", "pretrained", "image_size", "drop_path_rate", "use_grad_checkpoint",
-            "vit_precision", "freeze_vit", "num_query_token", "opt_model")
+    keys = (
+        "load_finetuned",
+        "pretrained",
+        "image_size",
+        "drop_path_rate",
+        "use_grad_checkpoint",
+        "vit_precision",
+        "freeze_vit",
+        "num_query_token",
+        "opt_model",
+    )
     assert {k: ours.model[k] for k in keys} == {k: lavis.model[k] for k in keys}
     assert ours.model.vit_model == "eva_clip_g" and ours.model.qformer_bert == "bert-base-uncased"
-    assert OmegaConf.to_container(ours.preprocess.vis_processor) == \
-        OmegaConf.to_container(lavis.preprocess.vis_processor)
+    assert OmegaConf.to_container(ours.preprocess.vis_processor) == OmegaConf.to_container(
+        lavis.preprocess.vis_processor
+    )
     if lavis.model.load_finetuned:
         assert ours.model.finetuned == lavis.model.finetuned and ours.model.prompt == lavis.model.prompt
         assert OmegaConf.to_container(ours.preprocess) == OmegaConf.to_container(lavis.preprocess)
-    # the style CNN's input size and filter: those of the weights' timm config (EfficientNet-B3: 320 px, bicubic)
+    # the style CNN's input size and filter: those of the weights' timm config (EfficientNet-B3: 320 px,
+    # bicubic)
     assert ours.model.style_encoder.arch == "efficientnet_b3" and ours.model.style_encoder.image_size is None
 
 
@@ -103,8 +118,12 @@ def test_type_from_local_sources_builds_and_generates(model_type, tmp_path, monk
     expected = finetuned or pretrained
     assert torch.equal(model.opt_proj.weight, expected["opt_proj.weight"]), "BLIP-2 checkpoint not loaded"
     # the pretrain types store the ViT in fp16 (then computed in fp32 on CPU): equal up to fp16 rounding
-    torch.testing.assert_close(model.visual_encoder.patch_embed.proj.weight,
-                               expected["visual_encoder.patch_embed.proj.weight"], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        model.visual_encoder.patch_embed.proj.weight,
+        expected["visual_encoder.patch_embed.proj.weight"],
+        rtol=1e-3,
+        atol=1e-3,
+    )
     lm_head = pretrained["opt_model.lm_head.weight"]
     assert torch.equal(model.opt_model.lm_head.weight, lm_head), "OPT folder not loaded"
     trains_vit = finetuned is not None  # LAVIS's caption types set freeze_vit False
@@ -113,20 +132,34 @@ def test_type_from_local_sources_builds_and_generates(model_type, tmp_path, monk
     from PIL import Image
 
     image = vis["eval"](Image.new("RGB", (48, 40), (20, 90, 200))).unsqueeze(0)
-    answers = model.predict_answers({"image": image, "text_input": [txt["eval"]("Which style is it?")]},
-                                    num_beams=2, max_len=4)
+    answers = model.predict_answers(
+        {"image": image, "text_input": [txt["eval"]("Which style is it?")]}, num_beams=2, max_len=4
+    )
     assert len(answers) == 1 and isinstance(answers[0], str)
-    assert model.visual_encoder.patch_embed.proj.weight.dtype == torch.float32, "fp16 ViT must run in fp32 on CPU"
+    assert model.visual_encoder.patch_embed.proj.weight.dtype == torch.float32, (
+        "fp16 ViT must run in fp32 on CPU"
+    )
 
 
-@pytest.mark.parametrize("model_type, key, value, hint", [
-    ("pretrain_opt2.7b", "qformer_bert", "bert-base-uncased", "HF_HUB_OFFLINE"),
-    ("pretrain_opt6.7b", "qformer_bert", "bert-base-uncased", "HF_HUB_OFFLINE"),
-    ("caption_coco_opt2.7b", "finetuned", LAVIS_URL + "blip2_caption_opt2.7b.pth",
-     "hub/checkpoints/blip2_caption_opt2.7b.pth"),
-    ("caption_coco_opt6.7b", "finetuned", LAVIS_URL + "blip2_caption_opt6.7b.pth",
-     "hub/checkpoints/blip2_caption_opt6.7b.pth"),
-])
+@pytest.mark.parametrize(
+    "model_type, key, value, hint",
+    [
+        ("pretrain_opt2.7b", "qformer_bert", "bert-base-uncased", "HF_HUB_OFFLINE"),
+        ("pretrain_opt6.7b", "qformer_bert", "bert-base-uncased", "HF_HUB_OFFLINE"),
+        (
+            "caption_coco_opt2.7b",
+            "finetuned",
+            LAVIS_URL + "blip2_caption_opt2.7b.pth",
+            "hub/checkpoints/blip2_caption_opt2.7b.pth",
+        ),
+        (
+            "caption_coco_opt6.7b",
+            "finetuned",
+            LAVIS_URL + "blip2_caption_opt6.7b.pth",
+            "hub/checkpoints/blip2_caption_opt6.7b.pth",
+        ),
+    ],
+)
 def test_type_with_hub_names_offline_names_the_source(offline, model_type, key, value, hint):
     """The first source each type reads (the caption types read their finetuned checkpoint first, for its
     style vocabulary) is named, with how to provide it locally."""
@@ -135,11 +168,17 @@ def test_type_with_hub_names_offline_names_the_source(offline, model_type, key, 
     assert f"model.{key}: could not load {value!r}" in str(error.value) and hint in str(error.value)
 
 
-@pytest.mark.parametrize("key, value, hint", [
-    ("opt_model", "facebook/opt-2.7b", "local directory"),
-    ("vit_weights", "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth",
-     "hub/checkpoints/eva_vit_g.pth"),
-])
+@pytest.mark.parametrize(
+    "key, value, hint",
+    [
+        ("opt_model", "facebook/opt-2.7b", "local directory"),
+        (
+            "vit_weights",
+            "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth",
+            "hub/checkpoints/eva_vit_g.pth",
+        ),
+    ],
+)
 def test_each_unreachable_source_is_named(offline, tmp_path, key, value, hint):
     sources = make_sources(str(tmp_path / "sources"))
     with pytest.raises(SourceUnavailableError) as error:

@@ -1,4 +1,5 @@
 """Resume: a run stopped mid-epoch (even by SIGKILL) goes on to the same end as one that never stopped."""
+
 import json
 import os
 import signal
@@ -12,16 +13,23 @@ import pytest
 import torch
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
-
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
-from lavis_gated.runners.run_log import is_config, read_log
-from lavis_gated.models.checkpoint_loading import STYLE_VOCAB_KEY
-from lavis_gated import checkpoint_io
-from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 from test_checkpoint_io import CodePayload
 from test_end_to_end import SUBPROCESS_TIMEOUT
-from test_runner import ITERS_PER_EPOCH, REPO_ROOT, checkpoint_files, load_checkpoint, make_runner, write_config
-from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
+from test_runner import (
+    ITERS_PER_EPOCH,
+    REPO_ROOT,
+    checkpoint_files,
+    load_checkpoint,
+    make_runner,
+    single_process,  # noqa: F401  (autouse fixture: no torchrun variables)
+    write_config,
+)
+
+from lavis_gated import checkpoint_io
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.models.checkpoint_loading import STYLE_VOCAB_KEY
+from lavis_gated.runners.run_log import is_config, read_log
+from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 MAX_EPOCH = 4
 SCHEDULE = [0.9, 0.5, 0.1, 0.05]  # the best is epoch 0; a resume that forgot it would save epoch 2 as best
@@ -46,7 +54,11 @@ def interrupt_at(runner, stop_epoch):
 
 
 def train_log(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines() if line.startswith('{"train_')]
+    return [
+        json.loads(line)
+        for line in (run_dir / "log.txt").read_text().splitlines()
+        if line.startswith('{"train_')
+    ]
 
 
 def trainable_state(runner):
@@ -66,7 +78,9 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_goes(tmp_path):
     run_dir = stopped.output_dir
     best_bytes = (run_dir / "checkpoint_best.pth").read_bytes()
 
-    resumed = make_runner(tmp_path / "stopped", **config, resume_ckpt_path=str(run_dir / "checkpoint_last.pth"))
+    resumed = make_runner(
+        tmp_path / "stopped", **config, resume_ckpt_path=str(run_dir / "checkpoint_last.pth")
+    )
     assert resumed.output_dir == run_dir
     resumed.train()
 
@@ -76,12 +90,17 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_goes(tmp_path):
     assert resumed.unwrap_dist_model(resumed.model).tag.version == 2
     assert [entry["train_epoch"] for entry in train_log(run_dir)] == list(range(MAX_EPOCH))
 
-    last, reference_last = load_checkpoint(resumed, "checkpoint_last.pth"), load_checkpoint(reference, "checkpoint_last.pth")
+    last, reference_last = (
+        load_checkpoint(resumed, "checkpoint_last.pth"),
+        load_checkpoint(reference, "checkpoint_last.pth"),
+    )
     assert last["epoch"] == reference_last["epoch"] == MAX_EPOCH - 1
     assert last["model"]["train_steps"].item() == MAX_EPOCH * ITERS_PER_EPOCH
     for key in ("head.weight", "head.bias"):
         assert torch.equal(last["model"][key], reference_last["model"][key]), key
-    for moments, expected in zip(last["optimizer"]["state"].values(), reference_last["optimizer"]["state"].values()):
+    for moments, expected in zip(
+        last["optimizer"]["state"].values(), reference_last["optimizer"]["state"].values()
+    ):
         assert all(torch.equal(moments[k], expected[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
 
 
@@ -97,7 +116,9 @@ def test_log_shows_each_epoch_once_after_repeated_resumes(tmp_path):
     assert sum(is_config(e) for e in entries) == 1 and is_config(entries[0])
     assert [e["train_epoch"] for e in entries if "train_loss" in e] == list(range(MAX_EPOCH))
     assert [e["val_epoch"] for e in entries if "val_agg_metrics" in e] == list(range(MAX_EPOCH))
-    assert [e["resumed_at_epoch"] for e in entries if "resumed_at_epoch" in e] == [1]  # the last resume's note
+    assert [e["resumed_at_epoch"] for e in entries if "resumed_at_epoch" in e] == [
+        1
+    ]  # the last resume's note
 
 
 def test_resume_restores_optimizer_and_scaler(tmp_path):
@@ -141,7 +162,9 @@ def test_resume_keeps_the_checkpoints_style_vocabulary(tmp_path, caplog):
     task.train_style_vocabulary = StyleVocabulary(["cubism", "pop art"])  # the train split changed since
     model_cfg = OmegaConf.load(registry.get_model_class("blip2_opt_gated").default_config_path("tiny")).model
     model_cfg.image_size = 32
-    cfg = SimpleNamespace(model_cfg=model_cfg, run_cfg=OmegaConf.create({"resume_ckpt_path": str(checkpoint)}))
+    cfg = SimpleNamespace(
+        model_cfg=model_cfg, run_cfg=OmegaConf.create({"resume_ckpt_path": str(checkpoint)})
+    )
 
     model = task.build_model(cfg)
 
@@ -166,13 +189,21 @@ def wait_for_line(process, wanted, timeout):
 
 
 def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
-    cfg = write_config(tmp_path, max_epoch=MAX_EPOCH, save_last=True, toy_agg_schedule=SCHEDULE,
-                       toy_step_seconds=0.2, imports=["toy_components"])
+    cfg = write_config(
+        tmp_path,
+        max_epoch=MAX_EPOCH,
+        save_last=True,
+        toy_agg_schedule=SCHEDULE,
+        toy_step_seconds=0.2,
+        imports=["toy_components"],
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
     train = [sys.executable, "lavis_gated/train.py", "--cfg-path", str(cfg)]
 
-    first = subprocess.Popen(train, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        train, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         wait_for_line(first, "toy step 2 1", timeout=SUBPROCESS_TIMEOUT)  # epoch 2 is half done
         first.send_signal(signal.SIGKILL)
@@ -183,8 +214,14 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
     (run_dir,) = (tmp_path / "output").iterdir()
     assert torch.load(run_dir / "checkpoint_last.pth", weights_only=True)["epoch"] == 1
 
-    resumed = subprocess.run([*train, "--resume", str(run_dir / "checkpoint_last.pth")], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    resumed = subprocess.run(
+        [*train, "--resume", str(run_dir / "checkpoint_last.pth")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "toy step 2 0" in resumed.stdout and "toy step 1 " not in resumed.stdout
 

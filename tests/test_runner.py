@@ -1,4 +1,5 @@
 """GatedRunner on CPU: best-checkpoint choice, atomic saves, checked reloads, torchrun with gloo."""
+
 import argparse
 import os
 import socket
@@ -17,10 +18,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import toy_components  # noqa: E402,F401  (registers the toy model, builder and task)
-from lavis_gated.checkpoint_keys import CheckpointMismatchError  # noqa: E402
-from lavis_gated.runners.runner_gated import GatedRunner  # noqa: E402
-from lavis_gated.runners.run_setup import build_runner  # noqa: E402
 from test_end_to_end import SUBPROCESS_TIMEOUT  # noqa: E402
+
+from lavis_gated.checkpoint_keys import CheckpointMismatchError  # noqa: E402
+from lavis_gated.runners.run_setup import build_runner  # noqa: E402
+from lavis_gated.runners.runner_gated import GatedRunner  # noqa: E402
 
 FROZEN_KEYS = {"frozen.weight", "frozen.bias"}
 ITERS_PER_EPOCH = 4  # 16 train samples, batch 4
@@ -123,7 +125,9 @@ def test_non_finite_validation_never_becomes_best(tmp_path):
 
 def test_a_run_without_any_finite_validation_says_so(tmp_path):
     runner = make_runner(tmp_path, max_epoch=2, save_last=True, toy_agg_schedule=[float("nan"), float("inf")])
-    with pytest.raises(RuntimeError, match=r"No validation .* finite agg_metrics.*diverged.*checkpoint_last\.pth"):
+    with pytest.raises(
+        RuntimeError, match=r"No validation .* finite agg_metrics.*diverged.*checkpoint_last\.pth"
+    ):
         runner.train()
     assert checkpoint_files(runner.output_dir) == ["checkpoint_last.pth"]
 
@@ -191,7 +195,9 @@ def test_reload_rejects_checkpoint_that_does_not_fit(tmp_path, tamper, message):
     tamper(ckpt["model"])
     torch.save(ckpt, best)
 
-    with pytest.raises(CheckpointMismatchError, match=f"checkpoint_best.pth does not fit the model: .*{message}"):
+    with pytest.raises(
+        CheckpointMismatchError, match=f"checkpoint_best.pth does not fit the model: .*{message}"
+    ):
         runner._reload_best_model(runner.unwrap_dist_model(runner.model))
 
 
@@ -219,12 +225,20 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):
         env.pop(var, None)
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-        "lavis_gated/train.py", "--cfg-path", str(cfg),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "lavis_gated/train.py",
+        "--cfg-path",
+        str(cfg),
     ]
 
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_dirs = list((tmp_path / "output").iterdir())

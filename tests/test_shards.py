@@ -1,5 +1,6 @@
 """Webdataset shards: make_shards writes what the CSV builder validated; the `artquest` builder streams them,
 each row once per pass across ranks and data-loader workers; CSV and shard evaluation agree."""
+
 import csv
 import io
 import json
@@ -12,15 +13,14 @@ import pytest
 import torch
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
+from result_tolerance import assert_same_results
+from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, run
 
 import lavis_gated  # noqa: F401
 from lavis_gated.datasets.artquest_shards import slot_range
 from lavis_gated.datasets.make_shards import main as make_shards_main
 from lavis_gated.datasets.make_shards import make_shards, write_shards
 from lavis_gated.datasets.synthetic_artquest import generate
-
-from result_tolerance import assert_same_results
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, run
 
 SPLIT_SIZES = {"train": 2, "val": 2, "test": 1}  # images per style: 24 / 24 / 12 rows
 
@@ -50,14 +50,18 @@ def data(tmp_path_factory):
 
 
 def shard_builder(patterns, splits=("train", "val"), **extra):
-    cfg = OmegaConf.create({
-        "data_type": "images",
-        "vis_processor": {"train": {"name": "blip_image_eval", "image_size": 16},
-                          "eval": {"name": "blip_image_eval", "image_size": 16}},
-        "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
-        "build_info": {"shards": {s: {"storage": patterns[s]} for s in splits}},
-        **extra,
-    })
+    cfg = OmegaConf.create(
+        {
+            "data_type": "images",
+            "vis_processor": {
+                "train": {"name": "blip_image_eval", "image_size": 16},
+                "eval": {"name": "blip_image_eval", "image_size": 16},
+            },
+            "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
+            "build_info": {"shards": {s: {"storage": patterns[s]} for s in splits}},
+            **extra,
+        }
+    )
     return registry.get_builder_class("artquest")(cfg).build_datasets()
 
 
@@ -67,6 +71,7 @@ def csv_rows(path):
 
 
 # ---- make_shards ----------------------------------------------------------------------------------------
+
 
 def test_shards_hold_the_validated_rows_and_the_image_bytes(data):
     root, patterns = data
@@ -95,6 +100,7 @@ def test_make_shards_is_reproducible_and_refuses_to_mix_runs(data, tmp_path, cap
 
 # ---- streaming --------------------------------------------------------------------------------------------
 
+
 def test_builder_reads_shards_like_the_csv(data):
     root, patterns = data
     datasets = shard_builder(patterns)
@@ -116,7 +122,9 @@ def test_every_row_once_per_pass_across_ranks_and_workers(data, monkeypatch, wor
     for rank in range(world_size):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", str(world_size))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=num_workers, collate_fn=dataset.collater)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=4, num_workers=num_workers, collate_fn=dataset.collater
+        )
         seen += [qid for batch in loader for qid in batch["question_id"]]
         lengths.add(len(dataset))
     assert sorted(seen) == sorted(r["question_id"] for r in dataset.annotation)  # each exactly once
@@ -146,10 +154,20 @@ def test_training_stream_is_shuffled_reproducibly(data):
 
 def test_shard_rows_without_style_follow_the_policy(tmp_path, data):
     root, _ = data
-    rows = [{**row, "image_path": str(root / "csv" / "images" / row["image"]), "style": "" if i < 3 else row["style"]}
-            for i, row in enumerate(csv_rows(root / "csv" / "artquest_test.csv"))]
+    rows = [
+        {
+            **row,
+            "image_path": str(root / "csv" / "images" / row["image"]),
+            "style": "" if i < 3 else row["style"],
+        }
+        for i, row in enumerate(csv_rows(root / "csv" / "artquest_test.csv"))
+    ]
     pattern = write_shards(rows, str(tmp_path), "test", maxcount=5)
-    with pytest.raises(ValueError, match=r"test-\{000000\.\.000002\}\.tar: 3 of 12 rows have no style .*shard order \(from 0\): \[0, 1, 2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"test-\{000000\.\.000002\}\.tar: 3 of 12 rows have no style "
+        r".*shard order \(from 0\): \[0, 1, 2\]",
+    ):
         shard_builder({"test": pattern}, splits=("test",))
     dataset = shard_builder({"test": pattern}, splits=("test",), missing_style="skip")["test"]
     assert len(dataset.annotation) == 9 and dataset.summary["skipped"] == {"no style": 3}
@@ -171,33 +189,59 @@ def test_missing_or_broken_shards_name_the_file(data, tmp_path):
             member.size = len(payload)
             dst.addfile(member, io.BytesIO(payload))
     dataset = shard_builder({"val": str(broken)}, splits=("val",))["val"]
-    with pytest.raises(ValueError, match=r"val-000000\.tar: image of sample 000000002 \(val_impressionism_0001\.png\)"):
+    with pytest.raises(
+        ValueError, match=r"val-000000\.tar: image of sample 000000002 \(val_impressionism_0001\.png\)"
+    ):
         list(dataset)
 
 
 def test_runner_loaders_for_streamed_splits(data, tmp_path):
     """Training: a length and an endless stream; evaluation: a loader that can be iterated every epoch."""
     from test_runner import make_runner
+
     root, patterns = data
     datasets = shard_builder(patterns)
     runner = make_runner(tmp_path)
-    train, val = runner.create_loaders([datasets["train"], datasets["val"]], num_workers=0, batch_sizes=[10, 10],
-                                       is_trains=[True, False], collate_fns=[None, datasets["val"].collater])
+    train, val = runner.create_loaders(
+        [datasets["train"], datasets["val"]],
+        num_workers=0,
+        batch_sizes=[10, 10],
+        is_trains=[True, False],
+        collate_fns=[None, datasets["val"].collater],
+    )
     assert len(train) == 3  # 24 rows, batches of 10
-    assert sum(len(next(train)["question_id"]) for _ in range(4)) == 10 + 10 + 4 + 10  # wraps into the next pass
+    assert (
+        sum(len(next(train)["question_id"]) for _ in range(4)) == 10 + 10 + 4 + 10
+    )  # wraps into the next pass
     assert [len(b["question_id"]) for b in val] == [10, 10, 4]
     assert [len(b["question_id"]) for b in val] == [10, 10, 4]
 
 
 # ---- the real entry points ---------------------------------------------------------------------------------
 
+
 def test_two_process_gloo_stream_sees_every_row_once(data, tmp_path):
     root, patterns = data
     out = tmp_path / "seen.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={free_port()}", "tests/shard_partition.py", patterns["val"], str(out), "2"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            "tests/shard_partition.py",
+            patterns["val"],
+            str(out),
+            "2",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     seen = json.loads(out.read_text())
     ranks = seen["ranks"]
@@ -212,18 +256,47 @@ def test_train_on_shards_then_evaluate_csv_and_shards_alike(data, tmp_path):
     """torchrun (2 gloo processes) trains from shards; the checkpoint is evaluated on the CSV (1 process)
     and on the shards (1 and 2 processes): the same metrics, every question once."""
     root, patterns = data
-    train_cfg = project_yaml(tmp_path / "train.yaml", root / "csv", shards=patterns, max_epoch=1, warmup_steps=1,
-                             batch_size_train=8, num_workers=1)
-    run(["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-         "lavis_gated/train.py", "--cfg-path", str(train_cfg)])
+    train_cfg = project_yaml(
+        tmp_path / "train.yaml",
+        root / "csv",
+        shards=patterns,
+        max_epoch=1,
+        warmup_steps=1,
+        batch_size_train=8,
+        num_workers=1,
+    )
+    run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            "lavis_gated/train.py",
+            "--cfg-path",
+            str(train_cfg),
+        ]
+    )
     checkpoint = only_run_dir(tmp_path / "train") / "checkpoint_best.pth"
     assert checkpoint.is_file()
 
     def evaluate(name, shards, nproc):
-        cfg = project_yaml(tmp_path / f"{name}.yaml", root / "csv", shards=shards, base="demo_eval.yaml", num_workers=2)
-        run(["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-             "lavis_gated/evaluate.py", "--cfg-path", str(cfg), "--options", "model.load_finetuned=True",
-             f"model.finetuned={checkpoint}"])
+        cfg = project_yaml(
+            tmp_path / f"{name}.yaml", root / "csv", shards=shards, base="demo_eval.yaml", num_workers=2
+        )
+        run(
+            [
+                "-m",
+                "torch.distributed.run",
+                f"--nproc_per_node={nproc}",
+                f"--master_port={free_port()}",
+                "lavis_gated/evaluate.py",
+                "--cfg-path",
+                str(cfg),
+                "--options",
+                "model.load_finetuned=True",
+                f"model.finetuned={checkpoint}",
+            ]
+        )
         run_dir = only_run_dir(tmp_path / name)
         metrics = json.loads((run_dir / "val_metrics.json").read_text())
         predictions = json.loads((run_dir / "val_predictions.json").read_text())
@@ -236,5 +309,8 @@ def test_train_on_shards_then_evaluate_csv_and_shards_alike(data, tmp_path):
         from_shards, predictions = evaluate(name, patterns, nproc)
         assert sorted(p["question_id"] for p in predictions) == expected_ids, name
         assert from_shards["num_samples"] == 24
-        assert_same_results({k: v for k, v in from_shards.items() if k != "epoch"},
-                            {k: v for k, v in from_csv.items() if k != "epoch"}, where=name)
+        assert_same_results(
+            {k: v for k, v in from_shards.items() if k != "epoch"},
+            {k: v for k, v in from_csv.items() if k != "epoch"},
+            where=name,
+        )

@@ -1,5 +1,6 @@
-"""benchmarks/step_time.py at the tiny size: the JSON lines it documents, with values that make sense (no timing
-is asserted: timings are measured by the benchmark, never by tests)."""
+"""benchmarks/step_time.py at the tiny size: the JSON lines it documents, with values that make sense (no
+timing is asserted: timings are measured by the benchmark, never by tests)."""
+
 import json
 import os
 import subprocess
@@ -7,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_end_to_end import SUBPROCESS_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -15,8 +15,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 def benchmark(*args, **env_overrides):
     env = dict(os.environ, PYTHONWARNINGS="ignore", **env_overrides)
-    result = subprocess.run([sys.executable, "benchmarks/step_time.py", "--size", "tiny", "--threads", "1", *args],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/step_time.py", "--size", "tiny", "--threads", "1", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
@@ -27,16 +33,25 @@ def test_steps_report_each_model_against_lavis_blip2opt():
     assert list(models) == ["blip2_opt", "blip2_opt_gated", "blip2_opt_gated_fast"]
     baseline, gated, fast = models.values()
     for line in lines:
-        assert line["ms_per_step"] > 0 and line["samples_per_s"] == pytest.approx(2000 / line["ms_per_step"], rel=0.01)
+        assert line["ms_per_step"] > 0 and line["samples_per_s"] == pytest.approx(
+            2000 / line["ms_per_step"], rel=0.01
+        )
         assert line["steps"] == 2 and line["peak_memory_bytes"] > 0 and line["device"] == "cpu"
-    assert gated["total_params"] > baseline["total_params"] and gated["trainable_params"] > baseline["trainable_params"]
+    assert (
+        gated["total_params"] > baseline["total_params"]
+        and gated["trainable_params"] > baseline["trainable_params"]
+    )
     assert fast["total_params"] == gated["total_params"]
     assert baseline["shares"]["vit"] > 0 and gated["shares"]["style_cnn"] > 0
-    assert fast["shares"]["vit"] == 0 and fast["shares"]["style_cnn"] == 0, "cached features skip the frozen encoders"
+    assert fast["shares"]["vit"] == 0 and fast["shares"]["style_cnn"] == 0, (
+        "cached features skip the frozen encoders"
+    )
     for line in (gated, fast):
         ratio = line["ratio_to_baseline"]
         assert ratio["step_time_quartiles"][0] <= ratio["step_time_median"] <= ratio["step_time_quartiles"][1]
-        assert ratio["peak_memory"] == pytest.approx(line["peak_memory_bytes"] / baseline["peak_memory_bytes"], rel=1e-3)
+        assert ratio["peak_memory"] == pytest.approx(
+            line["peak_memory_bytes"] / baseline["peak_memory_bytes"], rel=1e-3
+        )
     assert fast["eval_loss_abs_diff_vs_plain"] <= 1e-5
 
 
@@ -50,8 +65,21 @@ def test_epochs_with_the_cache_compute_the_uncached_losses():
 def test_a_failed_compile_costs_only_the_compiled_models_line(tmp_path):
     """The GPU rows compile last in one process: a compiler that fails (here: no working C++ compiler for
     Inductor) gives an error line for that model, and every other model is still measured and reported."""
-    lines = benchmark("--batch-size", "2", "--rounds", "1", "--warmup", "1", "--share-steps", "1", "--fast",
-                      "--compile", "default", CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path))
+    lines = benchmark(
+        "--batch-size",
+        "2",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--share-steps",
+        "1",
+        "--fast",
+        "--compile",
+        "default",
+        CXX="/bin/false",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path),
+    )
     errors = [line for line in lines if "error" in line]
     assert [line["model"] for line in errors] == ["blip2_opt_gated_fast_compiled_default"]
     assert "Compiler" in errors[0]["error"] or "compiler" in errors[0]["error"]

@@ -1,4 +1,5 @@
 """style_losses: every function against values computed by hand on tiny tensors (V=4 or 5, T=3)."""
+
 import math
 
 import pytest
@@ -19,7 +20,11 @@ def test_answer_word_mask_excludes_ignore_and_eos():
     targets = torch.tensor([[IGNORE, 5, 2, 3], [1, 2, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE, IGNORE]])
     mask = sl.answer_word_mask(targets, eos)
     assert mask.dtype == torch.bool
-    assert mask.tolist() == [[False, True, False, True], [True, False, False, False], [False, False, False, False]]
+    assert mask.tolist() == [
+        [False, True, False, True],
+        [True, False, False, False],
+        [False, False, False, False],
+    ]
 
 
 def test_masked_mean_over_mask():
@@ -46,11 +51,13 @@ def test_masked_mean_gradient_is_uniform_over_the_mask():
 
 
 def test_lm_loss_per_sample_is_mean_negative_log_softmax_over_answer_tokens():
-    logits = torch.tensor([
-        [[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 0.0, 0.0], [5.0, -1.0, 0.5, 2.0]],
-        [[2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 3.0, -3.0], [1.0, 1.0, 1.0, 4.0]],
-        [[9.0, 0.0, 0.0, 0.0], [0.0, 9.0, 0.0, 0.0], [0.0, 0.0, 9.0, 0.0]],
-    ])
+    logits = torch.tensor(
+        [
+            [[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 0.0, 0.0], [5.0, -1.0, 0.5, 2.0]],
+            [[2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 3.0, -3.0], [1.0, 1.0, 1.0, 4.0]],
+            [[9.0, 0.0, 0.0, 0.0], [0.0, 9.0, 0.0, 0.0], [0.0, 0.0, 9.0, 0.0]],
+        ]
+    )
     targets = torch.tensor([[IGNORE, 3, 0], [2, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE]])
 
     def nll(row, target):
@@ -69,11 +76,13 @@ def test_lm_loss_per_sample_is_mean_negative_log_softmax_over_answer_tokens():
 
 
 def test_soft_style_hit_rate_is_style_mass_averaged_over_word_positions():
-    logits = _logits_from_probs([
-        [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
-        [[0.1, 0.6, 0.1, 0.2], [0.4, 0.3, 0.2, 0.1], [0.05, 0.05, 0.05, 0.85]],
-        [[0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05]],
-    ])
+    logits = _logits_from_probs(
+        [
+            [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
+            [[0.1, 0.6, 0.1, 0.2], [0.4, 0.3, 0.2, 0.1], [0.05, 0.05, 0.05, 0.85]],
+            [[0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05]],
+        ]
+    )
     word_mask = torch.tensor([[True, True, False], [False, True, True], [False, False, False]])
     style_ids = torch.tensor([1, 3])
     rate = sl.soft_style_hit_rate(logits, word_mask, style_ids)
@@ -100,10 +109,12 @@ def test_soft_style_hit_rate_increases_after_a_gradient_ascent_step():
 
 
 def test_argmax_style_hits_counts_word_positions_with_style_argmax():
-    logits = torch.tensor([
-        [[0.0, 5.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]],  # argmax 1, 0, 3
-        [[0.0, 0.0, 0.0, 5.0], [0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0]],  # argmax 3, 1, 2
-    ])
+    logits = torch.tensor(
+        [
+            [[0.0, 5.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]],  # argmax 1, 0, 3
+            [[0.0, 0.0, 0.0, 5.0], [0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0]],  # argmax 3, 1, 2
+        ]
+    )
     word_mask = torch.tensor([[True, True, False], [True, True, True]])
     hits, positions = sl.argmax_style_hits(logits, word_mask, torch.tensor([1, 3]))
     assert hits.tolist() == [1, 2]
@@ -114,13 +125,18 @@ def test_text_style_log_probs_with_padded_style_table():
     # V=5; style 0 = tokens (1, 2); style 1 = token 3 plus a padding slot pointing at token 0.
     style_tokens = torch.tensor([[1, 2], [3, 0]])
     style_token_mask = torch.tensor([[True, True], [True, False]])
-    logits = torch.tensor([[
-        [10.0, 0.0, 2.0, 3.0, 0.0],
-        [10.0, 2.0, 4.0, 5.0, 0.0],
-        [-50.0, 90.0, 90.0, -90.0, 0.0],  # not a word position: must not count
-    ]])
+    logits = torch.tensor(
+        [
+            [
+                [10.0, 0.0, 2.0, 3.0, 0.0],
+                [10.0, 2.0, 4.0, 5.0, 0.0],
+                [-50.0, 90.0, 90.0, -90.0, 0.0],  # not a word position: must not count
+            ]
+        ]
+    )
     word_mask = torch.tensor([[True, True, False]])
-    # mean logits over word positions: [10, 1, 3, 4, 0]; style 0: (1 + 3) / 2 = 2; style 1: 4 (padding ignored)
+    # mean logits over word positions: [10, 1, 3, 4, 0]; style 0: (1 + 3) / 2 = 2; style 1: 4 (padding
+    # ignored)
     log_probs = sl.text_style_log_probs(logits, word_mask, style_tokens, style_token_mask)
     norm = math.log(math.exp(2.0) + math.exp(4.0))
     assert log_probs.shape == (1, 2)

@@ -1,4 +1,6 @@
-"""StyleCaptioningTask: metrics() from hand-made per-sample records, loss_terms (batch_terms, style_rows), config checks."""
+"""StyleCaptioningTask: metrics() from hand-made per-sample records, loss_terms (batch_terms, style_rows),
+config checks."""
+
 import math
 from types import SimpleNamespace
 
@@ -12,14 +14,40 @@ from lavis_gated.tasks.style_captioning import SELECT_BY, StyleCaptioningTask
 WEIGHTS = {"lm_weight": 1.0, "style_hit_weight": 0.5, "style_kl_weight": 0.25, "style_ce_weight": 2.0}
 
 
-def record(qid, question_type, prediction, answer, style, style_id, style_row, head, hits, positions,
-           lm_loss, style_hit_loss, style_kl, style_ce):
+def record(
+    qid,
+    question_type,
+    prediction,
+    answer,
+    style,
+    style_id,
+    style_row,
+    head,
+    hits,
+    positions,
+    lm_loss,
+    style_hit_loss,
+    style_kl,
+    style_ce,
+):
     """A record with exactly the keys valid_step produces."""
     return {
-        "question_id": qid, "image": f"{qid}.png", "question": "q?", "prediction": prediction, "answer": answer,
-        "question_type": question_type, "style": style, "style_id": style_id, "style_row": style_row,
-        "style_head_prediction": head, "style_hits": hits, "style_positions": positions,
-        "lm_loss": lm_loss, "style_hit_loss": style_hit_loss, "style_kl": style_kl, "style_ce": style_ce,
+        "question_id": qid,
+        "image": f"{qid}.png",
+        "question": "q?",
+        "prediction": prediction,
+        "answer": answer,
+        "question_type": question_type,
+        "style": style,
+        "style_id": style_id,
+        "style_row": style_row,
+        "style_head_prediction": head,
+        "style_hits": hits,
+        "style_positions": positions,
+        "lm_loss": lm_loss,
+        "style_hit_loss": style_hit_loss,
+        "style_kl": style_kl,
+        "style_ce": style_ce,
     }
 
 
@@ -54,7 +82,9 @@ def test_metrics_every_number():
     assert m["style_kl"] == pytest.approx((0.4 + 0.8) / 2)  # style rows only
     assert m["style_ce"] == pytest.approx((0.1 + 1.5 + 0.3) / 3)  # labelled rows
     assert m["style_hit_rate"] == pytest.approx((1 + 0) / (2 + 3))  # sum hits / sum positions over style rows
-    assert m["style_word_hit_rate"] == pytest.approx(2 / 3)  # q1, q2 name their style; q3 says circle, not square
+    assert m["style_word_hit_rate"] == pytest.approx(
+        2 / 3
+    )  # q1, q2 name their style; q3 says circle, not square
     assert m["style_head_acc"] == pytest.approx(2 / 3)  # labelled rows
     assert m["loss"] == pytest.approx(EXPECTED_LOSS)
     assert m["em"] == pytest.approx(2 / 5)
@@ -66,9 +96,26 @@ def test_metrics_every_number():
     assert m["rougeL"] == pytest.approx((2 + (1 + 1.44) * 0.5 / (1 + 1.44 * 0.5)) / 5)
     assert m["bleu4"] < 1e-3  # no answer has four words
     assert m["cider"] >= 0.0
-    assert set(m) == {"num_samples", "num_unknown_style", "loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce",
-                      "style_hit_rate", "style_word_hit_rate", "style_head_acc", "em", "vqa_acc", "em_by_type",
-                      "vqa_acc_by_type", "bleu4", "rougeL", "cider", "agg_metrics"}
+    assert set(m) == {
+        "num_samples",
+        "num_unknown_style",
+        "loss",
+        "lm_loss",
+        "style_hit_loss",
+        "style_kl",
+        "style_ce",
+        "style_hit_rate",
+        "style_word_hit_rate",
+        "style_head_acc",
+        "em",
+        "vqa_acc",
+        "em_by_type",
+        "vqa_acc_by_type",
+        "bleu4",
+        "rougeL",
+        "cider",
+        "agg_metrics",
+    }
 
 
 def test_style_ce_is_reported_only_when_trained():
@@ -76,19 +123,24 @@ def test_style_ce_is_reported_only_when_trained():
     assert "style_ce" in make_task(style_ce_weight=0.1).metrics(RECORDS)
 
 
-@pytest.mark.parametrize("select_by, expected", [
-    ("loss", 1.0 / (1.0 + EXPECTED_LOSS)),
-    ("em", 2 / 5),
-    ("vqa_acc", 4 / 5),
-    ("style_head_acc", 2 / 3),
-    ("style_hit_rate", 1 / 5),
-])
+@pytest.mark.parametrize(
+    "select_by, expected",
+    [
+        ("loss", 1.0 / (1.0 + EXPECTED_LOSS)),
+        ("em", 2 / 5),
+        ("vqa_acc", 4 / 5),
+        ("style_head_acc", 2 / 3),
+        ("style_hit_rate", 1 / 5),
+    ],
+)
 def test_agg_metrics_follows_select_by(select_by, expected):
     assert make_task(select_by=select_by).metrics(RECORDS)["agg_metrics"] == pytest.approx(expected)
 
 
 def test_loss_uses_the_task_weights():
-    m = make_task(lm_weight=0.0, style_hit_weight=0.0, style_kl_weight=1.0, style_ce_weight=0.0).metrics(RECORDS)
+    m = make_task(lm_weight=0.0, style_hit_weight=0.0, style_kl_weight=1.0, style_ce_weight=0.0).metrics(
+        RECORDS
+    )
     assert m["loss"] == pytest.approx(0.6)
     m = StyleCaptioningTask().metrics(RECORDS)  # defaults: LM only
     assert m["loss"] == pytest.approx(2.4)
@@ -97,8 +149,22 @@ def test_loss_uses_the_task_weights():
 def test_metrics_are_json_plain_numbers():
     m = make_task().metrics(RECORDS)
     assert isinstance(m["num_samples"], int) and isinstance(m["num_unknown_style"], int)
-    for key in ("lm_loss", "style_hit_loss", "style_kl", "style_ce", "style_hit_rate", "style_word_hit_rate",
-                "style_head_acc", "loss", "em", "vqa_acc", "bleu4", "rougeL", "cider", "agg_metrics"):
+    for key in (
+        "lm_loss",
+        "style_hit_loss",
+        "style_kl",
+        "style_ce",
+        "style_hit_rate",
+        "style_word_hit_rate",
+        "style_head_acc",
+        "loss",
+        "em",
+        "vqa_acc",
+        "bleu4",
+        "rougeL",
+        "cider",
+        "agg_metrics",
+    ):
         assert isinstance(m[key], float), key
 
 
@@ -132,14 +198,28 @@ def test_invalid_select_by_names_the_allowed_values():
 
 
 def test_invalid_amp_dtype_names_the_allowed_values():
-    with pytest.raises(ValueError, match=r"run.amp_dtype is .float32.; it must be one of \[.float16., .bfloat16.\]"):
+    with pytest.raises(
+        ValueError, match=r"run.amp_dtype is .float32.; it must be one of \[.float16., .bfloat16.\]"
+    ):
         StyleCaptioningTask(amp_dtype="float32")
 
 
 def test_setup_task_reads_run_keys():
-    run = OmegaConf.create({"lm_weight": 0.5, "style_hit_weight": 0.1, "style_kl_weight": 0.2, "style_ce_weight": 0.3,
-                            "style_question_types": ["style"], "num_beams": 3, "max_len": 7, "min_len": 2,
-                            "select_by": "em", "amp": True, "amp_dtype": "bfloat16"})
+    run = OmegaConf.create(
+        {
+            "lm_weight": 0.5,
+            "style_hit_weight": 0.1,
+            "style_kl_weight": 0.2,
+            "style_ce_weight": 0.3,
+            "style_question_types": ["style"],
+            "num_beams": 3,
+            "max_len": 7,
+            "min_len": 2,
+            "select_by": "em",
+            "amp": True,
+            "amp_dtype": "bfloat16",
+        }
+    )
     task = StyleCaptioningTask.setup_task(SimpleNamespace(run_cfg=run))
     assert task.weights == {"lm_loss": 0.5, "style_hit_loss": 0.1, "style_kl": 0.2, "style_ce": 0.3}
     assert task.style_question_types == {"style"}
@@ -192,7 +272,11 @@ def test_batch_terms_gradients_reach_only_the_counted_rows():
 def test_batch_terms_without_style_rows_is_the_lm_term_and_still_differentiable():
     parts = _parts(style_rows=torch.tensor([False, False, False]), style_ids=torch.tensor([-1, -1, -1]))
     terms = batch_terms(parts, make_task().weights)
-    assert terms["style_hit_loss"].item() == 0.0 and terms["style_kl"].item() == 0.0 and terms["style_ce"].item() == 0.0
+    assert (
+        terms["style_hit_loss"].item() == 0.0
+        and terms["style_kl"].item() == 0.0
+        and terms["style_ce"].item() == 0.0
+    )
     assert terms["loss"].item() == pytest.approx(1.5)
     terms["loss"].backward()
     assert parts["style_kl"].grad.tolist() == [0.0, 0.0, 0.0]

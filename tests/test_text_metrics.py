@@ -1,4 +1,5 @@
 """BLEU-4 / ROUGE-L / CIDEr through pycocoevalcap's scorers (no Java), against hand-computed values."""
+
 import math
 
 import pytest
@@ -13,8 +14,10 @@ def test_tokenise_lowercases_and_drops_punctuation():
 
 
 def test_perfect_predictions():
-    records = [{"prediction": "A red circle on blue.", "answer": "a red circle on blue"},
-               {"prediction": "two small squares in green", "answer": "Two small squares in green"}]
+    records = [
+        {"prediction": "A red circle on blue.", "answer": "a red circle on blue"},
+        {"prediction": "two small squares in green", "answer": "Two small squares in green"},
+    ]
     m = caption_metrics(records)
     assert m["bleu4"] == pytest.approx(1.0)
     assert m["rougeL"] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """The intra-op thread count: each process's share of the idle cores, unless the user says otherwise."""
+
 import logging
 
 import pytest
@@ -7,15 +8,18 @@ import torch
 from lavis_gated.runners import threads
 
 
-@pytest.mark.parametrize("cores, busy, processes, expected", [
-    (2, 0, 1, 2),  # idle 2-core machine, one process: both cores
-    (2, 1, 1, 1),  # another job holds a core: 2 threads would oversubscribe
-    (2, 3, 1, 1),  # heavily loaded: still one thread
-    (2, 0, 2, 1),  # two processes share the cores
-    (16, 0, 4, 4),
-    (16, 6, 4, 2),
-    (16, 0, 32, 1),  # more processes than cores: one each
-])
+@pytest.mark.parametrize(
+    "cores, busy, processes, expected",
+    [
+        (2, 0, 1, 2),  # idle 2-core machine, one process: both cores
+        (2, 1, 1, 1),  # another job holds a core: 2 threads would oversubscribe
+        (2, 3, 1, 1),  # heavily loaded: still one thread
+        (2, 0, 2, 1),  # two processes share the cores
+        (16, 0, 4, 4),
+        (16, 6, 4, 2),
+        (16, 0, 32, 1),  # more processes than cores: one each
+    ],
+)
 def test_choice_shares_the_idle_cores(cores, busy, processes, expected):
     assert threads.choose_num_threads(cores, busy, processes) == expected
 
@@ -42,7 +46,9 @@ def test_precedence_run_key_then_omp_variable_then_choice(monkeypatch, caplog, r
     assert "intra-op threads: 1 (run.num_threads)" in caplog.text
 
 
-@pytest.mark.parametrize("env, expected", [({"LOCAL_WORLD_SIZE": "4"}, 4), ({"SLURM_NTASKS_PER_NODE": "2(x3)"}, 2), ({}, 1)])
+@pytest.mark.parametrize(
+    "env, expected", [({"LOCAL_WORLD_SIZE": "4"}, 4), ({"SLURM_NTASKS_PER_NODE": "2(x3)"}, 2), ({}, 1)]
+)
 def test_local_process_count_from_the_launcher(monkeypatch, env, expected):
     for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
         monkeypatch.delenv(name, raising=False)

@@ -3,6 +3,7 @@
 Imported by tests/test_runner.py and, through run.imports, by the train.py processes it launches.
 Registry names start with "toy_runner_" so they cannot collide with real components.
 """
+
 import os
 import time
 
@@ -83,10 +84,7 @@ class ToyBuilder(BaseDatasetBuilder):
 
     def build_datasets(self):
         n, dim = self.config.get("n", 16), self.config.get("dim", 4)
-        return {
-            split: ToyDataset(n, dim, seed)
-            for seed, split in enumerate(("train", "val", "test"))
-        }
+        return {split: ToyDataset(n, dim, seed) for seed, split in enumerate(("train", "val", "test"))}
 
 
 @registry.register_task("toy_runner_task")
@@ -110,8 +108,18 @@ class ToyTask(BaseTask):
         run = cfg.run_cfg
         return cls(run.get("toy_agg_schedule", None) or [], run.get("toy_step_seconds", 0.0))
 
-    def train_epoch(self, epoch, model, data_loader, optimizer, lr_scheduler, scaler=None,
-                    cuda_enabled=False, log_freq=50, accum_grad_iters=1):
+    def train_epoch(
+        self,
+        epoch,
+        model,
+        data_loader,
+        optimizer,
+        lr_scheduler,
+        scaler=None,
+        cuda_enabled=False,
+        log_freq=50,
+        accum_grad_iters=1,
+    ):
         losses = []
         for i in range(len(data_loader)):
             samples = next(data_loader)
@@ -124,14 +132,11 @@ class ToyTask(BaseTask):
             if self.step_seconds:
                 print(f"toy step {epoch} {i}", flush=True)
                 time.sleep(self.step_seconds)
-        return {"loss": "{:.4f}".format(sum(losses) / len(losses))}
+        return {"loss": f"{sum(losses) / len(losses):.4f}"}
 
     def valid_step(self, model, samples):
         errors = (model.predict(samples["x"]) - samples["y"]) ** 2
-        return [
-            {"question_id": int(q), "sq_error": float(e)}
-            for q, e in zip(samples["question_id"], errors)
-        ]
+        return [{"question_id": int(q), "sq_error": float(e)} for q, e in zip(samples["question_id"], errors)]
 
     def evaluation(self, model, data_loader, cuda_enabled=True):
         self.cuda_enabled_seen.append(cuda_enabled)

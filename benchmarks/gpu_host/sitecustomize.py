@@ -15,6 +15,7 @@ which checks one package's version when it is called, as the original does.
 
 Applied only while the transformers first on sys.path is a 4.x release (the carried wheel).
 """
+
 import sys
 import types
 
@@ -40,7 +41,9 @@ def _dep_version_check(pkg, hint=None):
 _MARK = "_lavis_gated_gpu_host_sitecustomize"  # a second copy of this file further down sys.path does nothing
 
 if not getattr(sys, _MARK, False) and _NAME not in sys.modules and _transformers_major() == 4:
-    _stand_in = types.ModuleType(_NAME, "stand-in (benchmarks/gpu_host/sitecustomize.py): no import-time checks")
+    _stand_in = types.ModuleType(
+        _NAME, "stand-in (benchmarks/gpu_host/sitecustomize.py): no import-time checks"
+    )
     _stand_in.dep_version_check = _dep_version_check
     _stand_in.pkgs_to_check_at_runtime = []
     sys.modules[_NAME] = _stand_in

@@ -4,12 +4,20 @@ LAVIS's own keys of a dataset block (data_type, build_info, vis_processor, text_
 as LAVIS defines them; build_info's layout is checked here too, since a misspelt split entry would silently
 leave that split out.
 """
+
 from dataclasses import dataclass
 from typing import Optional
 
 from lavis_gated.configs.schema import block, check_keys, from_block, plain, setting
 
-LAVIS_DATASET_KEYS = ("data_type", "build_info", "vis_processor", "text_processor", "dataset_card", "sample_ratio")
+LAVIS_DATASET_KEYS = (
+    "data_type",
+    "build_info",
+    "vis_processor",
+    "text_processor",
+    "dataset_card",
+    "sample_ratio",
+)
 
 
 @dataclass
@@ -24,7 +32,9 @@ class FieldsConfig:
 
 @dataclass
 class StyleTableConfig:
-    storage: Optional[str] = setting(None, "CSV/JSON file mapping image -> style; when set it is the style source")
+    storage: Optional[str] = setting(
+        None, "CSV/JSON file mapping image -> style; when set it is the style source"
+    )
     key: str = setting("image", "its image column (joined on fields.image)")
     style: str = setting("style", "its style column")
 
@@ -33,25 +43,40 @@ class StyleTableConfig:
 class ArtQuestConfig:
     fields: FieldsConfig = block(FieldsConfig, "file column of each field")
     style_table: StyleTableConfig = block(StyleTableConfig, "an image -> style join table")
-    missing_style: str = setting("error", "rows without a style: error (names the file and rows), skip (dropped, "
-                                          "counted) or keep-unlabelled (kept, left out of the style terms)",
-                                 choices=("error", "skip", "keep-unlabelled"))
-    bad_image: str = setting("error", "rows whose image is missing, unreadable or truncated: error (first five and "
-                                      "a count) or skip (dropped, counted)", choices=("error", "skip"))
-    image_check: str = setting("decode", "decode each distinct image once at build time, or only check it exists",
-                               choices=("decode", "exists"))
+    missing_style: str = setting(
+        "error",
+        "rows without a style: error (names the file and rows), skip (dropped, "
+        "counted) or keep-unlabelled (kept, left out of the style terms)",
+        choices=("error", "skip", "keep-unlabelled"),
+    )
+    bad_image: str = setting(
+        "error",
+        "rows whose image is missing, unreadable or truncated: error (first five and "
+        "a count) or skip (dropped, counted)",
+        choices=("error", "skip"),
+    )
+    image_check: str = setting(
+        "decode",
+        "decode each distinct image once at build time, or only check it exists",
+        choices=("decode", "exists"),
+    )
     encoding: str = setting("utf-8", "text encoding of the annotation files (SemArt's CSVs are latin-1)")
     delimiter: Optional[str] = setting(None, "CSV delimiter; null: tab for .tsv, else comma")
-    shuffle_buffer: int = setting(1000, "shards only: the train stream is shuffled within this many rows per "
-                                        "process (0 = shard order)")
+    shuffle_buffer: int = setting(
+        1000, "shards only: the train stream is shuffled within this many rows per process (0 = shard order)"
+    )
 
 
-BUILD_INFO_KEYS = {"annotations": "one annotation file per split", "images": "the image root",
-                   "shards": "webdataset shards per split"}
+BUILD_INFO_KEYS = {
+    "annotations": "one annotation file per split",
+    "images": "the image root",
+    "shards": "webdataset shards per split",
+}
 
 
 def artquest_config(block_values, where="datasets.artquest"):
-    """A checked ArtQuestConfig from a YAML dataset block (its LAVIS keys checked for layout, then left out)."""
+    """A checked ArtQuestConfig from a YAML dataset block (its LAVIS keys checked for layout, then left
+    out)."""
     values = plain(block_values) or {}
     check_build_info(values.get("build_info") or {}, f"{where}.build_info")
     return from_block(ArtQuestConfig, values, where, ignore=LAVIS_DATASET_KEYS)

@@ -3,8 +3,9 @@
 The defaults are the real model's (LAVIS's Blip2OPT with OPT-2.7B, plus an EfficientNet-B3 style encoder);
 the model-type YAMLs under configs/models/blip2_opt_gated/ set what differs for their type.
 """
+
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 from lavis_gated.configs.schema import block, from_block, setting
 
@@ -15,13 +16,20 @@ EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAV
 @dataclass
 class StyleEncoderConfig:
     arch: str = setting("efficientnet_b3", "timm architecture of the frozen style CNN")
-    image_size: Optional[int] = setting(None, "its input size (the batch is resized to it); null: the size of the "
-                                             "weights' timm config")
-    interpolation: Optional[str] = setting(None, "resize filter; null: the weights' timm config's (bicubic for "
-                                                 "EfficientNet-B3)", choices=(None, "bilinear", "bicubic", "nearest"))
+    image_size: Optional[int] = setting(
+        None, "its input size (the batch is resized to it); null: the size of the weights' timm config"
+    )
+    interpolation: Optional[str] = setting(
+        None,
+        "resize filter; null: the weights' timm config's (bicubic for EfficientNet-B3)",
+        choices=(None, "bilinear", "bicubic", "nearest"),
+    )
     checkpoint: Optional[str] = setting(None, "its WikiArt-trained weights: a timm state dict file or URL")
-    class_names: Optional[str] = setting(None, "JSON list naming the checkpoint classifier's rows: matching styles "
-                                               "start the style head from those rows")
+    class_names: Optional[str] = setting(
+        None,
+        "JSON list naming the checkpoint classifier's rows: matching styles "
+        "start the style head from those rows",
+    )
     allow_random: bool = setting(False, "accept a random CNN when `checkpoint` is null (warns)")
 
 
@@ -35,9 +43,12 @@ class PromptMapperConfig:
 
 @dataclass
 class GatingConfig:
-    type: str = setting("film", "film: K*(1+gamma_k), V*(1+gamma_v)+beta_v (a shift of K would cancel in softmax); "
-                                "gate: K*(1+tanh g_k), V*(1+tanh g_v); none: the plain BLIP-2 Q-Former",
-                        choices=("film", "gate", "none"))
+    type: str = setting(
+        "film",
+        "film: K*(1+gamma_k), V*(1+gamma_v)+beta_v (a shift of K would cancel in softmax); "
+        "gate: K*(1+tanh g_k), V*(1+tanh g_v); none: the plain BLIP-2 Q-Former",
+        choices=("film", "gate", "none"),
+    )
     per_head: bool = setting(True, "one parameter per head (else one per channel)")
     hidden_dim: int = setting(256, "width of the MLP that maps control tokens to the parameters")
     init_scale: float = setting(0.0, "std of that MLP's last layer at init; 0 starts exactly at BLIP-2")
@@ -57,36 +68,59 @@ class ModelConfig:
     model_type: str = setting("pretrain_opt2.7b", "model type whose YAML the block starts from (LAVIS)")
     load_finetuned: bool = setting(False, "load `finetuned` after `pretrained` (LAVIS)")
     pretrained: Optional[str] = setting(None, "BLIP-2 (or lavis-gated) checkpoint URL or path (LAVIS)")
-    finetuned: Optional[str] = setting(None, "finetuned checkpoint URL or path; its style vocabulary and model "
-                                             "settings win (LAVIS)")
-    vit_model: str = setting("eva_clip_g", "eva_clip_g (LAVIS's ViT-g), eva_mid (ViT-S-sized) or eva_tiny",
-                             choices=("eva_clip_g", "eva_mid", "eva_tiny"))
-    vit_weights: Optional[str] = setting(EVA_VIT_G_URL, "URL or path of the ViT weights; null = random (seeded)")
+    finetuned: Optional[str] = setting(
+        None, "finetuned checkpoint URL or path; its style vocabulary and model settings win (LAVIS)"
+    )
+    vit_model: str = setting(
+        "eva_clip_g",
+        "eva_clip_g (LAVIS's ViT-g), eva_mid (ViT-S-sized) or eva_tiny",
+        choices=("eva_clip_g", "eva_mid", "eva_tiny"),
+    )
+    vit_weights: Optional[str] = setting(
+        EVA_VIT_G_URL, "URL or path of the ViT weights; null = random (seeded)"
+    )
     image_size: int = setting(224, "input size of the ViT (as LAVIS)")
     drop_path_rate: float = setting(0.0, "ViT drop path (as LAVIS)")
     use_grad_checkpoint: bool = setting(False, "ViT gradient checkpointing (as LAVIS)")
-    vit_precision: str = setting("fp16", "storage precision of the frozen ViT (on CPU: fp16 runs in fp32)",
-                                 choices=PRECISIONS)
+    vit_precision: str = setting(
+        "fp16", "storage precision of the frozen ViT (on CPU: fp16 runs in fp32)", choices=PRECISIONS
+    )
     freeze_vit: bool = setting(True, "keep the ViT frozen (as LAVIS)")
     num_query_token: int = setting(32, "Q-Former queries (as LAVIS)")
-    cross_attention_freq: int = setting(2, "a cross-attention layer every this many Q-Former layers (as LAVIS)")
-    qformer_bert: str = setting("bert-base-uncased", "hub name or folder of the Q-Former's BERT config (+ vocab, "
-                                                     "+ weights unless qformer_random_init)")
+    cross_attention_freq: int = setting(
+        2, "a cross-attention layer every this many Q-Former layers (as LAVIS)"
+    )
+    qformer_bert: str = setting(
+        "bert-base-uncased",
+        "hub name or folder of the Q-Former's BERT config (+ vocab, + weights unless qformer_random_init)",
+    )
     qformer_random_init: bool = setting(False, "random Q-Former instead of BERT's weights")
     freeze_qformer: bool = setting(False, "freeze the Q-Former (e.g. to train only LoRA and the modulation)")
-    opt_model: str = setting("facebook/opt-2.7b", "hub name or folder of OPT (slow-tokenizer files + weights, or "
-                                                  "config only when random)")
+    opt_model: str = setting(
+        "facebook/opt-2.7b",
+        "hub name or folder of OPT (slow-tokenizer files + weights, or config only when random)",
+    )
     opt_random_init: bool = setting(False, "random OPT from the folder's config")
-    opt_precision: str = setting("fp16", "storage precision of the frozen OPT (on CPU: fp16 runs in fp32)",
-                                 choices=PRECISIONS)
-    random_init_seed: int = setting(0, "seed of every randomly initialised part (frozen random parts are not in "
-                                       "checkpoints, so they must be rebuilt identically)")
+    opt_precision: str = setting(
+        "fp16", "storage precision of the frozen OPT (on CPU: fp16 runs in fp32)", choices=PRECISIONS
+    )
+    random_init_seed: int = setting(
+        0,
+        "seed of every randomly initialised part (frozen random parts are not in "
+        "checkpoints, so they must be rebuilt identically)",
+    )
     prompt: str = setting("Question: {} Answer:", "prompt template; {} is the question")
     max_txt_len: int = setting(32, "token budget for prompt + answer")
-    style_names: List[str] = setting([], "style vocabulary; replaced by the train split's styles when training, by "
-                                         "the checkpoint's when loading one")
-    compile_mode: Optional[str] = setting(None, "torch.compile mode of the Q-Former and each OPT layer; null = eager",
-                                          choices=(None, "default", "reduce-overhead", "max-autotune"))
+    style_names: list[str] = setting(
+        [],
+        "style vocabulary; replaced by the train split's styles when training, by "
+        "the checkpoint's when loading one",
+    )
+    compile_mode: Optional[str] = setting(
+        None,
+        "torch.compile mode of the Q-Former and each OPT layer; null = eager",
+        choices=(None, "default", "reduce-overhead", "max-autotune"),
+    )
     style_encoder: StyleEncoderConfig = block(StyleEncoderConfig, "the frozen style CNN")
     prompt_mapper: PromptMapperConfig = block(PromptMapperConfig, "style feature + prompt -> control tokens")
     gating: GatingConfig = block(GatingConfig, "how control tokens modulate the cross-attention K/V")

@@ -3,6 +3,7 @@ the code's defaults (a test checks the file is current).
 
     python -m lavis_gated.configs.reference > docs/configuration.md
 """
+
 from lavis_gated.configs.dataset_config import BUILD_INFO_KEYS, ArtQuestConfig
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.configs.run_config import LAVIS_RUN_KEYS, RunnerConfig, TaskConfig
@@ -34,25 +35,51 @@ def _cell(value):
 
 def table(title, intro, config_rows):
     lines = [f"## {title}", "", intro, "", "| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{key}` | {_cell(default)} | {help_text.replace('|', '/')} |" for key, default, help_text in config_rows]
+    lines += [
+        f"| `{key}` | {_cell(default)} | {help_text.replace('|', '/')} |"
+        for key, default, help_text in config_rows
+    ]
     return "\n".join(lines) + "\n"
 
 
 def reference():
-    return "\n".join([
-        HEADER,
-        table("model (`blip2_opt_gated`)", "The `model:` block (`ModelConfig` and its parts, "
-              "`lavis_gated/configs/model_config.py`).", rows(ModelConfig, "model.")),
-        table("datasets.artquest", "The `datasets.artquest:` block (`ArtQuestConfig`, "
-              "`lavis_gated/configs/dataset_config.py`), beside LAVIS's `vis_processor`, `text_processor` and "
-              "`build_info`: " + "; ".join(f"`build_info.{k}`: {v}" for k, v in BUILD_INFO_KEYS.items()) + ".",
-              rows(ArtQuestConfig, "datasets.artquest.")),
-        table("run: the style_captioning task", "`TaskConfig` (`lavis_gated/configs/run_config.py`).",
-              rows(TaskConfig, "run.")),
-        table("run: the runner", "`RunnerConfig` (`lavis_gated/configs/run_config.py`).", rows(RunnerConfig, "run.")),
-        "## run: LAVIS's own keys\n\nAccepted as LAVIS defines them (its code holds their defaults).\n\n"
-        "| key | meaning |\n|---|---|\n" + "\n".join(f"| `run.{k}` | {v} |" for k, v in sorted(LAVIS_RUN_KEYS.items())),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                HEADER,
+                table(
+                    "model (`blip2_opt_gated`)",
+                    "The `model:` block (`ModelConfig` and its parts, "
+                    "`lavis_gated/configs/model_config.py`).",
+                    rows(ModelConfig, "model."),
+                ),
+                table(
+                    "datasets.artquest",
+                    "The `datasets.artquest:` block (`ArtQuestConfig`, "
+                    "`lavis_gated/configs/dataset_config.py`), beside LAVIS's `vis_processor`, "
+                    "`text_processor` and `build_info`: "
+                    + "; ".join(f"`build_info.{k}`: {v}" for k, v in BUILD_INFO_KEYS.items())
+                    + ".",
+                    rows(ArtQuestConfig, "datasets.artquest."),
+                ),
+                table(
+                    "run: the style_captioning task",
+                    "`TaskConfig` (`lavis_gated/configs/run_config.py`).",
+                    rows(TaskConfig, "run."),
+                ),
+                table(
+                    "run: the runner",
+                    "`RunnerConfig` (`lavis_gated/configs/run_config.py`).",
+                    rows(RunnerConfig, "run."),
+                ),
+                "## run: LAVIS's own keys\n\n"
+                "Accepted as LAVIS defines them (its code holds their defaults).\n\n"
+                "| key | meaning |\n|---|---|\n"
+                + "\n".join(f"| `run.{k}` | {v} |" for k, v in sorted(LAVIS_RUN_KEYS.items())),
+            ]
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 holding that key's one default. LAVIS keeps its keys' defaults in its own code; they are listed (with help)
 so that a misspelt key anywhere in the block is an error rather than silently ignored.
 """
+
 from dataclasses import dataclass, fields
-from typing import List, Optional
+from typing import Optional
 
 from lavis_gated.configs.schema import check_keys, from_block, plain, setting
 
@@ -14,58 +15,108 @@ SELECT_BY = ("loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate")
 class TaskConfig:
     lm_weight: float = setting(1.0, "weight of the LM loss on the answer tokens")
     style_hit_weight: float = setting(0.0, "weight of 1 - soft style hit rate")
-    style_kl_weight: float = setting(0.0, "weight of the symmetric KL between image and text style distributions")
+    style_kl_weight: float = setting(
+        0.0, "weight of the symmetric KL between image and text style distributions"
+    )
     style_ce_weight: float = setting(0.0, "weight of the style head's cross-entropy against the style label")
-    style_question_types: Optional[List[str]] = setting(None, "question types the hit-rate and KL terms apply to; "
-                                                              "null = every labelled row")
+    style_question_types: Optional[list[str]] = setting(
+        None, "question types the hit-rate and KL terms apply to; null = every labelled row"
+    )
     num_beams: int = setting(1, "beams when generating answers in evaluation")
     max_len: int = setting(10, "most new tokens (not words) generated in evaluation")
     min_len: int = setting(1, "fewest new tokens generated in evaluation")
-    select_by: str = setting("loss", "what agg_metrics is, and so which checkpoint is best: loss is 1 / (1 + val "
-                                     "loss); the others as named", choices=SELECT_BY)
+    select_by: str = setting(
+        "loss",
+        "what agg_metrics is, and so which checkpoint is best: loss is 1 / (1 + val "
+        "loss); the others as named",
+        choices=SELECT_BY,
+    )
     amp: bool = setting(False, "autocast on CUDA")
-    amp_dtype: str = setting("float16", "float16 (with a GradScaler) or bfloat16 (no scaler; set "
-                                        "model.opt_precision: bf16 too)", choices=("float16", "bfloat16"))
-    max_grad_norm: Optional[float] = setting(None, "clip the global gradient norm to this; null = no clipping")
-    max_consecutive_skips: int = setting(20, "steps with a non-finite loss or gradient are skipped; more than this "
-                                             "many in a row stop the run")
+    amp_dtype: str = setting(
+        "float16",
+        "float16 (with a GradScaler) or bfloat16 (no scaler; set model.opt_precision: bf16 too)",
+        choices=("float16", "bfloat16"),
+    )
+    max_grad_norm: Optional[float] = setting(
+        None, "clip the global gradient norm to this; null = no clipping"
+    )
+    max_consecutive_skips: int = setting(
+        20, "steps with a non-finite loss or gradient are skipped; more than this many in a row stop the run"
+    )
 
 
 @dataclass
 class RunnerConfig:
     runner: str = setting("runner_gated", "registered runner")
     device: str = setting("cuda", "cuda or cpu; the process-group backend follows (nccl / gloo)")
-    num_threads: Optional[int] = setting(None, "intra-op threads per process; null: its share of the idle cores")
+    num_threads: Optional[int] = setting(
+        None, "intra-op threads per process; null: its share of the idle cores"
+    )
     find_unused_parameters: bool = setting(False, "DDP option")
-    save_last: bool = setting(False, "also keep checkpoint_last.pth each epoch: what a pre-empted run resumes from")
+    save_last: bool = setting(
+        False, "also keep checkpoint_last.pth each epoch: what a pre-empted run resumes from"
+    )
     dist_timeout_minutes: float = setting(30, "process-group timeout: a dead rank fails the others this soon")
-    imports: List[str] = setting([], "modules imported before the config is resolved (your own registrations)")
+    imports: list[str] = setting(
+        [], "modules imported before the config is resolved (your own registrations)"
+    )
     frozen_feature_cache: Optional[str] = setting(None, "folder of the frozen-feature cache; null = off")
-    tensorboard: bool = setting(True, "write TensorBoard events under <run folder>/tensorboard/ (rank 0): "
-                                      "training curves, validation metrics, modulation per layer, pictures")
-    progress_seconds: float = setting(30.0, "a training progress line (epoch, step, loss parts, ETA) at "
-                                            "least this often, besides each tenth of an epoch and every "
-                                            "run.log_freq steps")
+    tensorboard: bool = setting(
+        True,
+        "write TensorBoard events under <run folder>/tensorboard/ (rank 0): "
+        "training curves, validation metrics, modulation per layer, pictures",
+    )
+    progress_seconds: float = setting(
+        30.0,
+        "a training progress line (epoch, step, loss parts, ETA) at "
+        "least this often, besides each tenth of an epoch and every "
+        "run.log_freq steps",
+    )
 
 
-# LAVIS's run keys (runner_base.py, base_task.py, dist_utils.py, the project YAMLs it ships) and what they mean.
+# LAVIS's run keys (runner_base.py, base_task.py, dist_utils.py, the project YAMLs it ships) and what they
+# mean.
 LAVIS_RUN_KEYS = {
-    "task": "registered task", "lr_sched": "LR schedule (e.g. linear_warmup_cosine_lr)", "init_lr": "peak LR",
-    "min_lr": "final LR", "warmup_lr": "LR at the first step", "warmup_steps": "warm-up steps",
-    "lr_decay_rate": "step schedule decay", "weight_decay": "AdamW weight decay", "max_epoch": "epochs",
-    "max_iters": "iterations (iteration runner)", "iters_per_inner_epoch": "iterations per inner epoch",
-    "batch_size_train": "per-process training batch", "batch_size_eval": "per-process evaluation batch",
-    "num_workers": "data-loader workers", "accum_grad_iters": "gradient accumulation steps",
-    "log_freq": "log every this many steps", "seed": "random seed", "output_dir": "folder of the run folders",
-    "resume_ckpt_path": "continue the run saved in this checkpoint, in its folder", "evaluate": "evaluate only",
-    "train_splits": "splits trained on", "valid_splits": "splits validated each epoch (val selects the best)",
-    "test_splits": "splits tested with the best checkpoint", "train_dataset_ratios": "sampling ratio per dataset",
-    "use_dist_eval_sampler": "shard evaluation over ranks", "world_size": "processes (set by the launcher)",
-    "dist_url": "process-group init method", "distributed": "use torch.distributed when launched for it",
-    "rank": "set at start", "gpu": "set at start (the local rank)", "dist_backend": "set at start",
-    "report_metric": "LAVIS tasks", "inference_method": "LAVIS VQA tasks", "num_ans_candidates": "LAVIS VQA tasks",
-    "prompt": "LAVIS VQA/caption tasks", "k_test": "LAVIS retrieval tasks", "num_captions": "LAVIS caption tasks",
-    "top_p": "LAVIS sampling", "top_k": "LAVIS sampling", "repetition_penalty": "LAVIS generation",
+    "task": "registered task",
+    "lr_sched": "LR schedule (e.g. linear_warmup_cosine_lr)",
+    "init_lr": "peak LR",
+    "min_lr": "final LR",
+    "warmup_lr": "LR at the first step",
+    "warmup_steps": "warm-up steps",
+    "lr_decay_rate": "step schedule decay",
+    "weight_decay": "AdamW weight decay",
+    "max_epoch": "epochs",
+    "max_iters": "iterations (iteration runner)",
+    "iters_per_inner_epoch": "iterations per inner epoch",
+    "batch_size_train": "per-process training batch",
+    "batch_size_eval": "per-process evaluation batch",
+    "num_workers": "data-loader workers",
+    "accum_grad_iters": "gradient accumulation steps",
+    "log_freq": "log every this many steps",
+    "seed": "random seed",
+    "output_dir": "folder of the run folders",
+    "resume_ckpt_path": "continue the run saved in this checkpoint, in its folder",
+    "evaluate": "evaluate only",
+    "train_splits": "splits trained on",
+    "valid_splits": "splits validated each epoch (val selects the best)",
+    "test_splits": "splits tested with the best checkpoint",
+    "train_dataset_ratios": "sampling ratio per dataset",
+    "use_dist_eval_sampler": "shard evaluation over ranks",
+    "world_size": "processes (set by the launcher)",
+    "dist_url": "process-group init method",
+    "distributed": "use torch.distributed when launched for it",
+    "rank": "set at start",
+    "gpu": "set at start (the local rank)",
+    "dist_backend": "set at start",
+    "report_metric": "LAVIS tasks",
+    "inference_method": "LAVIS VQA tasks",
+    "num_ans_candidates": "LAVIS VQA tasks",
+    "prompt": "LAVIS VQA/caption tasks",
+    "k_test": "LAVIS retrieval tasks",
+    "num_captions": "LAVIS caption tasks",
+    "top_p": "LAVIS sampling",
+    "top_k": "LAVIS sampling",
+    "repetition_penalty": "LAVIS generation",
 }
 
 
@@ -77,7 +128,9 @@ def run_keys(cls):
 def check_run_block(run_block, task_keys=(), where="run"):
     """Raise ConfigKeyError for a key of `run:` that neither the task (`task_keys`), this runner nor LAVIS
     knows."""
-    check_keys(plain(run_block) or {}, set(run_keys(RunnerConfig)) | set(task_keys) | set(LAVIS_RUN_KEYS), where)
+    check_keys(
+        plain(run_block) or {}, set(run_keys(RunnerConfig)) | set(task_keys) | set(LAVIS_RUN_KEYS), where
+    )
 
 
 def task_config(run_block, where="run", check=True):

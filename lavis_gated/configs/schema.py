@@ -5,9 +5,11 @@ misspelt or not, is an error naming the key, its block and the closest valid nam
 otherwise run silently without writing checkpoint_last.pth); a value outside a field's `choices` names
 them. Nested dataclasses validate their own sub-blocks (model.gating, datasets.artquest.fields, ...).
 """
+
 import dataclasses
 import difflib
-from typing import Any, Dict, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 
 class ConfigKeyError(KeyError):
@@ -52,7 +54,7 @@ def check_keys(given: Iterable[str], valid: Iterable[str], where: str):
             raise ConfigKeyError(f"unknown key {where}.{key} ({hint})")
 
 
-def from_block(cls, given: Optional[Dict[str, Any]], where: str, ignore: Iterable[str] = ()):
+def from_block(cls, given: Optional[dict[str, Any]], where: str, ignore: Iterable[str] = ()):
     """An instance of config dataclass `cls` from YAML block `given` (None = all defaults), checked.
 
     Keys in `ignore` are accepted and left out (e.g. LAVIS's own keys of a block).
@@ -71,7 +73,9 @@ def from_block(cls, given: Optional[Dict[str, Any]], where: str, ignore: Iterabl
         if nested is not None:
             value = from_block(nested, value, f"{where}.{name}")
         elif field.metadata.get("choices") and value not in field.metadata["choices"]:
-            raise ValueError(f"{where}.{name} is {value!r}; it must be one of {list(field.metadata['choices'])}")
+            raise ValueError(
+                f"{where}.{name} is {value!r}; it must be one of {list(field.metadata['choices'])}"
+            )
         values[name] = value
     return cls(**values)
 
@@ -95,7 +99,9 @@ def rows(cls, prefix=""):
         if nested is not None:
             out += rows(nested, f"{prefix}{field.name}.")
             continue
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        default = (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        )
         help_text = field.metadata.get("help", "")
         if field.metadata.get("choices"):
             help_text += f" One of: {', '.join(map(str, field.metadata['choices']))}."

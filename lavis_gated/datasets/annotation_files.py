@@ -4,6 +4,7 @@ The text is decoded here rather than by pandas, so that a file in the wrong enco
 with its path and line, and every format comes out the same way: one row per record, every value a
 string ("" where missing), so that "None" stays an answer and ids keep their leading zeros.
 """
+
 import io
 import json
 import os
@@ -20,16 +21,19 @@ def decode_text(path, encoding="utf-8"):
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
+        line = data[: err.start].count(b"\n") + 1
         raise ValueError(
-            f"{path}: line {line} is not valid {encoding} (byte {data[err.start:err.start + 1]!r} at offset {err.start}); "
+            f"{path}: line {line} is not valid {encoding} (byte {data[err.start : err.start + 1]!r} at "
+            f"offset {err.start}); "
             "set datasets.<name>.encoding to the file's encoding (e.g. latin-1)"
         ) from None
     return text[1:] if text.startswith("\ufeff") else text  # a byte-order mark is not part of the header
 
 
 def _as_strings(frame):
-    return frame.apply(lambda column: column.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)))
+    return frame.apply(
+        lambda column: column.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+    )
 
 
 def _json_records(text, path, lines):

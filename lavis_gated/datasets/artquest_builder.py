@@ -1,5 +1,6 @@
 """Builder `artquest`: ArtQuest-format splits (CSV/TSV/JSON/JSON-lines files plus an image root, or
 webdataset shards) from the datasets YAML; see the README for the keys."""
+
 import os
 from dataclasses import asdict
 
@@ -12,7 +13,9 @@ from lavis_gated.datasets.artquest_shards import ArtQuestShards
 from lavis_gated.datasets.dataset_summary import log_summary, summarise
 from lavis_gated.datasets.style_sources import StyleTable
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets", "artquest")
+CONFIG_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets", "artquest"
+)
 
 
 @registry.register_builder("artquest")
@@ -44,8 +47,10 @@ class ArtQuestBuilder(BaseDatasetBuilder):
         elif info and info.get("annotations") and info.get("images"):
             datasets = self._build_files(info.annotations, info.images.storage)
         else:
-            raise KeyError("datasets.artquest.build_info needs annotations.<split>.storage and images.storage, "
-                           "or shards.<split>.storage")
+            raise KeyError(
+                "datasets.artquest.build_info needs annotations.<split>.storage and images.storage, "
+                "or shards.<split>.storage"
+            )
         for dataset in datasets.values():
             dataset.summary = summarise(dataset.annotation, dataset.skipped)
         log_summary("artquest", {split: d.summary for split, d in datasets.items()})
@@ -54,22 +59,35 @@ class ArtQuestBuilder(BaseDatasetBuilder):
     def _build_files(self, annotations, image_root):
         image_root = os.path.abspath(image_root)
         if not os.path.isdir(image_root):
-            raise FileNotFoundError(f"image root does not exist: {image_root} (datasets.*.build_info.images.storage)")
+            raise FileNotFoundError(
+                f"image root does not exist: {image_root} (datasets.*.build_info.images.storage)"
+            )
         cfg = self.settings
         style_table = StyleTable.from_config(cfg.style_table, cfg.encoding, cfg.delimiter)
         datasets = {}
         for split, annotation in annotations.items():
             path = os.path.abspath(annotation.storage)
-            records, skipped = read_split(path, asdict(cfg.fields), split, cfg.missing_style, style_table,
-                                          cfg.encoding, cfg.delimiter)
-            records, bad = attach_images(records, image_root, split, cfg.bad_image, cfg.image_check, source=path)
+            records, skipped = read_split(
+                path, asdict(cfg.fields), split, cfg.missing_style, style_table, cfg.encoding, cfg.delimiter
+            )
+            records, bad = attach_images(
+                records, image_root, split, cfg.bad_image, cfg.image_check, source=path
+            )
             if not records:
                 raise ValueError(f"{path}: every row was left out ({ {**skipped, **bad} })")
-            datasets[split] = ArtQuestDataset(*self._processors(split), image_root, records, {**skipped, **bad})
+            datasets[split] = ArtQuestDataset(
+                *self._processors(split), image_root, records, {**skipped, **bad}
+            )
         return datasets
 
     def _build_shards(self, shards):
         cfg = self.settings
-        return {split: ArtQuestShards(entry.storage, *self._processors(split), cfg.missing_style,
-                                      cfg.shuffle_buffer if split == "train" else 0)
-                for split, entry in shards.items()}
+        return {
+            split: ArtQuestShards(
+                entry.storage,
+                *self._processors(split),
+                cfg.missing_style,
+                cfg.shuffle_buffer if split == "train" else 0,
+            )
+            for split, entry in shards.items()
+        }

@@ -4,6 +4,7 @@ Reading and validating happens in `read_split` and `attach_images`, so a bad fil
 with the file, column or row named, not in a data-loader worker halfway through an epoch. Rows that a
 policy drops are counted, logged and returned in `skipped`.
 """
+
 import logging
 import os
 
@@ -15,8 +16,14 @@ from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.image_files import find_bad_images, resolve_image_paths
 from lavis_gated.datasets.style_sources import STYLE_SOURCE_OPTIONS, describe_source, style_labels
 
-DEFAULT_FIELDS = {"image": "image", "question": "question", "answer": "answer", "question_type": "question_type",
-                  "style": "style", "question_id": "question_id"}
+DEFAULT_FIELDS = {
+    "image": "image",
+    "question": "question",
+    "answer": "answer",
+    "question_type": "question_type",
+    "style": "style",
+    "question_id": "question_id",
+}
 REQUIRED_FIELDS = ("image", "question", "answer")
 ROW_KEYS = ("question_id", "image", "question", "answer", "question_type", "style")
 MISSING_STYLE_POLICIES = ("error", "skip", "keep-unlabelled")
@@ -50,19 +57,27 @@ def check_rows(records, path, fields=None, missing_style="error", where_styles="
     for key in REQUIRED_FIELDS:
         empty = records.index[records[key].str.strip() == ""]
         if len(empty):
-            raise ValueError(f"{path}: {len(empty)} rows with an empty {fields[key]!r}; {row_numbers(path, empty)}")
+            raise ValueError(
+                f"{path}: {len(empty)} rows with an empty {fields[key]!r}; {row_numbers(path, empty)}"
+            )
     duplicated = records.index[records["question_id"].duplicated(keep=False)]
     if len(duplicated):
-        raise ValueError(f"{path}: {len(duplicated)} rows share a question_id (column {fields['question_id']!r}); "
-                         f"{row_numbers(path, duplicated)}")
+        raise ValueError(
+            f"{path}: {len(duplicated)} rows share a question_id (column {fields['question_id']!r}); "
+            f"{row_numbers(path, duplicated)}"
+        )
     skipped = {}
     unlabelled = records.index[records["style"] == ""]
     if len(unlabelled):
-        message = (f"{path}: {len(unlabelled)} of {len(records)} rows have no style ({where_styles}); "
-                   f"{row_numbers(path, unlabelled)}")
+        message = (
+            f"{path}: {len(unlabelled)} of {len(records)} rows have no style ({where_styles}); "
+            f"{row_numbers(path, unlabelled)}"
+        )
         if missing_style == "error":
-            raise ValueError(f"{message}; set datasets.<name>.missing_style: keep-unlabelled (train without the style "
-                             "terms) or skip (drop the rows)")
+            raise ValueError(
+                f"{message}; set datasets.<name>.missing_style: keep-unlabelled (train without the style "
+                "terms) or skip (drop the rows)"
+            )
         if missing_style == "skip":
             logging.warning("%s; skipped", message)
             skipped["no style"] = len(unlabelled)
@@ -72,8 +87,9 @@ def check_rows(records, path, fields=None, missing_style="error", where_styles="
     return records, skipped
 
 
-def read_split(path, fields=None, split="", missing_style="error", style_table=None, encoding="utf-8",
-               delimiter=None):
+def read_split(
+    path, fields=None, split="", missing_style="error", style_table=None, encoding="utf-8", delimiter=None
+):
     """Rows of one split file as dicts with ROW_KEYS, and {reason: count} of the rows dropped.
 
     fields maps canonical key -> file column; image, question and answer are required columns,
@@ -99,19 +115,26 @@ def read_split(path, fields=None, split="", missing_style="error", style_table=N
 
     styles = style_labels(frame, fields["style"], fields["image"], style_table)
     if styles is None:
-        message = f"{path}: no style source (no column {fields['style']!r}, no style_table); columns found: {list(frame.columns)}"
+        message = (
+            f"{path}: no style source (no column {fields['style']!r}, no style_table); "
+            f"columns found: {list(frame.columns)}"
+        )
         if missing_style == "error":
             raise ValueError(f"{message}; {STYLE_SOURCE_OPTIONS}")
         styles = pd.Series("", index=frame.index)
-    records = pd.DataFrame({
-        "question_id": column("question_id", [f"{split}-{i}" for i in range(len(frame))]),
-        "image": column("image", "").str.strip(),
-        "question": column("question", ""),
-        "answer": column("answer", ""),
-        "question_type": column("question_type", ""),
-        "style": styles,
-    })
-    records, skipped = check_rows(records, path, fields, missing_style, describe_source(fields["style"], style_table))
+    records = pd.DataFrame(
+        {
+            "question_id": column("question_id", [f"{split}-{i}" for i in range(len(frame))]),
+            "image": column("image", "").str.strip(),
+            "question": column("question", ""),
+            "answer": column("answer", ""),
+            "question_type": column("question_type", ""),
+            "style": styles,
+        }
+    )
+    records, skipped = check_rows(
+        records, path, fields, missing_style, describe_source(fields["style"], style_table)
+    )
     return records.to_dict("records"), skipped
 
 
@@ -126,8 +149,10 @@ def attach_images(records, image_root, split="", bad_image="error", image_check=
     problems = find_bad_images(paths, image_check)
     bad = [(r["image"], problems[p]) for r, p in zip(records, paths) if p in problems]
     if bad:
-        message = (f"{source or split}: {len(bad)} of {len(records)} rows refer to {len(set(problems))} missing or "
-                   f"unreadable images under {image_root}; first: " + ", ".join(f"{n} ({why})" for n, why in bad[:5]))
+        message = (
+            f"{source or split}: {len(bad)} of {len(records)} rows refer to {len(set(problems))} missing or "
+            f"unreadable images under {image_root}; first: " + ", ".join(f"{n} ({why})" for n, why in bad[:5])
+        )
         if bad_image == "error":
             raise FileNotFoundError(f"{message}; set datasets.<name>.bad_image: skip to leave those rows out")
         logging.warning("%s; skipped", message)

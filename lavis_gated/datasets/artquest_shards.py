@@ -7,6 +7,7 @@ While streaming, the kept rows, in shard order, are cut into one contiguous rang
 worker), so that across a torch.distributed job every row is read exactly once per pass, and each
 process opens only the shards that overlap its range.
 """
+
 import io
 import json
 import math
@@ -75,8 +76,9 @@ class ArtQuestShards(wds.DataPipeline):
             raise ValueError(f"{self.source}: no rows")
         frame = pd.DataFrame(rows).assign(position=range(len(rows)))
         frame["style"] = frame["style"].map(normalise_style)
-        frame, self.skipped = check_rows(frame, self.source, missing_style=missing_style,
-                                         where_styles="empty 'style' in the shard rows")
+        frame, self.skipped = check_rows(
+            frame, self.source, missing_style=missing_style, where_styles="empty 'style' in the shard rows"
+        )
         self.annotation = [{**row, "instance_id": str(row["position"])} for row in frame.to_dict("records")]
         self.vis_processor, self.text_processor = vis_processor, text_processor
         self.shuffle_buffer = shuffle_buffer
@@ -108,11 +110,14 @@ class ArtQuestShards(wds.DataPipeline):
                     if row is None or row["shard"] != shard:
                         break
             else:
-                raise RuntimeError(f"{self.urls[shard]}: sample {row['__key__']} not found; the shard changed after "
-                                   "the dataset was built")
+                raise RuntimeError(
+                    f"{self.urls[shard]}: sample {row['__key__']} not found; the shard changed after "
+                    "the dataset was built"
+                )
 
     def _shuffled(self, samples):
-        """A buffer shuffle for training, seeded from torch's generator (per worker, per pass, reproducible)."""
+        """A buffer shuffle for training, seeded from torch's generator (per worker, per pass,
+        reproducible)."""
         if self.shuffle_buffer <= 1:
             return samples
         seed = int(torch.empty((), dtype=torch.int64).random_().item())
@@ -125,6 +130,7 @@ class ArtQuestShards(wds.DataPipeline):
             with Image.open(io.BytesIO(sample[extension])) as image:
                 return to_sample(row, image, self.vis_processor, self.text_processor)
         except OSError as err:
-            raise ValueError(f"{sample['__url__']}: image of sample {sample['__key__']} ({row['image']}) does not "
-                             f"decode: {err}") from err
-
+            raise ValueError(
+                f"{sample['__url__']}: image of sample {sample['__key__']} ({row['image']}) does not "
+                f"decode: {err}"
+            ) from err

@@ -1,4 +1,5 @@
 """What a built split holds: rows per question_type and per style, and the rows left out and why."""
+
 import logging
 from collections import Counter
 
@@ -20,6 +21,8 @@ def log_summary(dataset_name, summaries):
     lines = [f"dataset {dataset_name}:"]
     for split, s in summaries.items():
         skipped = ", ".join(f"{n} {why}" for why, n in s["skipped"].items()) or "none"
-        lines.append(f"  {split}: {s['rows']} rows; skipped: {skipped}; question_type {s['question_type']}; "
-                     f"style {s['style']}")
+        lines.append(
+            f"  {split}: {s['rows']} rows; skipped: {skipped}; question_type {s['question_type']}; "
+            f"style {s['style']}"
+        )
     logging.info("\n".join(lines))

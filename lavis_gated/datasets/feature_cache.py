@@ -13,6 +13,7 @@ selects another store instead of reading stale features. Features keep the dtype
 A store is written in a temporary folder and renamed into place; images whose file changed (size or
 modification time) are encoded again, the other rows are copied from the previous store.
 """
+
 import hashlib
 import json
 import logging
@@ -76,8 +77,12 @@ class FeatureStore:
         if self._arrays is None:
             count = len(self.index)
             self._arrays = {
-                name: np.memmap(os.path.join(self.folder, f"{name}.bin"), mode="r",
-                                dtype=_STORAGE_DTYPES[_DTYPE_NAMES[spec["dtype"]]], shape=(count, *spec["shape"]))
+                name: np.memmap(
+                    os.path.join(self.folder, f"{name}.bin"),
+                    mode="r",
+                    dtype=_STORAGE_DTYPES[_DTYPE_NAMES[spec["dtype"]]],
+                    shape=(count, *spec["shape"]),
+                )
                 for name, spec in self.meta["features"].items()
             }
         return self._arrays
@@ -118,9 +123,15 @@ class _Images(Dataset):
 
 def _create_arrays(folder, count, features):
     """Writable memory maps for `count` rows of each feature ({name: {"dtype": str, "shape": list}})."""
-    return {name: np.memmap(os.path.join(folder, f"{name}.bin"), mode="w+", shape=(count, *spec["shape"]),
-                            dtype=_STORAGE_DTYPES[_DTYPE_NAMES[spec["dtype"]]])
-            for name, spec in features.items()}
+    return {
+        name: np.memmap(
+            os.path.join(folder, f"{name}.bin"),
+            mode="w+",
+            shape=(count, *spec["shape"]),
+            dtype=_STORAGE_DTYPES[_DTYPE_NAMES[spec["dtype"]]],
+        )
+        for name, spec in features.items()
+    }
 
 
 def build_store(folder, signature, paths, processor, encode, batch_size=64, num_workers=0):
@@ -136,9 +147,13 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
     if needed <= current:
         return old
     keys, todo = sorted(needed | current), sorted(needed - current)
-    logging.info("frozen-feature cache %s: encoding %d images, %d already cached", folder, len(todo), len(current))
+    logging.info(
+        "frozen-feature cache %s: encoding %d images, %d already cached", folder, len(todo), len(current)
+    )
     rows = {key: row for row, key in enumerate(keys)}
-    stamps = {key: _file_stamp(key) for key in keys}  # before encoding: a file changed meanwhile is stale next time
+    stamps = {
+        key: _file_stamp(key) for key in keys
+    }  # before encoding: a file changed meanwhile is stale next time
     tmp = tempfile.mkdtemp(prefix=".building-", dir=os.path.dirname(os.path.abspath(folder)))
     try:
         features = old.meta["features"] if current else None
@@ -155,12 +170,14 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
             images = torch.cat([images, images[:1].expand(batch_size - count, *images.shape[1:])])
             encoded = {name: values[:count].detach().cpu() for name, values in encode(images).items()}
             if arrays is None:
-                features = {name: {"dtype": str(encoded[name].dtype), "shape": list(encoded[name].shape[1:])}
-                            for name in encoded}
+                features = {
+                    name: {"dtype": str(encoded[name].dtype), "shape": list(encoded[name].shape[1:])}
+                    for name in encoded
+                }
                 arrays = _create_arrays(tmp, len(keys), features)
             for name, values in encoded.items():
                 values = values.view(torch.uint16) if values.dtype == torch.bfloat16 else values
-                for i, key in enumerate(todo[done:done + len(values)]):
+                for i, key in enumerate(todo[done : done + len(values)]):
                     arrays[name][rows[key]] = values[i].numpy()
             done += count
         for name, array in arrays.items():
@@ -200,7 +217,10 @@ class CachedFeatureDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        return {**self.dataset.fields(index), **self.store.get(os.path.abspath(self.dataset.image_path(index)))}
+        return {
+            **self.dataset.fields(index),
+            **self.store.get(os.path.abspath(self.dataset.image_path(index))),
+        }
 
     def collater(self, samples):
         return self.dataset.collater(samples)
@@ -244,7 +264,8 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
         raise ValueError(
             f"run.frozen_feature_cache stores the frozen ViT's output, but this model trains its ViT "
             f"(model.freeze_vit is false, as in the caption_coco_* types; {len(trained)} ViT parameters "
-            "require grad): set model.freeze_vit true or unset run.frozen_feature_cache")
+            "require grad): set model.freeze_vit true or unset run.frozen_feature_cache"
+        )
     device = torch.device(device)
     model.to(device)
     frozen = frozen_signature(model, device, autocast_dtype)
@@ -253,15 +274,20 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
         for split, dataset in splits.items():
             where = f"datasets.{name} split {split!r}"
             if not (hasattr(dataset, "fields") and hasattr(dataset, "image_path")):
-                raise TypeError(f"run.frozen_feature_cache: {where} ({type(dataset).__name__}) does not support the "
-                                "frozen-feature cache (it needs fields(index) and image_path(index))")
+                raise TypeError(
+                    f"run.frozen_feature_cache: {where} ({type(dataset).__name__}) does not support the "
+                    "frozen-feature cache (it needs fields(index) and image_path(index))"
+                )
             signature = {"transform": transform_signature(dataset.vis_processor, where), **frozen}
             digest = hashlib.sha1(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
             paths = [os.path.abspath(dataset.image_path(i)) for i in range(len(dataset))]
             plan[name, split] = (os.path.join(root, digest), signature, paths, dataset.vis_processor)
 
     def encode(images):
-        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with (
+            torch.no_grad(),
+            torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        ):
             return model.frozen_features(images.to(device))
 
     # fork_rng: building draws no numbers from the training's random stream (DataLoader iterators do)

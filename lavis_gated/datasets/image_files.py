@@ -3,6 +3,7 @@
 A missing or broken image found here is reported with its name and a count, instead of killing a
 data-loader worker hours into training.
 """
+
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,9 @@ def find_bad_images(paths, check="decode", threads=8):
     if check not in IMAGE_CHECKS:
         raise ValueError(f"image_check {check!r} is not one of {IMAGE_CHECKS}")
     distinct = sorted(set(paths))
-    with _truncated_images_fail(), ThreadPoolExecutor(max_workers=threads) as pool:  # PIL decodes without the GIL
+    with (
+        _truncated_images_fail(),
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):  # PIL decodes without the GIL
         problems = pool.map(lambda p: image_problem(p, check), distinct)
         return {path: problem for path, problem in zip(distinct, problems) if problem}

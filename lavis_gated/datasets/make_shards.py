@@ -7,6 +7,7 @@ style source, missing-style and bad-image policies), so the shards hold validate
 style resolved. A sample is `<index>.json` (the row) plus `<index>.<ext>` (the image file's bytes).
 Each shard is written to a temporary file, synced and renamed. Prints the build_info lines to use.
 """
+
 import argparse
 import json
 import logging
@@ -26,7 +27,9 @@ def load_dataset_config(cfg_path, name="artquest"):
     project = OmegaConf.load(cfg_path).get("datasets", {}).get(name)
     if project is None:
         raise KeyError(f"{cfg_path}: no datasets.{name} section")
-    return OmegaConf.merge(OmegaConf.load(ArtQuestBuilder.DATASET_CONFIG_DICT["default"]).datasets[name], project)
+    return OmegaConf.merge(
+        OmegaConf.load(ArtQuestBuilder.DATASET_CONFIG_DICT["default"]).datasets[name], project
+    )
 
 
 def _sample(index, row):
@@ -50,11 +53,12 @@ def write_shards(rows, out_dir, split, maxcount=1000):
     os.makedirs(out_dir, exist_ok=True)
     existing = sorted(n for n in os.listdir(out_dir) if n.startswith(f"{split}-") and n.endswith(".tar"))
     if existing:
-        raise FileExistsError(f"{out_dir} already holds {split} shards ({existing[:3]}...); remove them or choose "
-                              "another --out")
+        raise FileExistsError(
+            f"{out_dir} already holds {split} shards ({existing[:3]}...); remove them or choose another --out"
+        )
     count = max(1, -(-len(rows) // maxcount))
     for shard in range(count):
-        chunk = rows[shard * maxcount:(shard + 1) * maxcount]
+        chunk = rows[shard * maxcount : (shard + 1) * maxcount]
         samples = (_sample(shard * maxcount + i, row) for i, row in enumerate(chunk))
         _write_shard(os.path.join(out_dir, f"{split}-{shard:06d}.tar"), samples)
     return os.path.join(out_dir, f"{split}-{{000000..{count - 1:06d}}}.tar")
@@ -64,14 +68,21 @@ def make_shards(cfg_path, out_dir, maxcount=1000, name="artquest"):
     """Build the YAML's annotation splits and write each as shards; return {split: pattern}."""
     cfg = load_dataset_config(cfg_path, name)
     if cfg.build_info.get("shards"):
-        raise ValueError(f"{cfg_path}: datasets.{name}.build_info names shards already; give the annotation files")
+        raise ValueError(
+            f"{cfg_path}: datasets.{name}.build_info names shards already; give the annotation files"
+        )
     datasets = ArtQuestBuilder(cfg).build()
-    return {split: write_shards(dataset.annotation, out_dir, split, maxcount) for split, dataset in datasets.items()}
+    return {
+        split: write_shards(dataset.annotation, out_dir, split, maxcount)
+        for split, dataset in datasets.items()
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cfg-path", required=True, help="project YAML whose datasets.<name> names the splits")
+    parser.add_argument(
+        "--cfg-path", required=True, help="project YAML whose datasets.<name> names the splits"
+    )
     parser.add_argument("--out", required=True, help="output folder for <split>-NNNNNN.tar")
     parser.add_argument("--maxcount", type=int, default=1000, help="rows per shard")
     parser.add_argument("--dataset", default="artquest", help="name of the datasets entry")

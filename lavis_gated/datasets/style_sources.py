@@ -4,9 +4,10 @@ The public ArtQuest release has no style column, so a style is either a column o
 (`fields.style`: a `style` column, or an existing one such as `school`) or joined from a separate
 table mapping image -> style (`style_table`). Labels are normalised (normalise_style) on the way in.
 """
+
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Optional
 
 import pandas as pd
 
@@ -14,8 +15,9 @@ from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.style_vocabulary import normalise_style
 
 STYLE_SOURCE_OPTIONS = (
-    "give each row a style by one of: (1) a column of the split file named by fields.style (default 'style'); "
-    "(2) style_table.storage, a CSV/JSON file mapping image -> style (columns style_table.key and style_table.style); "
+    "give each row a style by one of: (1) a column of the split file named by fields.style "
+    "(default 'style'); (2) style_table.storage, a CSV/JSON file mapping image -> style "
+    "(columns style_table.key and style_table.style); "
     "(3) fields.style set to an existing column used as the style, e.g. 'school'; "
     "or set missing_style: keep-unlabelled (or skip) to use rows without a style"
 )
@@ -28,7 +30,7 @@ class StyleTable:
     path: str
     key: str = "image"
     style: str = "style"
-    styles: Dict[str, str] = field(default_factory=dict, repr=False)
+    styles: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, path, key="image", style="style", encoding="utf-8", delimiter=None):
@@ -39,14 +41,20 @@ class StyleTable:
         frame = read_table(path, encoding, delimiter)
         missing = [c for c in (key, style) if c not in frame.columns]
         if missing:
-            raise KeyError(f"{path}: style table has no column(s) {missing} (style_table.key / style_table.style); "
-                           f"columns found: {list(frame.columns)}")
+            raise KeyError(
+                f"{path}: style table has no column(s) {missing} (style_table.key / style_table.style); "
+                f"columns found: {list(frame.columns)}"
+            )
         styles, conflicts = {}, []
-        for line, (image, label) in enumerate(zip(frame[key].str.strip(), frame[style].map(normalise_style)), 2):
+        for line, (image, label) in enumerate(
+            zip(frame[key].str.strip(), frame[style].map(normalise_style)), 2
+        ):
             if image and label and styles.setdefault(image, label) != label:
                 conflicts.append(f"line {line}: {image!r} is {label!r} and {styles[image]!r}")
         if conflicts:
-            raise ValueError(f"{path}: {len(conflicts)} images have conflicting styles; first: {conflicts[:5]}")
+            raise ValueError(
+                f"{path}: {len(conflicts)} images have conflicting styles; first: {conflicts[:5]}"
+            )
         return cls(path=path, key=key, style=style, styles=styles)
 
     @classmethod

@@ -4,9 +4,10 @@ The vocabulary is built once from the train split's style labels and then travel
 (its names are part of the model's state dict), so evaluation and `load_model_and_preprocess` see
 exactly the styles the style head was trained on.
 """
+
 import re
 from collections import Counter
-from typing import Dict, Iterable, List, Sequence
+from collections.abc import Iterable, Sequence
 
 NO_STYLE = -1  # id of a missing label or of a style unknown to the vocabulary
 
@@ -30,7 +31,7 @@ class StyleVocabulary:
         empty = [n for n, m in zip(names, normalised) if not m]
         if empty:
             raise ValueError(f"style vocabulary contains empty style names: {empty!r}")
-        self.names: List[str] = sorted(set(normalised))
+        self.names: list[str] = sorted(set(normalised))
         if not self.names:
             raise ValueError("style vocabulary is empty: no style labels were found")
         self._index = {n: i for i, n in enumerate(self.names)}
@@ -53,14 +54,19 @@ class StyleVocabulary:
         """Id of a (raw or normalised) style name, NO_STYLE if missing or unknown."""
         return self._index.get(normalise_style(name), NO_STYLE)
 
-    def ids(self, names: Sequence) -> List[int]:
+    def ids(self, names: Sequence) -> list[int]:
         return [self.id_of(n) for n in names]
 
-    def token_ids(self, tokenizer) -> List[List[int]]:
+    def token_ids(self, tokenizer) -> list[list[int]]:
         """Per style, the token ids of " <name>" as it appears after the prompt's "Answer:"."""
         return [tokenizer(" " + n, add_special_tokens=False).input_ids for n in self.names]
 
 
-def unseen_styles(labels: Iterable, vocabulary: StyleVocabulary) -> Dict[str, int]:
-    """{normalised style: row count} of the labelled rows whose style the vocabulary lacks (they count as no style)."""
-    return dict(sorted(Counter(n for n in map(normalise_style, labels) if n and vocabulary.id_of(n) == NO_STYLE).items()))
+def unseen_styles(labels: Iterable, vocabulary: StyleVocabulary) -> dict[str, int]:
+    """{normalised style: row count} of the labelled rows whose style the vocabulary lacks (they count as no
+    style)."""
+    return dict(
+        sorted(
+            Counter(n for n in map(normalise_style, labels) if n and vocabulary.id_of(n) == NO_STYLE).items()
+        )
+    )

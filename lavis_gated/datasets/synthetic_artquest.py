@@ -6,6 +6,7 @@ question: one about the style (what the style regularisers are for) and one abou
 
     python -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest
 """
+
 import argparse
 import csv
 import math
@@ -21,7 +22,10 @@ STYLES = ("impressionism", "cubism", "pop art", "pointillism", "ukiyo-e", "minim
 SHAPES = ("circle", "square", "triangle")
 QUESTION_TEMPLATES = {
     "style": ("What style is this painting?", "Which art movement does this painting belong to?"),
-    "shape": ("What shape is in the center of the painting?", "Which shape does the painting show in the middle?"),
+    "shape": (
+        "What shape is in the center of the painting?",
+        "Which shape does the painting show in the middle?",
+    ),
 }
 CSV_COLUMNS = ("question_id", "image", "question", "answer", "question_type", "style")
 DEFAULT_IMAGES_PER_STYLE = {"train": 50, "val": 10, "test": 15}
@@ -31,7 +35,10 @@ def _palette(rng, style):
     """RGB colours typical of each style (uint8 triples)."""
     if style == "impressionism":  # soft warm pastels over a green-blue base
         base = [(int(rng.integers(90, 140)), int(rng.integers(140, 190)), int(rng.integers(150, 210)))]
-        return base + [(int(rng.integers(220, 256)), int(rng.integers(170, 230)), int(rng.integers(120, 200))) for _ in range(5)]
+        return base + [
+            (int(rng.integers(220, 256)), int(rng.integers(170, 230)), int(rng.integers(120, 200)))
+            for _ in range(5)
+        ]
     if style == "cubism":  # earth tones
         return [(int(r), int(r * 0.75), int(r * 0.45)) for r in rng.integers(70, 200, 6)]
     if style == "pop art":  # saturated primaries
@@ -55,7 +62,9 @@ def _draw_texture(draw, rng, style, size, colours):
             draw.ellipse([x, y, x + w, y + h], fill=colours[rng.integers(len(colours))])
     elif style == "cubism":
         for _ in range(12):
-            pts = [tuple(int(v) for v in rng.integers(-8, size + 8, 2)) for _ in range(int(rng.integers(3, 6)))]
+            pts = [
+                tuple(int(v) for v in rng.integers(-8, size + 8, 2)) for _ in range(int(rng.integers(3, 6)))
+            ]
             draw.polygon(pts, fill=colours[rng.integers(len(colours))], outline=(20, 15, 10))
     elif style == "pop art":
         draw.rectangle([0, 0, size, size], fill=colours[rng.integers(3)])
@@ -90,7 +99,9 @@ def _draw_shape(draw, rng, shape, size, colour):
     elif shape == "square":
         draw.rectangle(box, fill=colour, outline=(0, 0, 0), width=2)
     elif shape == "triangle":
-        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=colour, outline=(0, 0, 0))
+        draw.polygon(
+            [(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=colour, outline=(0, 0, 0)
+        )
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
@@ -149,7 +160,9 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output folder (images/ and artquest_*.csv)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
-    parser.add_argument("--train", type=int, default=DEFAULT_IMAGES_PER_STYLE["train"], help="images per style")
+    parser.add_argument(
+        "--train", type=int, default=DEFAULT_IMAGES_PER_STYLE["train"], help="images per style"
+    )
     parser.add_argument("--val", type=int, default=DEFAULT_IMAGES_PER_STYLE["val"], help="images per style")
     parser.add_argument("--test", type=int, default=DEFAULT_IMAGES_PER_STYLE["test"], help="images per style")
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ create_eva_vit_g (eva_vit.py:429-431). Here every source is a config value that 
 a URL, or a local path, and every part can also be built with random weights from a local config,
 which is what the offline `tiny` model type does. Architectures and defaults are LAVIS's own.
 """
+
 import logging
 from functools import partial
 
@@ -12,17 +13,27 @@ import torch
 import torch.nn as nn
 
 from lavis_gated.models.precision import PRECISIONS, check_precision, norms_in_fp32
-from lavis_gated.models.sources import from_pretrained, load_weights_file, loading_source, resolve_source, seeded
+from lavis_gated.models.sources import (
+    from_pretrained,
+    load_weights_file,
+    loading_source,
+    resolve_source,
+    seeded,
+)
 
 # LAVIS eva_vit.py:create_eva_vit_g for eva_clip_g; eva_tiny and eva_mid are the same class at smaller sizes.
 VIT_ARCHITECTURES = {
     "eva_clip_g": dict(patch_size=14, embed_dim=1408, depth=39, num_heads=1408 // 88, mlp_ratio=4.3637),
     "eva_tiny": dict(patch_size=8, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0),
-    "eva_mid": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),  # ViT-S-sized, CPU benchmarks
+    "eva_mid": dict(
+        patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0
+    ),  # ViT-S-sized, CPU benchmarks
 }
 
 
-def build_vision_encoder(arch, img_size, drop_path_rate=0.0, use_grad_checkpoint=False, precision="fp16", weights=None):
+def build_vision_encoder(
+    arch, img_size, drop_path_rate=0.0, use_grad_checkpoint=False, precision="fp16", weights=None
+):
     """LAVIS's EVA VisionTransformer; `weights` (URL/path) None means random initialisation."""
     from lavis.models.eva_vit import VisionTransformer, interpolate_pos_embed
 
@@ -74,26 +85,34 @@ def build_qformer(source, num_query_token, vision_width, cross_attention_freq=2,
     config.add_cross_attention = True
     config.cross_attention_freq = cross_attention_freq
     config.query_length = num_query_token
-    qformer = BertLMHeadModel(config) if random_init else from_pretrained(BertLMHeadModel.from_pretrained, source, config=config)
+    qformer = (
+        BertLMHeadModel(config)
+        if random_init
+        else from_pretrained(BertLMHeadModel.from_pretrained, source, config=config)
+    )
     query_tokens = nn.Parameter(torch.zeros(1, num_query_token, config.hidden_size))
     query_tokens.data.normal_(mean=0.0, std=config.initializer_range)
     return qformer, query_tokens
 
 
-def random_opt(source, dtype=torch.float32):
-    """LAVIS's OPTForCausalLM with random weights from a config source, created in `dtype` directly
-    (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32 (10.6 GB for 2.7B)."""
-    from lavis.models.blip2_models.modeling_opt import OPTConfig, OPTForCausalLM
+def random_opt(source, dtype=torch.float32, opt_class=None):
+    """An OPTForCausalLM (`opt_class`, default cached_opt's) with random weights from a config source, created
+    in `dtype` directly (transformers' _from_config), so that an OPT kept in fp16/bf16 never exists in fp32
+    (10.6 GB for OPT-2.7B)."""
+    from lavis.models.blip2_models.modeling_opt import OPTConfig
 
-    return OPTForCausalLM._from_config(from_pretrained(OPTConfig.from_pretrained, resolve_source(source)),
-                                       torch_dtype=dtype)
+    from lavis_gated.models.cached_opt import OPTForCausalLM
+
+    config = from_pretrained(OPTConfig.from_pretrained, resolve_source(source))
+    return (opt_class or OPTForCausalLM)._from_config(config, torch_dtype=dtype)
 
 
 def build_opt(source, precision="fp16", random_init=False):
-    """(slow tokenizer, LAVIS OPTForCausalLM) from a hub name or local directory (blip2_opt.py:77-78), stored
-    in `precision` with its LayerNorms in fp32 (see precision.py)."""
-    from lavis.models.blip2_models.modeling_opt import OPTForCausalLM
+    """(slow tokenizer, LAVIS OPTForCausalLM with a working generation cache: cached_opt.py) from a hub name
+    or local directory (blip2_opt.py:77-78), stored in `precision`, LayerNorms in fp32 (precision.py)."""
     from transformers import AutoTokenizer
+
+    from lavis_gated.models.cached_opt import OPTForCausalLM
 
     source = resolve_source(source)
     dtype = PRECISIONS[check_precision(precision)]
@@ -125,8 +144,14 @@ def build_blip2_parts(config):
     with loading_source("model.qformer_bert", config.qformer_bert):
         parts["tokenizer"] = build_bert_tokenizer(config.qformer_bert)
     with seeded(seed), loading_source("model.vit_weights", config.vit_weights):
-        vit = build_vision_encoder(config.vit_model, config.image_size, config.drop_path_rate,
-                                   config.use_grad_checkpoint, config.vit_precision, config.vit_weights)
+        vit = build_vision_encoder(
+            config.vit_model,
+            config.image_size,
+            config.drop_path_rate,
+            config.use_grad_checkpoint,
+            config.vit_precision,
+            config.vit_weights,
+        )
     if config.freeze_vit:
         freeze(vit)
         vit = vit.eval()
@@ -134,8 +159,13 @@ def build_blip2_parts(config):
     parts["visual_encoder"], parts["ln_vision"] = vit, LayerNorm(vit.num_features)
 
     with seeded(seed + 3), loading_source("model.qformer_bert", config.qformer_bert):
-        qformer, query_tokens = build_qformer(config.qformer_bert, config.num_query_token, vit.num_features,
-                                              config.cross_attention_freq, config.qformer_random_init)
+        qformer, query_tokens = build_qformer(
+            config.qformer_bert,
+            config.num_query_token,
+            vit.num_features,
+            config.cross_attention_freq,
+            config.qformer_random_init,
+        )
     # the text branch BLIP-2's OPT variant does without (blip2_opt.py:69-74)
     qformer.cls = None
     qformer.bert.embeddings.word_embeddings = None
@@ -149,8 +179,9 @@ def build_blip2_parts(config):
     parts["Qformer"], parts["query_tokens"] = qformer, query_tokens
 
     with seeded(seed + 1), loading_source("model.opt_model", config.opt_model):
-        parts["opt_tokenizer"], parts["opt_model"] = build_opt(config.opt_model, config.opt_precision,
-                                                               config.opt_random_init)
+        parts["opt_tokenizer"], parts["opt_model"] = build_opt(
+            config.opt_model, config.opt_precision, config.opt_random_init
+        )
     freeze(parts["opt_model"])
     parts["opt_proj"] = nn.Linear(qformer.config.hidden_size, parts["opt_model"].config.hidden_size)
     return parts

@@ -10,6 +10,7 @@ opt_model, opt_proj), so BLIP-2 checkpoints load unchanged; the new modules are 
 style_head, style_to_qformer, prompt_mapper, kv_modulation and, optionally, LoRA adapters inside the
 Q-Former's cross-attention key/value projections. Settings: configs/model_config.py.
 """
+
 import contextlib
 import logging
 import os
@@ -22,15 +23,16 @@ from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from transformers import LogitsProcessorList
 
 from lavis_gated.configs.model_config import ModelConfig
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models import precision, text_inputs
-from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.backbones import build_blip2_parts
+from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.compile_support import compile_trainable_path
 from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
 from lavis_gated.models.kv_modulation import KVModulation
 from lavis_gated.models.prompt_mapper import PromptMapper
 from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
-from lavis_gated.models.style_parts import build_style_encoder, set_style_vocabulary
+from lavis_gated.models.style_parts import StyleVocabularyState, build_style_encoder, set_style_vocabulary
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
 
 MODEL_CONFIG_DIR = os.path.join(PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
@@ -41,12 +43,15 @@ MODEL_TYPES = ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "
 class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
-    Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g, OPT-2.7B
-    or 6.7B, BLIP-2 pretrained or COCO-caption weights) plus an EfficientNet-B3 WikiArt checkpoint, and `tiny`
-    (same code, toy sizes, random weights, offline). A lavis-gated checkpoint path is a model type too.
+    Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g,
+    OPT-2.7B or 6.7B, BLIP-2 pretrained or COCO-caption weights) plus an EfficientNet-B3 WikiArt checkpoint,
+    and `tiny` (same code, toy sizes, random weights, offline). A lavis-gated checkpoint path is a model type
+    too.
     """
 
-    PRETRAINED_MODEL_CONFIG_DICT = {name: os.path.join(MODEL_CONFIG_DIR, f"{name}.yaml") for name in MODEL_TYPES}
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        name: os.path.join(MODEL_CONFIG_DIR, f"{name}.yaml") for name in MODEL_TYPES
+    }
 
     def __init__(self, config: ModelConfig):
         # Blip2OPT.__init__ fetches hub names and a fixed URL (blip2.py:32-76, blip2_opt.py:77-78); the same
@@ -61,6 +66,8 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
         self.vit_precision, self.opt_precision = config.vit_precision, config.opt_precision
 
+        # the vocabulary's carrier first, as in BLIP-2 checkpoints' key order of the new modules
+        self.style_vocabulary = StyleVocabularyState(StyleVocabulary(config.style_names))
         self.style_encoder = build_style_encoder(config)
         set_style_vocabulary(self, config.style_names)
 
@@ -71,23 +78,37 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         if self.gating_type != "none":
             mapper, gating = config.prompt_mapper, config.gating
             self.style_to_qformer = nn.Linear(self.style_encoder.num_features, qformer_width)
-            self.prompt_mapper = PromptMapper(style_dim=qformer_width,
-                                              prompt_dim=self.opt_model.get_input_embeddings().embedding_dim,
-                                              hidden_size=mapper.hidden_size, num_tokens=mapper.num_tokens,
-                                              num_heads=mapper.num_heads, dropout=mapper.dropout)
+            self.prompt_mapper = PromptMapper(
+                style_dim=qformer_width,
+                prompt_dim=self.opt_model.get_input_embeddings().embedding_dim,
+                hidden_size=mapper.hidden_size,
+                num_tokens=mapper.num_tokens,
+                num_heads=mapper.num_heads,
+                dropout=mapper.dropout,
+            )
             self.kv_modulation = KVModulation(
-                control_dim=mapper.hidden_size, num_control_tokens=mapper.num_tokens,
-                num_layers=len(cross_attention), num_heads=self.Qformer.config.num_attention_heads,
-                width=qformer_width, gating_type=gating.type, per_head=gating.per_head,
-                hidden_dim=gating.hidden_dim, init_scale=gating.init_scale)
+                control_dim=mapper.hidden_size,
+                num_control_tokens=mapper.num_tokens,
+                num_layers=len(cross_attention),
+                num_heads=self.Qformer.config.num_attention_heads,
+                width=qformer_width,
+                gating_type=gating.type,
+                per_head=gating.per_head,
+                hidden_dim=gating.hidden_dim,
+                init_scale=gating.init_scale,
+            )
         if config.lora.enabled:
             lora = config.lora
             adapted = add_cross_attention_lora(self.Qformer, lora.rank, lora.alpha, lora.dropout)
             logging.info("LoRA on %d cross-attention projections", len(adapted))
             self._register_load_state_dict_pre_hook(self._accept_plain_kv_keys)
         if self.kv_modulation is not None:
-            self.kv_modulation.attach([(layer.crossattention.self.key, layer.crossattention.self.value)
-                                       for layer in cross_attention])
+            self.kv_modulation.attach(
+                [
+                    (layer.crossattention.self.key, layer.crossattention.self.value)
+                    for layer in cross_attention
+                ]
+            )
         self.pad_multiple = 1
         if config.compile_mode:
             self.compile_trainable_path(mode=config.compile_mode)
@@ -114,8 +135,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
     def _frozen_parts_to_fp32_on_cpu(self, device):
-        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as LAVIS's
-        load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16 (precision.py)."""
+        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as
+        LAVIS's load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16
+        (precision.py)."""
         for part, attribute in ((self.visual_encoder, "vit_precision"), (self.opt_model, "opt_precision")):
             if precision.converted_to_fp32_on(device.type, getattr(self, attribute)):
                 logging.info("on CPU: %s stored in fp16 converted to fp32", type(part).__name__)
@@ -129,15 +151,18 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
     # ---- inputs ---------------------------------------------------------------------------------------
 
     def prompt_batch(self, samples, budgets=None, left=True):
-        """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left (generation,
-        the modulation heatmap) or the right (training), and the ids within each row's budget."""
+        """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left
+        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget."""
         prompts = text_inputs.format_prompts(samples, self.prompt)
-        ids = text_inputs.prompt_ids(self.opt_tokenizer, prompts, budgets or [self.max_txt_len] * len(prompts))
+        ids = text_inputs.prompt_ids(
+            self.opt_tokenizer, prompts, budgets or [self.max_txt_len] * len(prompts)
+        )
         return pad(ids, self.opt_tokenizer.pad_token_id, left=left), ids
 
     def frozen_features(self, image):
-        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision (trainable),
-        "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache stores."""
+        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision
+        (trainable), "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache
+        stores."""
         self._frozen_parts_to_fp32_on_cpu(image.device)
         with self.frozen_autocast(self.vit_precision):
             vit_features = self.visual_encoder(image)
@@ -161,7 +186,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         the one place the modulation control is computed (training, generation, the heatmap)."""
         prompt_embeds = self.opt_model.get_input_embeddings()(prompt_ids).float()
         with precision.autocast_off(style_feature.device.type):
-            control = self.prompt_mapper(self.style_to_qformer(style_feature.float()), prompt_embeds, prompt_mask)
+            control = self.prompt_mapper(
+                self.style_to_qformer(style_feature.float()), prompt_embeds, prompt_mask
+            )
             return self.kv_modulation(control)
 
     def encode_image(self, frozen, prompt_ids, prompt_mask):
@@ -177,16 +204,22 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
             image_style_logits = self.style_head(style_feature.float())
         modulated = contextlib.nullcontext()
         if self.kv_modulation is not None and not getattr(self, "_modulation_bypassed", False):
-            modulated = self.kv_modulation.conditioned(self.modulation_params(style_feature, prompt_ids, prompt_mask))
+            modulated = self.kv_modulation.conditioned(
+                self.modulation_params(style_feature, prompt_ids, prompt_mask)
+            )
         with modulated:
-            query_output = self.Qformer.bert(query_embeds=self.query_tokens.expand(image_embeds.shape[0], -1, -1),
-                                             encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts,
-                                             return_dict=True)
+            query_output = self.Qformer.bert(
+                query_embeds=self.query_tokens.expand(image_embeds.shape[0], -1, -1),
+                encoder_hidden_states=image_embeds,
+                encoder_attention_mask=image_atts,
+                return_dict=True,
+            )
         return self.opt_proj(query_output.last_hidden_state), image_style_logits
 
     @contextlib.contextmanager
     def modulation_bypassed(self):
-        """The same weights with the K/V modulation switched off: the plain BLIP-2 Q-Former (for comparisons)."""
+        """The same weights with the K/V modulation switched off: the plain BLIP-2 Q-Former (for
+        comparisons)."""
         self._modulation_bypassed = True
         try:
             yield self
@@ -203,65 +236,123 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
-        answers = text_inputs.answer_ids(self.opt_tokenizer, samples["answer"], self.max_txt_len, self.eos_token_id)
+        answers = text_inputs.answer_ids(
+            self.opt_tokenizer, samples["answer"], self.max_txt_len, self.eos_token_id
+        )
         (prompt_tokens, prompt_mask), prompts = self.prompt_batch(
-            samples, [self.max_txt_len - len(a) for a in answers], left=False)
-        inputs_opt, image_style_logits = self.encode_image(frozen, prompt_tokens.to(device), prompt_mask.to(device))
+            samples, [self.max_txt_len - len(a) for a in answers], left=False
+        )
+        inputs_opt, image_style_logits = self.encode_image(
+            frozen, prompt_tokens.to(device), prompt_mask.to(device)
+        )
 
-        text = text_inputs.training_texts(prompts, answers, self.opt_tokenizer.pad_token_id, self.pad_multiple)
+        text = text_inputs.training_texts(
+            prompts, answers, self.opt_tokenizer.pad_token_id, self.pad_multiple
+        )
         text_ids, text_mask, targets = (t.to(device) for t in text)
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
         with self.frozen_autocast(self.opt_precision):
-            hidden = self.opt_model.model.decoder(inputs_embeds=inputs_embeds,
-                                                  attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
-                                                  return_dict=True).last_hidden_state
+            hidden = self.opt_model.model.decoder(
+                inputs_embeds=inputs_embeds,
+                attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
+                return_dict=True,
+            ).last_hidden_state
             # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
             # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
-            logits = self.opt_model.lm_head(hidden[:, num_query - 1:-1]).float()
-        lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                  ignore_index=text_inputs.IGNORE)
-        return {"loss": lm_loss, "lm_loss": lm_loss, "logits": logits, "targets": targets,
-                "image_style_logits": image_style_logits, "style_ids": self.style_ids(samples, device)}
+            logits = self.opt_model.lm_head(hidden[:, num_query - 1 : -1]).float()
+        lm_loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=text_inputs.IGNORE
+        )
+        return {
+            "loss": lm_loss,
+            "lm_loss": lm_loss,
+            "logits": logits,
+            "targets": targets,
+            "image_style_logits": image_style_logits,
+            "style_ids": self.style_ids(samples, device),
+        }
 
     # ---- generation -----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, samples, use_nucleus_sampling=False, num_beams=5, max_length=30, min_length=1, top_p=0.9,
-                 repetition_penalty=1.0, length_penalty=1.0, num_captions=1, temperature=1):
+    def generate(
+        self,
+        samples,
+        use_nucleus_sampling=False,
+        num_beams=5,
+        max_length=30,
+        min_length=1,
+        top_p=0.9,
+        repetition_penalty=1.0,
+        length_penalty=1.0,
+        num_captions=1,
+        temperature=1,
+    ):
         """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
-        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its prompt."""
+        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
+        prompt."""
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
         (input_ids, prompt_mask), _ = self.prompt_batch(samples)
         input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
         inputs_opt, _ = self.encode_image(frozen, input_ids, prompt_mask)
-        attention_mask = torch.cat([torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1)
+        attention_mask = torch.cat(
+            [torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1
+        )
         expand = num_captions if use_nucleus_sampling else num_beams
         with self.frozen_autocast(self.opt_precision):
             outputs = self.opt_model.generate(
-                input_ids=input_ids, query_embeds=inputs_opt.repeat_interleave(expand, dim=0),
-                attention_mask=attention_mask, do_sample=use_nucleus_sampling, top_p=top_p, temperature=temperature,
-                num_beams=1 if use_nucleus_sampling else num_beams, max_new_tokens=max_length, min_length=min_length,
-                eos_token_id=self.eos_token_id, pad_token_id=self.opt_tokenizer.pad_token_id,
-                repetition_penalty=repetition_penalty, length_penalty=length_penalty, num_return_sequences=num_captions,
-                logits_processor=LogitsProcessorList([text_inputs.TokenizerIdsOnly(len(self.opt_tokenizer))]))
-        texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1]:], skip_special_tokens=True)
+                input_ids=input_ids,
+                query_embeds=inputs_opt.repeat_interleave(expand, dim=0),
+                attention_mask=attention_mask,
+                do_sample=use_nucleus_sampling,
+                top_p=top_p,
+                temperature=temperature,
+                num_beams=1 if use_nucleus_sampling else num_beams,
+                max_new_tokens=max_length,
+                min_length=min_length,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.opt_tokenizer.pad_token_id,
+                repetition_penalty=repetition_penalty,
+                length_penalty=length_penalty,
+                num_return_sequences=num_captions,
+                logits_processor=LogitsProcessorList([text_inputs.TokenizerIdsOnly(len(self.opt_tokenizer))]),
+            )
+        texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1] :], skip_special_tokens=True)
         return [t.strip() for t in texts]
 
-    def predict_answers(self, samples, num_beams=5, inference_method="generate", max_len=10, min_len=1,
-                        num_ans_candidates=None, answer_list=None, prompt="", length_penalty=-1, **kwargs):
+    def predict_answers(
+        self,
+        samples,
+        num_beams=5,
+        inference_method="generate",
+        max_len=10,
+        min_len=1,
+        num_ans_candidates=None,
+        answer_list=None,
+        prompt="",
+        length_penalty=-1,
+        **kwargs,
+    ):
         """LAVIS's VQA interface: one generated answer per question in samples["text_input"] (a list, or one
         string for a batch of one)."""
         if inference_method != "generate":
-            raise NotImplementedError(f"inference_method {inference_method!r}: blip2_opt_gated answers by generation")
+            raise NotImplementedError(
+                f"inference_method {inference_method!r}: blip2_opt_gated answers by generation"
+            )
         if isinstance(samples.get("text_input"), str):
             samples = dict(samples, text_input=[samples["text_input"]])
         if prompt:
             samples = dict(samples, prompt=[prompt.format(q) for q in samples["text_input"]])
-        return self.generate(samples, num_beams=num_beams, max_length=max_len, min_length=min_len,
-                             length_penalty=length_penalty)
+        return self.generate(
+            samples,
+            num_beams=num_beams,
+            max_length=max_len,
+            min_length=min_len,
+            length_penalty=length_penalty,
+        )
 
     # ---- inspection (read-only: evaluation's heatmap, the app) ---------------------------------------
 
@@ -272,10 +363,13 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         |gamma_k|, |gamma_v|, |beta_v|; gate |tanh g_k|, |tanh g_v|; per-channel values averaged per head."""
         if self.kv_modulation is None:
             return None
-        style_feature = samples["style_features"] if "style_features" in samples else \
-            self.style_encoder(samples["image"])
+        style_feature = (
+            samples["style_features"] if "style_features" in samples else self.style_encoder(samples["image"])
+        )
         (ids, mask), _ = self.prompt_batch(samples)
-        params = self.modulation_params(style_feature, ids.to(style_feature.device), mask.to(style_feature.device))
+        params = self.modulation_params(
+            style_feature, ids.to(style_feature.device), mask.to(style_feature.device)
+        )
         deviation = params.abs() if self.kv_modulation.gating_type == "film" else torch.tanh(params).abs()
         return deviation.view(*deviation.shape[:3], self.kv_modulation.num_heads, -1).mean(-1)
 

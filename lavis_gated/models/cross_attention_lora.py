@@ -3,6 +3,7 @@
 peft renames an adapted layer's weights (`key.weight` -> `key.base_layer.weight`); a load-state-dict
 pre-hook maps plain BLIP-2 keys onto that layout so published checkpoints still load.
 """
+
 import re
 
 CROSS_ATTENTION_KV = r".*crossattention\.self\.(key|value)"
@@ -13,7 +14,9 @@ def add_cross_attention_lora(qformer, rank=8, alpha=16, dropout=0.05):
     from peft import LoraConfig, inject_adapter_in_model
 
     trainable = {name: p.requires_grad for name, p in qformer.named_parameters()}
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=CROSS_ATTENTION_KV, bias="none")
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=CROSS_ATTENTION_KV, bias="none"
+    )
     inject_adapter_in_model(config, qformer)
     # peft freezes every non-LoRA parameter; keep the Q-Former's own trainability as configured.
     for name, p in qformer.named_parameters():
@@ -24,7 +27,8 @@ def add_cross_attention_lora(qformer, rank=8, alpha=16, dropout=0.05):
 
 
 def remap_plain_kv_keys(state_dict, prefix, own_keys):
-    """In place: `...crossattention.self.key.weight` -> `...key.base_layer.weight` where the model has LoRA."""
+    """In place: `...crossattention.self.key.weight` -> `...key.base_layer.weight` where the model has
+    LoRA."""
     for key in list(state_dict):
         match = re.fullmatch(r"(.*crossattention\.self\.(?:key|value))\.(weight|bias)", key)
         if match and key not in own_keys:

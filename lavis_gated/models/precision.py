@@ -11,6 +11,7 @@ model.opt_precision: fp16 | bf16 | fp32).
   stored in fp32, as LAVIS stores its fp16 ViT's (eva_vit.py:convert_weights_to_fp16).
 - fp32 parts run under whatever autocast surrounds them (the task's run.amp / run.amp_dtype).
 """
+
 import contextlib
 
 import torch

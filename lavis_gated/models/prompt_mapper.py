@@ -3,6 +3,7 @@
 Learned queries, shifted by the style feature, cross-attend over [style; prompt tokens], so the
 control tokens carry both what the image's style is and what the question asks about it.
 """
+
 import torch
 import torch.nn as nn
 
@@ -20,7 +21,10 @@ class PromptMapper(nn.Module):
         self.attention = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
         self.norm_ffn = nn.LayerNorm(hidden_size)
         self.ffn = nn.Sequential(
-            nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * hidden_size, hidden_size)
+            nn.Linear(hidden_size, 4 * hidden_size),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(4 * hidden_size, hidden_size),
         )
 
     def forward(self, style_feature, prompt_embeds, prompt_mask):
@@ -30,6 +34,8 @@ class PromptMapper(nn.Module):
         memory = self.norm_memory(torch.cat([style, self.prompt_proj(prompt_embeds.to(style.dtype))], dim=1))
         ignore = torch.cat([prompt_mask.new_ones(prompt_mask.shape[0], 1), prompt_mask], dim=1) == 0
         tokens = self.queries.unsqueeze(0) + style  # (B, N, H)
-        attended, _ = self.attention(self.norm_query(tokens), memory, memory, key_padding_mask=ignore, need_weights=False)
+        attended, _ = self.attention(
+            self.norm_query(tokens), memory, memory, key_padding_mask=ignore, need_weights=False
+        )
         tokens = tokens + attended
         return tokens + self.ffn(self.norm_ffn(tokens))

@@ -4,6 +4,7 @@ path, turned into files or a clear error naming the config key and the fix.
 LAVIS hard-codes hub names and a weight URL inside Blip2Base (blip2.py:32,48,54-56,72) and create_eva_vit_g
 (eva_vit.py:429-431); without network they fail deep inside transformers or torch.hub after long retries.
 """
+
 import contextlib
 import os
 import socket
@@ -35,15 +36,21 @@ def loading_source(key, value):
         value = str(value)
         if value.startswith(("http://", "https://")):
             cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(value).path))
-            fix = (f"download it where there is network and set {key} to the local file's path, "
-                   f"or place it at {cached} (LAVIS's download cache)")
+            fix = (
+                f"download it where there is network and set {key} to the local file's path, "
+                f"or place it at {cached} (LAVIS's download cache)"
+            )
         elif os.path.isabs(value) or value.startswith("."):
             fix = f"{value} must be an existing local path"
         else:
-            fix = (f"set {key} to a local directory holding a copy of that Hugging Face repository "
-                   "(save_pretrained or a snapshot), or fill the Hugging Face cache and set HF_HUB_OFFLINE=1")
-        raise SourceUnavailableError(f"{key}: could not load {value!r} ({type(error).__name__}: {error}). "
-                                     f"It is not a local path, and fetching it failed; {fix}.") from error
+            fix = (
+                f"set {key} to a local directory holding a copy of that Hugging Face repository "
+                "(save_pretrained or a snapshot), or fill the Hugging Face cache and set HF_HUB_OFFLINE=1"
+            )
+        raise SourceUnavailableError(
+            f"{key}: could not load {value!r} ({type(error).__name__}: {error}). "
+            f"It is not a local path, and fetching it failed; {fix}."
+        ) from error
 
 
 def from_pretrained(load, source, **kwargs):
@@ -62,7 +69,9 @@ def from_pretrained(load, source, **kwargs):
 
 def _require_hub(timeout=5.0):
     """Raise OSError at once if the Hugging Face hub cannot be reached (no probe behind a proxy)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ) not in ("0", ""):
         raise OSError("offline mode is set (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the cache")
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return
@@ -104,5 +113,7 @@ def load_weights_file(url_or_path):
     """Tensors from a local file or a URL (downloaded through LAVIS's cache), never executing code."""
     source = local_checkpoint_path(resolve_source(url_or_path))
     if not os.path.isfile(source):
-        raise SourceUnavailableError(f"weights file not found: {url_or_path!r} (give a URL or an existing local path)")
+        raise SourceUnavailableError(
+            f"weights file not found: {url_or_path!r} (give a URL or an existing local path)"
+        )
     return load_checkpoint(source)

@@ -4,15 +4,17 @@ The batch arrives normalised for BLIP (CLIP mean/std) at the ViT's resolution; t
 on ImageNet-normalised images at its own resolution, so the image is re-normalised and resized here
 rather than loaded twice.
 """
+
 import json
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from lavis_gated.checkpoint_keys import check_state_dict
 
 BLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 BLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -22,11 +24,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class CheckpointClassifier:
-    """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style head."""
+    """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style
+    head."""
 
     weight: torch.Tensor  # (num_classes, num_features)
     bias: torch.Tensor  # (num_classes,)
-    class_names: List[str]
+    class_names: list[str]
 
 
 def read_class_names(path, num_classes, checkpoint):
@@ -39,15 +42,25 @@ def read_class_names(path, num_classes, checkpoint):
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: expected a JSON list of class names (strings)")
     if len(names) != num_classes:
-        raise ValueError(f"{path} lists {len(names)} class names, but the classifier in {checkpoint} has {num_classes} rows")
+        raise ValueError(
+            f"{path} lists {len(names)} class names, but the classifier in {checkpoint} has "
+            f"{num_classes} rows"
+        )
     return names
 
 
 class StyleEncoder(nn.Module):
     """Frozen timm CNN -> pooled feature (B, num_features)."""
 
-    def __init__(self, arch="efficientnet_b3", image_size=None, interpolation=None, checkpoint=None, class_names=None,
-                 allow_random=False):
+    def __init__(
+        self,
+        arch="efficientnet_b3",
+        image_size=None,
+        interpolation=None,
+        checkpoint=None,
+        class_names=None,
+        allow_random=False,
+    ):
         super().__init__()
         import timm
 
@@ -60,16 +73,21 @@ class StyleEncoder(nn.Module):
         self.interpolation = interpolation or default.get("interpolation", "bilinear")
         self.classifier = None
         if class_names and not checkpoint:
-            raise ValueError("model.style_encoder.class_names is set but model.style_encoder.checkpoint is not")
+            raise ValueError(
+                "model.style_encoder.class_names is set but model.style_encoder.checkpoint is not"
+            )
         if checkpoint:
             self._load(checkpoint, class_names)
         elif not allow_random:
             raise ValueError(
-                f"model.style_encoder.checkpoint is not set for {arch}: give the WikiArt-trained weights file, "
-                "or set model.style_encoder.allow_random: true to use a random CNN on purpose"
+                f"model.style_encoder.checkpoint is not set for {arch}: give the WikiArt-trained weights "
+                "file, or set model.style_encoder.allow_random: true to use a random CNN on purpose"
             )
         else:
-            warnings.warn(f"style encoder {arch} uses random weights (model.style_encoder.allow_random is true)")
+            warnings.warn(
+                f"style encoder {arch} uses random weights (model.style_encoder.allow_random is true)",
+                stacklevel=2,
+            )
         for p in self.cnn.parameters():
             p.requires_grad = False
         self.cnn.eval()
@@ -77,7 +95,9 @@ class StyleEncoder(nn.Module):
         self.cnn.to(memory_format=torch.channels_last)
         shift = torch.tensor(BLIP_MEAN) - torch.tensor(IMAGENET_MEAN)
         # x_imagenet = (x_blip * blip_std + blip_mean - imagenet_mean) / imagenet_std, as one affine map
-        self.register_buffer("scale", (torch.tensor(BLIP_STD) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), False)
+        self.register_buffer(
+            "scale", (torch.tensor(BLIP_STD) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), False
+        )
         self.register_buffer("shift", (shift / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), False)
 
     def _load(self, path, class_names=None):
@@ -89,27 +109,19 @@ class StyleEncoder(nn.Module):
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
         head = self.cnn.default_cfg.get("classifier", "classifier")
         weight, bias = state.pop(f"{head}.weight", None), state.pop(f"{head}.bias", None)
-        expected = self.cnn.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                       for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
-        if missing or unexpected or wrong_shape:
-            raise ValueError(
-                f"style encoder checkpoint {path} does not match timm {self.cnn.default_cfg.get('architecture')}: "
-                f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
-                f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}, "
-                f"wrong shapes {wrong_shape[:10]}"
-            )
+        architecture = f"timm {self.cnn.default_cfg.get('architecture')} (model.style_encoder.arch)"
+        check_state_dict(state, self.cnn.state_dict(), f"style encoder checkpoint {path}", architecture)
         self.cnn.load_state_dict(state)
         logging.info("style encoder weights loaded from %s", path)
         if class_names:
             if weight is None or bias is None or weight.shape[-1] != self.num_features:
-                raise ValueError(f"model.style_encoder.class_names is set, but {path} has no classifier "
-                                 f"'{head}.weight'/'{head}.bias' over {self.num_features} features")
+                raise ValueError(
+                    f"model.style_encoder.class_names is set, but {path} has no classifier "
+                    f"'{head}.weight'/'{head}.bias' over {self.num_features} features"
+                )
             names = read_class_names(class_names, weight.shape[0], path)
             self.classifier = CheckpointClassifier(weight.float(), bias.float(), names)
 
@@ -125,6 +137,10 @@ class StyleEncoder(nn.Module):
         x = image.float() * self.scale + self.shift
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             smooth = self.interpolation in ("bilinear", "bicubic")  # align_corners exists only for these
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode=self.interpolation,
-                              align_corners=False if smooth else None)
+            x = F.interpolate(
+                x,
+                size=(self.image_size, self.image_size),
+                mode=self.interpolation,
+                align_corners=False if smooth else None,
+            )
         return self.cnn(x.contiguous(memory_format=torch.channels_last)).float()

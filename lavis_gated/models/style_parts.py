@@ -4,6 +4,7 @@ head, and the style names' token ids that the style losses read.
 The vocabulary is part of the state dict (extra state), so a trained checkpoint carries its own styles into
 whatever loads it; a model built with other style names adopts the checkpoint's (adopt_style_vocabulary).
 """
+
 import logging
 from dataclasses import asdict
 
@@ -28,14 +29,19 @@ class StyleVocabularyState(nn.Module):
 
     def set_extra_state(self, state):
         if list(state["names"]) != self.vocabulary.names:
-            raise ValueError(f"checkpoint style vocabulary {state['names']} differs from the model's "
-                             f"{self.vocabulary.names}; load it with the model's load_checkpoint, which adopts it")
+            raise ValueError(
+                f"checkpoint style vocabulary {state['names']} differs from the model's "
+                f"{self.vocabulary.names}; load it with the model's load_checkpoint, which adopts it"
+            )
 
 
 def build_style_encoder(config):
     """The frozen style CNN of a ModelConfig, its random weights (if allowed) drawn from its own seed."""
     settings = config.style_encoder
-    with seeded(config.random_init_seed + 2), loading_source("model.style_encoder.checkpoint", settings.checkpoint):
+    with (
+        seeded(config.random_init_seed + 2),
+        loading_source("model.style_encoder.checkpoint", settings.checkpoint),
+    ):
         return StyleEncoder(**asdict(settings))
 
 
@@ -60,8 +66,11 @@ def adopt_style_vocabulary(model, names):
     """Replace `model`'s vocabulary with a checkpoint's before its weights load: a new style head of the
     checkpoint's size (its weights come from the checkpoint), on the old head's device."""
     device = model.style_head.weight.device
-    logging.info("adopting the checkpoint's style vocabulary (%d styles) instead of the model's (%d)",
-                 len(names), len(model.vocabulary))
+    logging.info(
+        "adopting the checkpoint's style vocabulary (%d styles) instead of the model's (%d)",
+        len(names),
+        len(model.vocabulary),
+    )
     set_style_vocabulary(model, names)
     for name in ("style_head", "style_tokens", "style_token_mask", "style_token_set"):
         setattr(model, name, getattr(model, name).to(device))
@@ -78,6 +87,10 @@ def init_style_head_from_classifier(style_head, classifier, vocabulary):
         for style_id, row in matched:
             style_head.weight[style_id] = classifier.weight[row]
             style_head.bias[style_id] = classifier.bias[row]
-    logging.info("style head: %d of %d styles start from the CNN classifier's rows: %s; unmatched: %s",
-                 len(matched), len(vocabulary), [vocabulary.names[i] for i, _ in matched],
-                 [n for n in vocabulary.names if n not in rows])
+    logging.info(
+        "style head: %d of %d styles start from the CNN classifier's rows: %s; unmatched: %s",
+        len(matched),
+        len(vocabulary),
+        [vocabulary.names[i] for i, _ in matched],
+        [n for n in vocabulary.names if n not in rows],
+    )

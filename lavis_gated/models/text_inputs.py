@@ -4,6 +4,7 @@ One place pads every batch of token ids (right for training, left for generation
 starts right after its prompt), and one builds the prompts, so that training, generation and the
 modulation heatmap condition the Q-Former on the same text.
 """
+
 import torch
 from transformers import LogitsProcessor
 
@@ -31,8 +32,8 @@ def pad(sequences, pad_id, left=False, multiple=1):
 
 
 def format_prompts(samples, template):
-    """Per-sample prompt strings: samples["prompt"] verbatim if given (one string for all, or one each),
-    else `template` ("Question: {} Answer:") on each question of samples["text_input"] (a string or a list)."""
+    """Per-sample prompt strings: samples["prompt"] verbatim if given (one string for all, or one each), else
+    `template` ("Question: {} Answer:") on each question of samples["text_input"] (a string or a list)."""
     batch_size = batch_size_of(samples)
     if "prompt" in samples:
         prompt = samples["prompt"]
@@ -48,14 +49,17 @@ def prompt_ids(tokenizer, prompts, budgets):
     """Token ids per prompt (with BOS) within its budget; an over-long prompt keeps BOS and its tail
     ("... Answer:")."""
     ids = [tokenizer(p).input_ids for p in prompts]
-    return [s if len(s) <= b else s[:1] + s[len(s) - b + 1:] for s, b in zip(ids, budgets)]
+    return [s if len(s) <= b else s[:1] + s[len(s) - b + 1 :] for s, b in zip(ids, budgets)]
 
 
 def answer_ids(tokenizer, answers, max_txt_len, eos_token_id):
     """Target ids per answer: " <answer>" then the "\\n" end token (as LAVIS's blip2_opt); an answer keeps
     at most half of the token budget, the prompt the rest."""
     limit = max_txt_len // 2
-    return [tokenizer(" " + a.strip(), add_special_tokens=False).input_ids[:limit] + [eos_token_id] for a in answers]
+    return [
+        tokenizer(" " + a.strip(), add_special_tokens=False).input_ids[:limit] + [eos_token_id]
+        for a in answers
+    ]
 
 
 def training_texts(prompts, answers, pad_id, multiple=1):
@@ -64,7 +68,7 @@ def training_texts(prompts, answers, pad_id, multiple=1):
     ids, mask = pad([p + a for p, a in zip(prompts, answers)], pad_id, multiple=multiple)
     targets = torch.full_like(ids, IGNORE)
     for row, (p, a) in enumerate(zip(prompts, answers)):
-        targets[row, len(p):len(p) + len(a)] = ids[row, len(p):len(p) + len(a)]
+        targets[row, len(p) : len(p) + len(a)] = ids[row, len(p) : len(p) + len(a)]
     return ids, mask, targets
 
 
@@ -77,5 +81,5 @@ class TokenizerIdsOnly(LogitsProcessor):
         self.size = size
 
     def __call__(self, input_ids, scores):
-        scores[:, self.size:] = -float("inf")
+        scores[:, self.size :] = -float("inf")
         return scores

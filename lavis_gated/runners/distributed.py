@@ -3,6 +3,7 @@
 Replaces lavis.common.dist_utils.init_distributed_mode, which always calls torch.cuda.set_device,
 hard-codes the "nccl" backend and waits 365 days at a hung barrier (dist_utils.py:57-90).
 """
+
 import datetime
 import os
 
@@ -47,8 +48,7 @@ def init_distributed_mode(run_cfg):
     if use_cuda:
         torch.cuda.set_device(local_rank)
     print(
-        f"| distributed init (rank {rank}, world {world_size}, {run_cfg.dist_backend}): "
-        f"{run_cfg.dist_url}",
+        f"| distributed init (rank {rank}, world {world_size}, {run_cfg.dist_backend}): {run_cfg.dist_url}",
         flush=True,
     )
     dist.init_process_group(

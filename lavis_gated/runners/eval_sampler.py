@@ -5,6 +5,7 @@ samples, so each rank's batches differ from those of one process and fp32 result
 bits. Dealing out whole batches instead evaluates every sample exactly once, in the very batch it has in
 one process, so N processes give one process's numbers exactly.
 """
+
 from torch.utils.data import Sampler
 
 

@@ -1,5 +1,6 @@
 """The evaluate command's work: the evaluated checkpoint's model settings as defaults, then LAVIS's
 evaluation of the chosen splits, then each split's metrics table and the run folder's pictures."""
+
 import json
 import os
 
@@ -37,7 +38,9 @@ class EvaluationConfig(Config):
 
 def parse_args(argv=None):
     parser = argument_parser("Evaluation")
-    parser.add_argument("--checkpoint", help="checkpoint to evaluate (sets model.load_finetuned and model.finetuned)")
+    parser.add_argument(
+        "--checkpoint", help="checkpoint to evaluate (sets model.load_finetuned and model.finetuned)"
+    )
     parser.add_argument("--split", help="evaluate this split instead of run.test_splits (e.g. val or test)")
     args = parser.parse_args(argv)
     options = list(args.options or [])

@@ -10,6 +10,7 @@
   (runner_base.py:504 gives them iter(DataLoader): no len() for the training loop, and an evaluation
   split left empty from its second epoch on).
 """
+
 from dataclasses import dataclass
 
 import webdataset as wds
@@ -49,17 +50,35 @@ class EpochIterLoader(IterLoader):
 def create_loader(dataset, batch_size, is_train, collate_fn, num_workers, options, dataset_ratios=None):
     """The loader of one split (several datasets: LAVIS's MultiIterLoader over one loader each)."""
     if isinstance(dataset, (list, tuple)):
-        return MultiIterLoader(loaders=[create_loader(d, batch_size, is_train, collate_fn[i], num_workers, options)
-                                        for i, d in enumerate(dataset)], ratios=dataset_ratios)
+        return MultiIterLoader(
+            loaders=[
+                create_loader(d, batch_size, is_train, collate_fn[i], num_workers, options)
+                for i, d in enumerate(dataset)
+            ],
+            ratios=dataset_ratios,
+        )
     streamed = isinstance(dataset, (ChainDataset, wds.DataPipeline))
     sampler = None
     if is_train and not streamed:
-        sampler = DistributedSampler(dataset, shuffle=True, num_replicas=get_world_size(), rank=get_rank(),
-                                     seed=options.seed, drop_last=True)
+        sampler = DistributedSampler(
+            dataset,
+            shuffle=True,
+            num_replicas=get_world_size(),
+            rank=get_rank(),
+            seed=options.seed,
+            drop_last=True,
+        )
     elif not streamed and options.distributed and options.shard_evaluation:
         sampler = BatchShardSampler(len(dataset), batch_size, get_world_size(), get_rank())
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=options.cuda,
-                        sampler=sampler, collate_fn=collate_fn, drop_last=is_train and not streamed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=options.cuda,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        drop_last=is_train and not streamed,
+    )
     if options.cuda:
         loader = PrefetchLoader(loader)
     if is_train:

@@ -4,6 +4,7 @@ Every epoch reseeds Python, numpy and torch from (run.seed, epoch, rank): the ra
 e do not depend on what ran before, so a run resumed at epoch e draws the same ones as a run that
 never stopped, without storing generator states in checkpoints.
 """
+
 import random
 
 import numpy as np

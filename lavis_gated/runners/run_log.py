@@ -4,6 +4,7 @@ Reading it here (not in plots) lets the runner keep it true across resumes witho
 a resumed run re-runs the epochs after its checkpoint, so their old lines are dropped first and each
 epoch appears once, and the config block is written once, at the start of the run.
 """
+
 import json
 
 from lavis_gated.atomic_files import atomic_file

@@ -5,7 +5,9 @@ Config keys read here, beyond LAVIS's: run.runner (default "runner_gated"), run.
 before the config is resolved, so that models, builders, tasks or runners of yours register themselves),
 run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
 """
+
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -29,8 +31,12 @@ from lavis_gated.runners.threads import set_num_threads
 def argument_parser(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
-    parser.add_argument("--options", nargs="+", action="extend",
-                        help="override settings of the config file, as key=value pairs merged into it.")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        action="extend",
+        help="override settings of the config file, as key=value pairs merged into it.",
+    )
     return parser
 
 
@@ -69,8 +75,15 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
     # encoded at the batch size the steps will use (see feature_cache.build_store)
     batch_size = run.get("batch_size_eval") if run.get("evaluate", False) else run.get("batch_size_train")
     root = os.path.abspath(os.path.expanduser(settings.frozen_feature_cache))
-    return attach_feature_cache(datasets, model, root, device, autocast_dtype=task.amp_dtype if amp else None,
-                                batch_size=batch_size or 16, num_workers=run.get("num_workers", 0))
+    return attach_feature_cache(
+        datasets,
+        model,
+        root,
+        device,
+        autocast_dtype=task.amp_dtype if amp else None,
+        batch_size=batch_size or 16,
+        num_workers=run.get("num_workers", 0),
+    )
 
 
 def check_config(cfg):
@@ -87,6 +100,15 @@ def check_config(cfg):
             builder_cls.check_config(block, where=f"datasets.{name}")
 
 
+def record_model_settings(cfg, model):
+    """The model's resolved settings (its YAML over the config dataclass's defaults) into the run config, so
+    that log.txt and every checkpoint hold all of them, not only those the YAMLs set."""
+    settings = getattr(model, "config", None)
+    if dataclasses.is_dataclass(settings):
+        with open_dict(cfg.model_cfg):
+            cfg.model_cfg.merge_with(dataclasses.asdict(settings))
+
+
 def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, threads, task, datasets, model and runner, as LAVIS does."""
     import_user_modules(args.cfg_path)
@@ -100,13 +122,17 @@ def build_runner(args, config_cls=Config):
     setup_logger()  # after the process group exists, so that only rank 0 logs at INFO
     set_num_threads(cfg.run_cfg)
     # not cfg.pretty_print(): ~200 lines on the screen; the runner writes the resolved config into log.txt
-    logging.info("config %s%s (resolved: the first entry of the run folder's log.txt)", args.cfg_path,
-                 f" with --options {' '.join(args.options)}" if getattr(args, "options", None) else "")
+    logging.info(
+        "config %s%s (resolved: the first entry of the run folder's log.txt)",
+        args.cfg_path,
+        f" with --options {' '.join(args.options)}" if getattr(args, "options", None) else "",
+    )
     job_id = make_job_id()
 
     task = registry.get_task_class(cfg.run_cfg.task).setup_task(cfg=cfg)
     datasets = task.build_datasets(cfg)
     model = task.build_model(cfg)
+    record_model_settings(cfg, model)
     datasets = with_frozen_feature_cache(cfg, task, model, datasets)
 
     runner_name = runner_config(cfg.run_cfg).runner

@@ -12,6 +12,7 @@ Both hold the model's trainable state, optimizer, scaler, epoch and the best met
 run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
 TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor.
 """
+
 import datetime
 import logging
 import math
@@ -113,10 +114,16 @@ class GatedRunner(RunMonitoring, RunnerBase):
     def create_loaders(self, datasets, num_workers, batch_sizes, is_trains, collate_fns, dataset_ratios=None):
         """Loaders as in LAVIS, but CUDA prefetching only on CUDA and no sleep between epochs (loaders.py)."""
         # runner_base.py:538 wraps every loader in PrefetchLoader, which needs CUDA.
-        options = LoaderOptions(seed=int(self.config.run_cfg.get("seed", 0)), cuda=self.cuda_enabled,
-                                distributed=self.use_distributed, shard_evaluation=self.use_dist_eval_sampler)
-        return [create_loader(dataset, bsz, is_train, collate_fn, num_workers, options, dataset_ratios)
-                for dataset, bsz, is_train, collate_fn in zip(datasets, batch_sizes, is_trains, collate_fns)]
+        options = LoaderOptions(
+            seed=int(self.config.run_cfg.get("seed", 0)),
+            cuda=self.cuda_enabled,
+            distributed=self.use_distributed,
+            shard_evaluation=self.use_dist_eval_sampler,
+        )
+        return [
+            create_loader(dataset, bsz, is_train, collate_fn, num_workers, options, dataset_ratios)
+            for dataset, bsz, is_train, collate_fn in zip(datasets, batch_sizes, is_trains, collate_fns)
+        ]
 
     def train(self):
         """LAVIS's loop (train_and_test) between opening and closing the progress lines and TensorBoard."""
@@ -135,7 +142,7 @@ class GatedRunner(RunMonitoring, RunnerBase):
         finally:
             self.close_monitors(finished)
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        logging.info("Training time {}".format(total_time_str))
+        logging.info(f"Training time {total_time_str}")
 
     def train_and_test(self):
         """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
@@ -157,7 +164,7 @@ class GatedRunner(RunMonitoring, RunnerBase):
                 self.log_stats(split_name="train", stats={**train_stats, "epoch": cur_epoch})
 
             for split_name in self.valid_splits:
-                logging.info("Evaluating on {}.".format(split_name))
+                logging.info(f"Evaluating on {split_name}.")
                 started = time.monotonic()
                 val_log = self.eval_epoch(split_name=split_name, cur_epoch=cur_epoch)
                 self.progress.evaluation_took(time.monotonic() - started)
@@ -167,8 +174,13 @@ class GatedRunner(RunMonitoring, RunnerBase):
                 agg_metrics = val_log["agg_metrics"]
                 if agg_metrics is None or not math.isfinite(float(agg_metrics)):
                     # e.g. a NaN validation loss: blown-up weights must never become the best checkpoint
-                    logging.warning("%s at epoch %s: agg_metrics is not finite (%s); this epoch cannot become "
-                                    "the best checkpoint", split_name, cur_epoch, agg_metrics)
+                    logging.warning(
+                        "%s at epoch %s: agg_metrics is not finite (%s); this epoch cannot become "
+                        "the best checkpoint",
+                        split_name,
+                        cur_epoch,
+                        agg_metrics,
+                    )
                 elif split_name == select_split and float(agg_metrics) > self.best_agg_metric:
                     agg_metrics = float(agg_metrics)
                     self.best_epoch, self.best_agg_metric = cur_epoch, agg_metrics
@@ -187,10 +199,11 @@ class GatedRunner(RunMonitoring, RunnerBase):
                 dist.barrier()
 
         if select_split is not None and self.best_epoch_missing():
+            last = "; checkpoint_last.pth holds the last epoch" if save_last else ""
             raise RuntimeError(
-                f"No validation of this run on {select_split!r} had a finite agg_metrics, so no checkpoint_best.pth "
-                f"was written and there is nothing to test: the training diverged (lower run.init_lr, set "
-                f"run.max_grad_norm){'; checkpoint_last.pth holds the last epoch' if save_last else ''}."
+                f"No validation of this run on {select_split!r} had a finite agg_metrics, so no "
+                f"checkpoint_best.pth was written and there is nothing to test: the training diverged "
+                f"(lower run.init_lr, set run.max_grad_norm){last}."
             )
         # Without a validation split the current model is the one to test.
         test_epoch = "best" if self.valid_splits else cur_epoch
@@ -201,8 +214,12 @@ class GatedRunner(RunMonitoring, RunnerBase):
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""
-        return not self.evaluate_only and self.max_epoch > self.start_epoch and self.best_agg_metric == -math.inf \
+        return (
+            not self.evaluate_only
+            and self.max_epoch > self.start_epoch
+            and self.best_agg_metric == -math.inf
             and not os.path.isfile(os.path.join(self.output_dir, "checkpoint_best.pth"))
+        )
 
     @main_process
     def _continue_log(self):
@@ -227,7 +244,7 @@ class GatedRunner(RunMonitoring, RunnerBase):
         # runner_base.py:469 omits cuda_enabled, so the task moves every batch to CUDA.
         data_loader = self.dataloaders.get(split_name, None)
         # not `assert data_loader`: a rank can have no evaluation batch, and an empty loader is falsy
-        assert data_loader is not None, "data_loader for split {} is None.".format(split_name)
+        assert data_loader is not None, f"data_loader for split {split_name} is None."
 
         model = self.unwrap_dist_model(self.model)
         if not skip_reload and cur_epoch == "best":
@@ -237,9 +254,7 @@ class GatedRunner(RunMonitoring, RunnerBase):
         self.task.before_evaluation(model=model, dataset=self.datasets[split_name])
         results = self.task.evaluation(model, data_loader, cuda_enabled=self.cuda_enabled)
         if results is not None:
-            return self.task.after_evaluation(
-                val_result=results, split_name=split_name, epoch=cur_epoch
-            )
+            return self.task.after_evaluation(val_result=results, split_name=split_name, epoch=cur_epoch)
 
     @main_process
     def _save_checkpoint(self, cur_epoch, is_best=False):
@@ -263,24 +278,29 @@ class GatedRunner(RunMonitoring, RunnerBase):
         }
         name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
         save_to = os.path.join(self.output_dir, name)
-        logging.info("Saving checkpoint at epoch {} to {}.".format(cur_epoch, save_to))
+        logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
         save_checkpoint(save_obj, save_to)
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
         frozen = _frozen_parameter_names(model)
-        report = check_state_dict(checkpoint["model"], model.state_dict(), path, "the model",
-                                  may_miss=frozen.__contains__)
+        report = check_state_dict(
+            checkpoint["model"], model.state_dict(), path, "the model", may_miss=frozen.__contains__
+        )
         model.load_state_dict(checkpoint["model"], strict=False)
-        logging.info("Loaded %d tensors from %s; %d frozen parameters kept from the model.", len(report.loaded), path,
-                     len(report.allowed_missing))
+        logging.info(
+            "Loaded %d tensors from %s; %d frozen parameters kept from the model.",
+            len(report.loaded),
+            path,
+            len(report.allowed_missing),
+        )
         return model
 
     def _reload_best_model(self, model):
         """Load checkpoint_best.pth into `model` for the test phase."""
         # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
         checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
-        logging.info("Loading checkpoint from {}.".format(checkpoint_path))
+        logging.info(f"Loading checkpoint from {checkpoint_path}.")
         return self._load_model_state(model, load_checkpoint(checkpoint_path), checkpoint_path)
 
     def _load_checkpoint(self, url_or_filename):
@@ -301,7 +321,10 @@ class GatedRunner(RunMonitoring, RunnerBase):
         else:
             logging.warning("%s records no best metric: the next validation becomes the best.", path)
         logging.info(
-            "Resumed from {} at epoch {} (best agg_metrics {} at epoch {}); writing to {}.".format(
-                url_or_filename, self.start_epoch, self.best_agg_metric, self.best_epoch, self.output_dir
-            )
+            "Resumed from %s at epoch %s (best agg_metrics %s at epoch %s); writing to %s.",
+            url_or_filename,
+            self.start_epoch,
+            self.best_agg_metric,
+            self.best_epoch,
+            self.output_dir,
         )

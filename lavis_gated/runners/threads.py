@@ -7,6 +7,7 @@ So each process takes its share of the cores it may use (CPU affinity and cgroup
 work does not already keep busy, split between the processes of its node (torchrun's LOCAL_WORLD_SIZE).
 Precedence: run.num_threads, then an OMP_NUM_THREADS the user set, then that choice.
 """
+
 import logging
 import math
 import os
@@ -60,8 +61,10 @@ def set_num_threads(run_cfg=None):
     else:
         cores, busy = usable_cores(), busy_cores()
         threads = choose_num_threads(cores, busy, local_processes)
-        why = (f"{cores} usable cores, about {busy} busy with other work (load average), "
-               f"{local_processes} process(es) on this node; run.num_threads overrides")
+        why = (
+            f"{cores} usable cores, about {busy} busy with other work (load average), "
+            f"{local_processes} process(es) on this node; run.num_threads overrides"
+        )
     torch.set_num_threads(threads)
     logging.info("intra-op threads: %d (%s)", threads, why)
     return threads

@@ -1,1 +1,2 @@
-"""The task style_captioning (registered by importing lavis_gated): losses, training loop, metrics, outputs."""
+"""The task style_captioning (registered by importing lavis_gated): losses, training loop, metrics,
+outputs."""

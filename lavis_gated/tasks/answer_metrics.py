@@ -3,12 +3,25 @@
 ArtQuest has one reference answer per question, so VQA accuracy is exact match after the standard
 VQA answer normalisation (punctuation, articles, number words) rather than the 10-annotator vote.
 """
+
 import re
 from collections import defaultdict
 
 _ARTICLES = {"a", "an", "the"}
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _PUNCTUATION = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$]")
 
 
@@ -41,7 +54,9 @@ def answer_metrics(records):
     """records: dicts with prediction, answer, question_type -> em, vqa_acc, em_by_type, vqa_acc_by_type."""
     by_type = defaultdict(list)
     for r in records:
-        by_type[r["question_type"]].append((exact_match(r["prediction"], r["answer"]), vqa_accuracy(r["prediction"], r["answer"])))
+        by_type[r["question_type"]].append(
+            (exact_match(r["prediction"], r["answer"]), vqa_accuracy(r["prediction"], r["answer"]))
+        )
     everything = [s for scores in by_type.values() for s in scores]
     return {
         "em": _mean(everything, 0),

@@ -1,6 +1,7 @@
 """What an evaluated split leaves in the run folder, written atomically (readers never see half a file):
 <split>_metrics.json, <split>_predictions.json, <split>_modulation.json (gated models), and every
 validation's predictions under result/<split>_epoch<N>_predictions.json."""
+
 import json
 import os
 
@@ -20,5 +21,7 @@ def write_split_outputs(output_dir, result_dir, split_name, epoch, records, metr
     write_json(os.path.join(output_dir, f"{split_name}_predictions.json"), predictions)
     write_json(os.path.join(output_dir, f"{split_name}_metrics.json"), metrics)
     if modulation_layout and records:
-        write_json(os.path.join(output_dir, f"{split_name}_modulation.json"),
-                   summarise_modulation(records, **modulation_layout))
+        write_json(
+            os.path.join(output_dir, f"{split_name}_modulation.json"),
+            summarise_modulation(records, **modulation_layout),
+        )

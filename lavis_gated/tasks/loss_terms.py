@@ -7,6 +7,7 @@ The same `weighted_total` combines a training batch's terms and a split's evalua
 normalised over the global batch (answer tokens for the LM term, rows for the style terms), so N processes
 train exactly like one process with N times the batch.
 """
+
 import torch
 import torch.distributed as dist
 from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized
@@ -18,8 +19,12 @@ TERMS = ("lm_loss", "style_hit_loss", "style_kl", "style_ce")
 
 def weights_of(config):
     """{term: weight} from a TaskConfig."""
-    return {"lm_loss": config.lm_weight, "style_hit_loss": config.style_hit_weight,
-            "style_kl": config.style_kl_weight, "style_ce": config.style_ce_weight}
+    return {
+        "lm_loss": config.lm_weight,
+        "style_hit_loss": config.style_hit_weight,
+        "style_kl": config.style_kl_weight,
+        "style_ce": config.style_ce_weight,
+    }
 
 
 def weighted_total(terms, weights):
@@ -31,8 +36,9 @@ def style_rows(style_ids, question_types, style_question_types):
     """(B,) bool: rows the hit-rate and KL terms apply to (labelled, and of a style question type if set)."""
     rows = style_ids >= 0
     if style_question_types is not None:
-        chosen = torch.tensor([t in style_question_types for t in question_types], dtype=torch.bool,
-                              device=rows.device)
+        chosen = torch.tensor(
+            [t in style_question_types for t in question_types], dtype=torch.bool, device=rows.device
+        )
         rows = rows & chosen
     return rows
 
@@ -45,8 +51,9 @@ def per_sample_parts(model, samples, style_question_types=None):
     word_mask = style_losses.answer_word_mask(out["targets"], core.eos_token_id)
     style_set = core.style_token_set
     hit_rate = style_losses.soft_style_hit_rate(out["logits"], word_mask, style_set)
-    text_log_probs = style_losses.text_style_log_probs(out["logits"], word_mask, core.style_tokens,
-                                                       core.style_token_mask)
+    text_log_probs = style_losses.text_style_log_probs(
+        out["logits"], word_mask, core.style_tokens, core.style_token_mask
+    )
     image_log_probs = torch.log_softmax(out["image_style_logits"].float(), -1)
     hits, positions = style_losses.argmax_style_hits(out["logits"], word_mask, style_set)
     question_types = samples.get("question_type", [""] * len(style_ids))
@@ -92,7 +99,9 @@ def global_batch_shares(parts):
     """
     if not is_dist_avail_and_initialized():
         return None
-    counts = torch.stack([parts["lm_tokens"], parts["style_rows"].sum(), (parts["style_ids"] >= 0).sum()]).double()
+    counts = torch.stack(
+        [parts["lm_tokens"], parts["style_rows"].sum(), (parts["style_ids"] >= 0).sum()]
+    ).double()
     totals = counts.clone()
     dist.all_reduce(totals)
     share = (counts * get_world_size() / totals.clamp(min=1)).float()

@@ -4,6 +4,7 @@ Evaluation records carry the model's per-sample modulation strength (cross-atten
 x head, see Blip2OPTGated.modulation_strength); this averages it per style label into the JSON that the
 modulation heatmap is drawn from.
 """
+
 from collections import defaultdict
 
 import numpy as np
@@ -30,6 +31,8 @@ def summarise_modulation(records, gating_type, qformer_layers):
         "gating_type": gating_type,
         "parameters": PARAMETER_NAMES[gating_type],
         "qformer_layers": list(qformer_layers),
-        "styles": {style: {"count": len(values), "mean": np.asarray(values, dtype=np.float64).mean(0).tolist()}
-                   for style, values in sorted(groups.items())},
+        "styles": {
+            style: {"count": len(values), "mean": np.asarray(values, dtype=np.float64).mean(0).tolist()}
+            for style, values in sorted(groups.items())
+        },
     }

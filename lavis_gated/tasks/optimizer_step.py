@@ -1,11 +1,12 @@
 """An optimizer update that never applies a non-finite gradient.
 
-A step whose loss or gradient norm is NaN or inf is skipped: no parameter or optimizer-state change,
-only a count and a warning (the backward pass still runs, so DDP's gradient all-reduce stays in step). More than `max_consecutive_skips` skipped
-steps in a row stop the run, since by then the weights or the data are broken, not one batch.
-Gradients are clipped to `max_grad_norm` when it is set. Under torch.distributed every rank takes the
-same decision, so the replicas never drift apart.
+A step whose loss or gradient norm is NaN or inf is skipped: no parameter or optimizer-state change, only a
+count and a warning (the backward pass still runs, so DDP's gradient all-reduce stays in step). More than
+`max_consecutive_skips` skipped steps in a row stop the run, since by then the weights or the data are broken,
+not one batch. Gradients are clipped to `max_grad_norm` when it is set. Under torch.distributed every rank
+takes the same decision, so the replicas never drift apart.
 """
+
 import logging
 
 import torch
@@ -62,7 +63,10 @@ class GuardedOptimizerStep:
         self.consecutive_skips += 1
         logging.warning(
             "Non-finite loss or gradient norm (%s) %s: update skipped (%d in a row, %d in total).",
-            grad_norm.item(), where, self.consecutive_skips, self.skipped,
+            grad_norm.item(),
+            where,
+            self.consecutive_skips,
+            self.skipped,
         )
         if self.consecutive_skips > self.max_consecutive_skips:
             raise NonFiniteTrainingError(

@@ -1,5 +1,6 @@
 """Every number reported for an evaluated split, from its per-sample records (pure; docs/evaluation.md
 defines each one)."""
+
 import math
 
 from lavis_gated.tasks.answer_metrics import answer_metrics, style_word_hit_rate
@@ -22,8 +23,9 @@ def split_metrics(records, weights, select_by, style_names):
         "style_hit_loss": _mean([r["style_hit_loss"] for r in style_rows]),
         "style_kl": _mean([r["style_kl"] for r in style_rows]),
         "style_ce": _mean([r["style_ce"] for r in labelled]),
-        "style_hit_rate": (sum(r["style_hits"] for r in style_rows)
-                           / max(1, sum(r["style_positions"] for r in style_rows))),
+        "style_hit_rate": (
+            sum(r["style_hits"] for r in style_rows) / max(1, sum(r["style_positions"] for r in style_rows))
+        ),
         "style_word_hit_rate": style_word_hit_rate(records, style_names),
         "style_head_acc": _mean([float(r["style_head_prediction"] == r["style_id"]) for r in labelled]),
     }

@@ -6,6 +6,7 @@ interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py). Th
 from the train split here (or taken from the checkpoint a run resumes) and handed to the model, which then
 carries it in every checkpoint.
 """
+
 import json
 import logging
 
@@ -29,7 +30,10 @@ from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.split_metrics import split_metrics
 from lavis_gated.tasks.training_loop import train_inner_loop
 
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}  # the runner's GradScaler keys on "float16"
+AMP_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}  # the runner's GradScaler keys on "float16"
 
 
 @registry.register_task("style_captioning")
@@ -43,14 +47,18 @@ class StyleCaptioningTask(BaseTask):
         self.weights = loss_terms.weights_of(self.config)
         types = self.config.style_question_types
         self.style_question_types = set(types) if types else None
-        self.generation = {"num_beams": self.config.num_beams, "max_length": self.config.max_len,
-                           "min_length": self.config.min_len}
+        self.generation = {
+            "num_beams": self.config.num_beams,
+            "max_length": self.config.max_len,
+            "min_length": self.config.min_len,
+        }
         self.select_by = self.config.select_by
         self.amp = self.config.amp
         self.amp_dtype = AMP_DTYPES[self.config.amp_dtype]
         self.optimizer_step = None
         self.train_style_vocabulary = None
-        self.split_styles = {}  # "<dataset>/<split>" -> style labels, to report styles the model does not know
+        # "<dataset>/<split>" -> style labels, to report styles the model does not know
+        self.split_styles = {}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -64,18 +72,32 @@ class StyleCaptioningTask(BaseTask):
 
     def build_datasets(self, cfg):
         datasets = super().build_datasets(cfg)
-        self.split_styles = {f"{name}/{split}": d.style_labels() for name, splits in datasets.items()
-                             for split, d in splits.items()}
-        labels = [label for splits in datasets.values() if "train" in splits
-                  for label in splits["train"].style_labels()]
+        self.split_styles = {
+            f"{name}/{split}": d.style_labels()
+            for name, splits in datasets.items()
+            for split, d in splits.items()
+        }
+        labels = [
+            label
+            for splits in datasets.values()
+            if "train" in splits
+            for label in splits["train"].style_labels()
+        ]
         if labels:
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
             logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
-        types = {row["question_type"] for splits in datasets.values() if "train" in splits
-                 for row in splits["train"].annotation}
+        types = {
+            row["question_type"]
+            for splits in datasets.values()
+            if "train" in splits
+            for row in splits["train"].annotation
+        }
         if self.style_question_types is None and len(types) > 1 and self.weights["style_hit_loss"] > 0:
-            logging.warning("run.style_question_types is null: the style hit-rate term also pushes style tokens into "
-                            "answers of question types %s; list the types that ask for a style", sorted(types))
+            logging.warning(
+                "run.style_question_types is null: the style hit-rate term also pushes style tokens into "
+                "answers of question types %s; list the types that ask for a style",
+                sorted(types),
+            )
         return datasets
 
     def build_model(self, cfg):
@@ -92,22 +114,38 @@ class StyleCaptioningTask(BaseTask):
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
-        """bf16 amp runs without a GradScaler, but the frozen OPT stored in fp16 still computes in fp16, so the
-        gradients it passes back to the Q-Former are unscaled fp16 values and the small ones underflow to 0."""
-        if not (self.amp and self.amp_dtype == torch.bfloat16 and str(run_cfg.get("device", "")).startswith("cuda")):
+        """bf16 amp runs without a GradScaler, but the frozen OPT stored in fp16 still computes in fp16, so
+        the gradients it passes back to the Q-Former are unscaled fp16 values and the small ones underflow to
+        0."""
+        if not (
+            self.amp
+            and self.amp_dtype == torch.bfloat16
+            and str(run_cfg.get("device", "")).startswith("cuda")
+        ):
             return
         if getattr(model, "opt_precision", None) == "fp16":
-            logging.warning("run.amp_dtype is bfloat16 (no GradScaler) but model.opt_precision is fp16: gradients "
-                            "through the frozen OPT are unscaled fp16 and may underflow; set model.opt_precision: "
-                            "bf16 for bf16 training")
+            logging.warning(
+                "run.amp_dtype is bfloat16 (no GradScaler) but model.opt_precision is fp16: gradients "
+                "through the frozen OPT are unscaled fp16 and may underflow; set model.opt_precision: "
+                "bf16 for bf16 training"
+            )
 
     def report_unseen_styles(self, vocabulary):
         """Log, per split, the rows whose style the model's vocabulary lacks (evaluated as no style);
         returns {split: {style: rows}}."""
-        unseen = {split: u for split, labels in self.split_styles.items() if (u := unseen_styles(labels, vocabulary))}
+        unseen = {
+            split: u
+            for split, labels in self.split_styles.items()
+            if (u := unseen_styles(labels, vocabulary))
+        }
         for split, styles in unseen.items():
-            logging.warning("%s: %d rows have styles not in the model's style vocabulary (counted as "
-                            "num_unknown_style, left out of the style terms): %s", split, sum(styles.values()), styles)
+            logging.warning(
+                "%s: %d rows have styles not in the model's style vocabulary (counted as "
+                "num_unknown_style, left out of the style terms): %s",
+                split,
+                sum(styles.values()),
+                styles,
+            )
         return unseen
 
     def _resumed_style_vocabulary(self, run_cfg):
@@ -120,8 +158,12 @@ class StyleCaptioningTask(BaseTask):
             return None
         vocabulary = StyleVocabulary(names)
         if self.train_style_vocabulary is not None and vocabulary != self.train_style_vocabulary:
-            logging.warning("resuming %s: its style vocabulary %s is kept, although the train split now has %s",
-                            path, vocabulary.names, self.train_style_vocabulary.names)
+            logging.warning(
+                "resuming %s: its style vocabulary %s is kept, although the train split now has %s",
+                path,
+                vocabulary.names,
+                self.train_style_vocabulary.names,
+            )
         return vocabulary
 
     # ---- training -------------------------------------------------------------------------------
@@ -139,19 +181,45 @@ class StyleCaptioningTask(BaseTask):
     def autocast(self, cuda_enabled):
         return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp and cuda_enabled)
 
-    def _train_inner_loop(self, epoch, iters_per_epoch, model, data_loader, optimizer, lr_scheduler,
-                          scaler=None, start_iters=None, log_freq=50, cuda_enabled=False, accum_grad_iters=1):
+    def _train_inner_loop(
+        self,
+        epoch,
+        iters_per_epoch,
+        model,
+        data_loader,
+        optimizer,
+        lr_scheduler,
+        scaler=None,
+        start_iters=None,
+        log_freq=50,
+        cuda_enabled=False,
+        accum_grad_iters=1,
+    ):
         step = self._optimizer_step(optimizer, scaler)
-        stats = train_inner_loop(self, epoch, iters_per_epoch, model, data_loader, lr_scheduler, step, scaler,
-                                 start_iters, log_freq, cuda_enabled, accum_grad_iters, self.progress)
+        stats = train_inner_loop(
+            self,
+            epoch,
+            iters_per_epoch,
+            model,
+            data_loader,
+            lr_scheduler,
+            step,
+            scaler,
+            start_iters,
+            log_freq,
+            cuda_enabled,
+            accum_grad_iters,
+            self.progress,
+        )
         self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
         return self.last_train_stats
 
     def _optimizer_step(self, optimizer, scaler):
         """One GuardedOptimizerStep per optimizer, so skips in a row are counted across epochs."""
         if self.optimizer_step is None or self.optimizer_step.optimizer is not optimizer:
-            self.optimizer_step = GuardedOptimizerStep(optimizer, scaler, self.config.max_grad_norm,
-                                                       self.config.max_consecutive_skips)
+            self.optimizer_step = GuardedOptimizerStep(
+                optimizer, scaler, self.config.max_grad_norm, self.config.max_consecutive_skips
+            )
         return self.optimizer_step
 
     # ---- evaluation -----------------------------------------------------------------------------
@@ -162,10 +230,16 @@ class StyleCaptioningTask(BaseTask):
         core = model.module if hasattr(model, "module") else model
         self.style_names = list(core.vocabulary.names)
         modulation = getattr(core, "kv_modulation", None)
-        self.modulation_layout = None if modulation is None else {
-            "gating_type": modulation.gating_type,
-            "qformer_layers": [i for i, layer in enumerate(core.Qformer.bert.encoder.layer) if layer.has_cross_attention],
-        }
+        self.modulation_layout = (
+            None
+            if modulation is None
+            else {
+                "gating_type": modulation.gating_type,
+                "qformer_layers": [
+                    i for i, layer in enumerate(core.Qformer.bert.encoder.layer) if layer.has_cross_attention
+                ],
+            }
+        )
 
     def valid_step(self, model, samples):
         """Per-sample records: the generated answer, the reference, every loss part and, for gated models,
@@ -174,30 +248,39 @@ class StyleCaptioningTask(BaseTask):
         predictions = model.generate(samples, **self.generation)
         core = model.module if hasattr(model, "module") else model
         strength = core.modulation_strength(samples) if self.modulation_layout else None
-        return [{
-            "question_id": str(samples["question_id"][i]),
-            "image": samples["image_file"][i],
-            "question": samples["text_input"][i],
-            "prediction": predictions[i],
-            "answer": samples["answer"][i],
-            "question_type": samples["question_type"][i],
-            "style": samples["style"][i],
-            "style_id": int(parts["style_ids"][i]),
-            "style_row": bool(parts["style_rows"][i]),
-            "style_head_prediction": int(parts["style_head_prediction"][i]),
-            "style_hits": int(parts["style_hits"][i]),
-            "style_positions": int(parts["style_positions"][i]),
-            **{k: float(parts[k][i]) for k in loss_terms.TERMS},
-            **({} if strength is None else {"modulation": strength[i].tolist()}),
-        } for i in range(len(predictions))]
+        return [
+            {
+                "question_id": str(samples["question_id"][i]),
+                "image": samples["image_file"][i],
+                "question": samples["text_input"][i],
+                "prediction": predictions[i],
+                "answer": samples["answer"][i],
+                "question_type": samples["question_type"][i],
+                "style": samples["style"][i],
+                "style_id": int(parts["style_ids"][i]),
+                "style_row": bool(parts["style_rows"][i]),
+                "style_head_prediction": int(parts["style_head_prediction"][i]),
+                "style_hits": int(parts["style_hits"][i]),
+                "style_positions": int(parts["style_positions"][i]),
+                **{k: float(parts[k][i]) for k in loss_terms.TERMS},
+                **({} if strength is None else {"modulation": strength[i].tolist()}),
+            }
+            for i in range(len(predictions))
+        ]
 
     def evaluation(self, model, data_loader, cuda_enabled=True):
         """Every rank evaluates its share; rank 0 gets all records, once per question_id (runner_gated's
         evaluation sampler never repeats one; LAVIS's DistributedSampler pads with repeats)."""
         records = []
         total = len(data_loader) if hasattr(data_loader, "__len__") else None
-        for samples in tqdm(data_loader, total=total, desc="Evaluation (loss + generation)", unit="batch",
-                            disable=not is_main_process(), dynamic_ncols=True):
+        for samples in tqdm(
+            data_loader,
+            total=total,
+            desc="Evaluation (loss + generation)",
+            unit="batch",
+            disable=not is_main_process(),
+            dynamic_ncols=True,
+        ):
             samples = prepare_sample(samples, cuda_enabled=cuda_enabled)
             with self.autocast(cuda_enabled):
                 records.extend(self.valid_step(model=model, samples=samples))
@@ -209,7 +292,9 @@ class StyleCaptioningTask(BaseTask):
         for r in records:
             unique.setdefault(r["question_id"], r)
         if len(unique) < len(records):
-            logging.info("evaluation: %d repeated records (sampler padding) dropped", len(records) - len(unique))
+            logging.info(
+                "evaluation: %d repeated records (sampler padding) dropped", len(records) - len(unique)
+            )
         return [unique[k] for k in sorted(unique)]
 
     def metrics(self, records):
@@ -220,8 +305,15 @@ class StyleCaptioningTask(BaseTask):
         m = self.metrics(val_result)
         m["epoch"] = epoch
         if is_main_process():
-            write_split_outputs(registry.get_path("output_dir"), registry.get_path("result_dir"), split_name, epoch,
-                                val_result, m, self.modulation_layout)
+            write_split_outputs(
+                registry.get_path("output_dir"),
+                registry.get_path("result_dir"),
+                split_name,
+                epoch,
+                val_result,
+                m,
+                self.modulation_layout,
+            )
             logging.info("%s metrics (epoch %s): %s", split_name, epoch, json.dumps(m))
             if isinstance(epoch, int):
                 from lavis_gated.report import epoch_summary  # light module; see lavis_gated/__init__.py

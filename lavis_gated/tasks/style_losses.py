@@ -4,6 +4,7 @@ Shapes: logits (B, T, V) predict targets (B, T); targets are -100 except on answ
 positions" are the answer tokens minus the end token: the end token is never a style token, so counting
 it would make a perfect answer's hit rate < 1 and pull style tokens into the end position.
 """
+
 import torch
 import torch.nn.functional as F
 

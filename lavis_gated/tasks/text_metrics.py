@@ -4,6 +4,7 @@ The COCO evaluation tokenises with the Stanford PTB tokenizer, which needs Java.
 lower-cased and split into runs of letters and digits (punctuation dropped, as the PTB step does), so
 the scores match the COCO ones up to tokenisation details (e.g. "don't" is "don t", not "do n't").
 """
+
 import re
 
 _WORD = re.compile(r"\w+")
@@ -15,7 +16,8 @@ def tokenise(text) -> str:
 
 
 def caption_metrics(records):
-    """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus level)."""
+    """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus
+    level)."""
     # Imported here: training (and the GPU benchmark host, which has no pycocoevalcap) never needs them.
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider

@@ -4,6 +4,7 @@ statistics synchronised on the model's device (logger.py:43 assumes CUDA). Skipp
 the averages. Progress lines (and TensorBoard's training curves) come from runners/training_progress, in
 place of MetricLogger.log_every's, which prints every log_freq steps only.
 """
+
 import logging
 
 import torch
@@ -15,8 +16,21 @@ from lavis.datasets.data_utils import prepare_sample
 from lavis_gated.runners.training_progress import TrainingProgress
 
 
-def train_inner_loop(task, epoch, iters_per_epoch, model, data_loader, lr_scheduler, step, scaler=None,
-                     start_iters=None, log_freq=50, cuda_enabled=False, accum_grad_iters=1, progress=None):
+def train_inner_loop(
+    task,
+    epoch,
+    iters_per_epoch,
+    model,
+    data_loader,
+    lr_scheduler,
+    step,
+    scaler=None,
+    start_iters=None,
+    log_freq=50,
+    cuda_enabled=False,
+    accum_grad_iters=1,
+    progress=None,
+):
     """Train `iters_per_epoch` steps; returns the epoch's averaged statistics (strings, as LAVIS logs them).
 
     task: provides autocast(cuda_enabled) and training_terms(model, samples); step: a GuardedOptimizerStep;
@@ -58,7 +72,7 @@ def train_inner_loop(task, epoch, iters_per_epoch, model, data_loader, lr_schedu
     progress.epoch_ended()
     synchronise_meters(metric_logger, device="cuda" if cuda_enabled else "cpu")
     logging.info("Averaged stats: " + str(metric_logger.global_avg()))
-    stats = {k: "{:.4f}".format(meter.global_avg) for k, meter in metric_logger.meters.items()}
+    stats = {k: f"{meter.global_avg:.4f}" for k, meter in metric_logger.meters.items()}
     stats["skipped_steps"] = step.skipped - skipped_before
     return stats
 
