@@ -9,7 +9,8 @@ Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only;
 - checkpoint_last.pth: the latest epoch, written when there is no validation split or when
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
-run.resume_ckpt_path continues the run in their folder as if it had never stopped.
+run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
+TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor.
 """
 
 import datetime
@@ -33,6 +34,7 @@ from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_log import continue_log
+from lavis_gated.runners.run_monitor import RunMonitoring
 
 
 def _set_registry_path(name, path):
@@ -49,8 +51,8 @@ def _frozen_parameter_names(model):
 
 
 @registry.register_runner("runner_gated")
-class GatedRunner(RunnerBase):
-    """RunnerBase that trains on CPU or GPU, with or without torch.distributed."""
+class GatedRunner(RunMonitoring, RunnerBase):
+    """RunnerBase that trains on CPU or GPU, with or without torch.distributed, showing its progress."""
 
     @property
     def model(self):
@@ -124,23 +126,34 @@ class GatedRunner(RunnerBase):
         ]
 
     def train(self):
-        """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
-        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best, and
-        # restarts it on resume, so a worse epoch would replace the best; runner_base.py:399-401
-        # writes one checkpoint per epoch; runner_base.py:406 calls dist.barrier() without a
-        # process group.
+        """LAVIS's loop (train_and_test) between opening and closing the progress lines and TensorBoard."""
         start_time = time.time()
         self.best_agg_metric, self.best_epoch = -math.inf, 0
-        save_last = not self.valid_splits or self.settings.save_last
-        # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
-        # checkpoint would ever exist for the test phase to reload.
-        select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
-
         if not self.evaluate_only and self.resume_ckpt_path is not None:
             self._load_checkpoint(self.resume_ckpt_path)
             self._continue_log()
         else:
             self.log_config()
+        self.open_monitors()
+        finished = False
+        try:
+            self.train_and_test()
+            finished = True
+        finally:
+            self.close_monitors(finished)
+        total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
+        logging.info(f"Training time {total_time_str}")
+
+    def train_and_test(self):
+        """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
+        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best, and
+        # restarts it on resume, so a worse epoch would replace the best; runner_base.py:399-401
+        # writes one checkpoint per epoch; runner_base.py:406 calls dist.barrier() without a
+        # process group.
+        save_last = not self.valid_splits or self.settings.save_last
+        # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
+        # checkpoint would ever exist for the test phase to reload.
+        select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
 
         cur_epoch = self.start_epoch - 1
         for cur_epoch in range(self.start_epoch, self.max_epoch):
@@ -152,7 +165,9 @@ class GatedRunner(RunnerBase):
 
             for split_name in self.valid_splits:
                 logging.info(f"Evaluating on {split_name}.")
+                started = time.monotonic()
                 val_log = self.eval_epoch(split_name=split_name, cur_epoch=cur_epoch)
+                self.progress.evaluation_took(time.monotonic() - started)
                 if val_log is None or not is_main_process():
                     continue
                 assert "agg_metrics" in val_log, "No agg_metrics found in validation log."
@@ -174,6 +189,7 @@ class GatedRunner(RunnerBase):
                 val_log.update({"best_epoch": self.best_epoch})
                 val_log.setdefault("epoch", cur_epoch)
                 self.log_stats(val_log, split_name)
+                self.evaluated(split_name, cur_epoch, val_log)
 
             if self.evaluate_only:
                 break
@@ -191,10 +207,10 @@ class GatedRunner(RunnerBase):
             )
         # Without a validation split the current model is the one to test.
         test_epoch = "best" if self.valid_splits else cur_epoch
-        self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only)
-
-        total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        logging.info(f"Training time {total_time_str}")
+        test_logs = self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only) or {}
+        if is_main_process():
+            for split_name, test_log in test_logs.items():
+                self.evaluated(split_name, test_epoch, test_log)
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""

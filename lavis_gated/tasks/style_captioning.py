@@ -62,6 +62,7 @@ class StyleCaptioningTask(BaseTask):
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
+        self.progress = None  # the runner's TrainingProgress (its lines, the run's ETA, TensorBoard's curves)
 
     @classmethod
     def setup_task(cls, cfg):
@@ -208,6 +209,7 @@ class StyleCaptioningTask(BaseTask):
             log_freq,
             cuda_enabled,
             accum_grad_iters,
+            self.progress,
         )
         self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
         return self.last_train_stats
