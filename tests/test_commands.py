@@ -19,6 +19,8 @@ COMMANDS = (
     "lavis-gated-make-shards",
     "lavis-gated-train-style-cnn",
     "lavis-gated-style-table",
+    "lavis-gated-app",
+    "lavis-gated-predict",
 )
 
 
