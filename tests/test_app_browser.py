@@ -156,7 +156,8 @@ def ask(driver, url, question, image_path=None):
     """Open a fresh page, upload image_path (if any), type the question, press Answer; returns when the
     page shows either the results or an in-page message."""
     driver.get(url)
-    wait(driver, lambda d: find(d, "input[type=file]"), "the form")
+    for part in ("input[type=file]", ".st-key-question input", "[data-testid=stFormSubmitButton] button"):
+        wait(driver, lambda d, part=part: find(d, part), f"the form's {part}")
     if image_path is not None:
         find(driver, "input[type=file]")[0].send_keys(str(image_path))
         name = Path(image_path).name

@@ -22,7 +22,7 @@ def read_image(data, name="the file"):
     if data is None:
         raise InputError("No image: upload one or pick a demo test image.")
     if not data:
-        raise InputError(f"{name} is empty (0 bytes): upload an image file.")
+        raise InputError(f"{name} is empty (0 bytes): use an image file.")
     if len(data) > MAX_IMAGE_MB * 1024 * 1024:
         raise InputError(
             f"{name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {MAX_IMAGE_MB} MB. "
@@ -36,7 +36,7 @@ def read_image(data, name="the file"):
         ) from None
     except (UnidentifiedImageError, OSError):
         raise InputError(
-            f"{name} is not an image PIL can read (PNG, JPEG, WebP, ...): upload an image file."
+            f"{name} is not an image PIL can read (PNG, JPEG, WebP, ...): use an image file."
         ) from None
     width, height = image.size
     if max(width, height) > MAX_IMAGE_SIDE:

@@ -102,8 +102,9 @@ def main():
     except (checkpoint_files.CheckpointChoiceError, UnsafeCheckpointError, OSError, RuntimeError) as err:
         st.error(str(err))
         st.stop()
+    shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
     st.caption(
-        f"checkpoint `{path}` · gating: {demo.gating_type or 'none'} · {len(demo.style_names)} styles · "
+        f"checkpoint `{shown}` · gating: {demo.gating_type or 'none'} · {len(demo.style_names)} styles · "
         f"modulated Q-Former layers {demo.qformer_layers}"
     )
     with st.form("ask"):
