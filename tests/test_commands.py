@@ -20,6 +20,8 @@ COMMANDS = (
     "lavis-gated-train-style-cnn",
     "lavis-gated-style-table",
     "lavis-gated-ablate",
+    "lavis-gated-app",
+    "lavis-gated-predict",
 )
 
 
