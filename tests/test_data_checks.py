@@ -1,14 +1,19 @@
 """Issue 15's data checks, on ArtQuest in its public layout (image, question, answer, question_type; no
 question_id, no style column) with SemArt-like image names and a style join table: duplicated rows, image
 paths outside the image root, the image check before the style join, join misses by letter case, "NaN"
-styles, malformed CSV rows, and the same rules on webdataset shards."""
+styles, malformed CSV rows, style terms that cover no train row, answers longer than the token budgets,
+and the same rules on webdataset shards."""
 
 import logging
+from types import SimpleNamespace
 
 import pytest
+from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
 from test_data_sources import PUBLIC_COLUMNS, build, builder_cfg, save_image
 from test_dataset import write_csv
+from test_end_to_end import REPO
+from transformers import AutoTokenizer
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
 from lavis_gated.datasets.annotation_files import read_table
@@ -16,6 +21,7 @@ from lavis_gated.datasets.artquest_dataset import read_split
 from lavis_gated.datasets.make_shards import write_shards
 from lavis_gated.datasets.style_sources import StyleTable
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 # SemArt's file names: <number>-<painter's name>.jpg
 MONET = "19873-1monet.jpg"
@@ -253,6 +259,95 @@ def test_a_multi_character_delimiter_names_the_key(tmp_path):
     path = write_csv(tmp_path / "a.csv", PUBLIC_COLUMNS, public_rows())
     with pytest.raises(ValueError, match=r"datasets.<name>.delimiter must be one character, got '::'"):
         read_table(path, delimiter="::")
+
+
+# ---- 7. style terms that cover no train row ----------------------------------------------------------------
+
+
+class _Split:
+    def __init__(self, rows):
+        self.annotation = rows
+
+    def style_labels(self):
+        return [r["style"] for r in self.annotation]
+
+
+def _task_datasets(monkeypatch, rows):
+    monkeypatch.setattr(BaseTask, "build_datasets", lambda self, cfg: {"artquest": {"train": _Split(rows)}})
+
+
+PUBLIC_TRAIN = [
+    {"question_type": t, "style": "impressionism", "answer": "Monet"}
+    for t in ("artist", "timeframe", "school")
+]
+
+
+def test_style_question_types_covering_no_train_row_is_an_error(monkeypatch):
+    _task_datasets(monkeypatch, PUBLIC_TRAIN)
+    task = StyleCaptioningTask(style_question_types=["style"], style_hit_weight=0.1)
+    with pytest.raises(ValueError) as err:
+        task.build_datasets(None)
+    message = str(err.value)
+    assert "run.style_question_types is ['style']" in message and "cover no train row" in message
+    assert "question types in the train split: ['artist', 'school', 'timeframe']" in message
+    task = StyleCaptioningTask(style_question_types=["school"], style_kl_weight=0.1)
+    assert "train" in task.build_datasets(None)["artquest"]  # one labelled school row: fine
+
+
+def test_style_question_types_covering_no_labelled_train_row_is_an_error(monkeypatch):
+    _task_datasets(
+        monkeypatch,
+        [{**r, "style": "" if r["question_type"] == "school" else r["style"]} for r in PUBLIC_TRAIN],
+    )
+    with pytest.raises(ValueError, match=r"\['school'\].* no train row .* has a style"):
+        StyleCaptioningTask(style_question_types=["school"], style_kl_weight=0.1).build_datasets(None)
+
+
+def test_style_question_types_covering_no_train_row_warns_when_the_terms_are_off(monkeypatch, caplog):
+    _task_datasets(monkeypatch, PUBLIC_TRAIN)
+    with caplog.at_level(logging.WARNING):
+        StyleCaptioningTask(style_question_types=["style"]).build_datasets(None)
+    assert "run.style_question_types is ['style']" in caplog.text and "'timeframe'" in caplog.text
+
+
+# ---- 8. answers longer than the token budgets --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    return AutoTokenizer.from_pretrained(
+        str(REPO / "lavis_gated" / "configs" / "assets" / "tiny" / "opt"), use_fast=False
+    )
+
+
+def test_answers_longer_than_max_len_tokens_are_counted_and_warned_at_build_time(
+    monkeypatch, caplog, tiny_tokenizer
+):
+    """The demo's max_len: 6 cannot generate "1951-2000" (7 tokens of the tiny model's 599)."""
+    eos = tiny_tokenizer("\n", add_special_tokens=False).input_ids[0]
+    model = SimpleNamespace(
+        opt_tokenizer=tiny_tokenizer,
+        max_txt_len=16,
+        eos_token_id=eos,
+        vocabulary=StyleVocabulary(["impressionism"]),
+    )
+    monkeypatch.setattr(BaseTask, "build_model", lambda self, cfg: model)
+    answers = ["impressionism", "1951-2000", "1951-2000", "Art Nouveau (Modern)", "1801-1850"]
+    rows = [{"question_type": "timeframe", "style": "impressionism", "answer": a} for a in answers]
+    _task_datasets(monkeypatch, rows)
+    task = StyleCaptioningTask(max_len=6)
+    task.build_datasets(None)
+    cfg = SimpleNamespace(
+        model_cfg=OmegaConf.create({"arch": "blip2_opt_gated"}), run_cfg=OmegaConf.create({})
+    )
+    with caplog.at_level(logging.WARNING):
+        assert task.build_model(cfg) is model
+    assert task.answer_lengths == {
+        "artquest/train": {"answers": 5, "over_max_len": 3, "over_answer_budget": 1, "longest": 13}
+    }
+    assert "artquest/train: 3 of 5 reference answers are longer than run.max_len = 6 tokens" in caplog.text
+    assert "'1951-2000' (7 tokens)" in caplog.text and "counts tokens of the model's tokenizer" in caplog.text
+    assert "1 of 5 reference answers are longer than model.max_txt_len // 2 = 8 tokens" in caplog.text
 
 
 # ---- 9. the same rules on webdataset shards ----------------------------------------------------------------
