@@ -229,15 +229,16 @@ def epoch_benchmark(args, root, device):
     """Epochs over synthetic ArtQuest data, alternately without and with the frozen-feature cache."""
     from lavis.processors.blip_processors import BlipImageEvalProcessor, BlipQuestionProcessor
 
-    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
+    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, ImageCheck, read_split
     from lavis_gated.datasets.feature_cache import attach_feature_cache
     from lavis_gated.datasets.synthetic_artquest import generate
 
     sources = write_sources(args.size, root)
     generate(os.path.join(root, "data"), {"train": args.images_per_style}, seed=0)
     images = os.path.join(root, "data", "images")
-    records, _ = read_split(os.path.join(root, "data", "artquest_train.csv"), split="train")
-    records, _ = attach_images(records, images, "train")
+    records, _ = read_split(
+        os.path.join(root, "data", "artquest_train.csv"), split="train", images=ImageCheck(images)
+    )
     dataset = ArtQuestDataset(
         BlipImageEvalProcessor(image_size=args.image_size), BlipQuestionProcessor(), images, records
     )

@@ -25,9 +25,11 @@ from lavis_gated.configs.schema import from_block
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
 from lavis_gated.tasks import loss_terms
+from lavis_gated.tasks.answer_lengths import report_answer_lengths
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.split_metrics import split_metrics
+from lavis_gated.tasks.style_coverage import check_style_coverage
 from lavis_gated.tasks.training_loop import train_inner_loop
 
 AMP_DTYPES = {
@@ -59,6 +61,8 @@ class StyleCaptioningTask(BaseTask):
         self.train_style_vocabulary = None
         # "<dataset>/<split>" -> style labels, to report styles the model does not know
         self.split_styles = {}
+        self.split_answers = {}  # "<dataset>/<split>" -> reference answers, checked against the token budgets
+        self.answer_lengths = None  # {split: answers over run.max_len / model.max_txt_len // 2}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -98,7 +102,21 @@ class StyleCaptioningTask(BaseTask):
                 "answers of question types %s; list the types that ask for a style",
                 sorted(types),
             )
+        self.check_data(datasets)
         return datasets
+
+    def check_data(self, datasets):
+        """Build-time data checks that need the run's settings: the style terms cover some train row;
+        remembers each split's answers for report_answer_lengths."""
+        train_rows = [
+            row for splits in datasets.values() if "train" in splits for row in splits["train"].annotation
+        ]
+        check_style_coverage(train_rows, self.style_question_types, self.weights)
+        self.split_answers = {
+            f"{name}/{split}": [row["answer"] for row in d.annotation]
+            for name, splits in datasets.items()
+            for split, d in splits.items()
+        }
 
     def build_model(self, cfg):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
@@ -111,6 +129,13 @@ class StyleCaptioningTask(BaseTask):
         model = super().build_model(cfg)
         self.report_unseen_styles(model.vocabulary)
         self.warn_unscaled_fp16(model, cfg.run_cfg)
+        self.answer_lengths = report_answer_lengths(
+            model.opt_tokenizer,
+            self.split_answers,
+            model.eos_token_id,
+            self.config.max_len,
+            model.max_txt_len,
+        )
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
