@@ -39,8 +39,6 @@ import time
 import torch
 from benchmark_models import (
     AMP,
-    SIZES,
-    TOY_SIZES,
     build_baseline,
     build_gated,
     build_task,
@@ -48,7 +46,6 @@ from benchmark_models import (
     fast_trainer,
     make_samples,
     precision_for,
-    write_sources,
 )
 from step_timing import (
     Trainer,
@@ -63,6 +60,7 @@ from step_timing import (
 )
 
 import lavis_gated  # noqa: F401  (registration)
+from lavis_gated.offline_standins import SIZES, TOY_SIZES, write_sources
 
 
 def peak_memory(args, trainer, trainers):
@@ -231,15 +229,16 @@ def epoch_benchmark(args, root, device):
     """Epochs over synthetic ArtQuest data, alternately without and with the frozen-feature cache."""
     from lavis.processors.blip_processors import BlipImageEvalProcessor, BlipQuestionProcessor
 
-    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
+    from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, ImageCheck, read_split
     from lavis_gated.datasets.feature_cache import attach_feature_cache
     from lavis_gated.datasets.synthetic_artquest import generate
 
     sources = write_sources(args.size, root)
     generate(os.path.join(root, "data"), {"train": args.images_per_style}, seed=0)
     images = os.path.join(root, "data", "images")
-    records, _ = read_split(os.path.join(root, "data", "artquest_train.csv"), split="train")
-    records, _ = attach_images(records, images, "train")
+    records, _ = read_split(
+        os.path.join(root, "data", "artquest_train.csv"), split="train", images=ImageCheck(images)
+    )
     dataset = ArtQuestDataset(
         BlipImageEvalProcessor(image_size=args.image_size), BlipQuestionProcessor(), images, records
     )

@@ -8,8 +8,6 @@ toy sizes optionally random weights. Real sizes get a synthetic byte-level BPE t
 """
 
 import contextlib
-import itertools
-import json
 import os
 import shutil
 from unittest import mock
@@ -18,6 +16,7 @@ import torch
 
 from lavis_gated.models import backbones
 from lavis_gated.models.sources import PACKAGE_CONFIG_DIR, seeded
+from lavis_gated.offline_tokenizer import update_json, write_opt_tokenizer
 
 TINY_ASSETS = os.path.join(PACKAGE_CONFIG_DIR, "assets", "tiny")
 
@@ -62,7 +61,6 @@ def _opt_config(hidden_size, ffn_dim):
 
 
 OPT_CONFIGS = {"facebook/opt-2.7b": _opt_config(2560, 10240), "facebook/opt-6.7b": _opt_config(4096, 16384)}
-OPT_TOKENIZER_SIZE = 50265  # len(AutoTokenizer.from_pretrained("facebook/opt-2.7b")); the same for opt-6.7b
 
 # vit: backbones.VIT_ARCHITECTURES key; bert/opt: config.json values over the tiny assets' configs;
 # opt_tokenizer: "tiny" (the packaged one) or "opt-size" (synthetic, OPT_TOKENIZER_SIZE tokens)
@@ -122,81 +120,7 @@ SIZES = {
 REAL_SIZE_OF_OPT = {"facebook/opt-2.7b": "full", "facebook/opt-6.7b": "full_opt6.7b"}
 TOY_SIZES = ("tiny", "mid")
 
-# ---- a tokenizer as large as OPT's ----------------------------------------------------------------
-
-OPT_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0-3, as in facebook/opt-*'s vocab.json
-
-
-def _words():
-    """Words the synthetic BPE spells as whole tokens: the prompts' and the synthetic ArtQuest data's."""
-    from lavis_gated.datasets.synthetic_artquest import QUESTION_TEMPLATES, SHAPES, STYLES
-
-    text = " ".join(
-        [
-            "Question Answer a photo of the painting style",
-            *STYLES,
-            *SHAPES,
-            *(q for questions in QUESTION_TEMPLATES.values() for q in questions),
-        ]
-    )
-    return sorted({w.strip("?:,.") for w in text.split()} - {""})
-
-
-def synthetic_bpe(size=OPT_TOKENIZER_SIZE):
-    """(vocab {token: id}, merges [(left, right)]) of a byte-level BPE with `size` tokens, deterministic.
-
-    OPT's four special tokens, GPT-2's 256 byte symbols, merges that spell a few words whole (with and
-    without their leading space, "Ġ"), then merges of existing tokens with byte symbols in a fixed order.
-    """
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-    byte_symbol = bytes_to_unicode()
-    vocab = {token: i for i, token in enumerate(OPT_SPECIAL_TOKENS + tuple(byte_symbol.values()))}
-    merges = []
-
-    def merge(left, right):
-        if left + right not in vocab and len(vocab) < size:
-            vocab[left + right] = len(vocab)
-            merges.append((left, right))
-
-    for word in _words():
-        for spelled in (" " + word, word):
-            symbols = [byte_symbol[b] for b in spelled.encode("utf-8")]
-            for i in range(1, len(symbols)):
-                merge("".join(symbols[:i]), symbols[i])
-    tokens = list(vocab)[len(OPT_SPECIAL_TOKENS) :]
-    for left, right in itertools.product(tokens, byte_symbol.values()):
-        if len(vocab) == size:
-            break
-        merge(left, right)
-    if len(vocab) != size:
-        raise ValueError(f"synthetic BPE: only {len(vocab)} of {size} tokens could be generated")
-    return vocab, merges
-
-
-def write_opt_tokenizer(folder, size=OPT_TOKENIZER_SIZE):
-    """vocab.json, merges.txt and OPT's special-token settings: loads as the slow GPT2Tokenizer
-    (AutoTokenizer(use_fast=False)), as facebook/opt-* do."""
-    vocab, merges = synthetic_bpe(size)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(TINY_ASSETS, "opt", name), folder)
-    _update_json(os.path.join(folder, "tokenizer_config.json"), model_max_length=2048)  # OPT's context length
-
-
 # ---- the source folders ----------------------------------------------------------------------------
-
-
-def _update_json(path, **values):
-    with open(path, encoding="utf-8") as f:
-        content = json.load(f)
-    content.update(values)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=1)
 
 
 def write_sources(size, root, weights=False, image_size=None):
@@ -218,13 +142,13 @@ def write_sources(size, root, weights=False, image_size=None):
         "opt": os.path.join(root, "opt"),
     }
     shutil.copytree(os.path.join(TINY_ASSETS, "bert"), sources["bert"])
-    _update_json(os.path.join(sources["bert"], "config.json"), **spec["bert"])
+    update_json(os.path.join(sources["bert"], "config.json"), **spec["bert"])
     if spec["opt_tokenizer"] == "tiny":
         shutil.copytree(os.path.join(TINY_ASSETS, "opt"), sources["opt"])
     else:
         write_opt_tokenizer(sources["opt"])
         shutil.copy(os.path.join(TINY_ASSETS, "opt", "config.json"), sources["opt"])
-    _update_json(os.path.join(sources["opt"], "config.json"), **spec["opt"])
+    update_json(os.path.join(sources["opt"], "config.json"), **spec["opt"])
     if weights:
         with seeded(11):
             BertLMHeadModel(BertConfig.from_pretrained(sources["bert"])).save_pretrained(sources["bert"])

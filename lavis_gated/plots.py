@@ -4,8 +4,9 @@
 
 - training_curves.png: loss parts (train and validation) and the selection metric per epoch, read from
   LAVIS's log.txt; for an evaluation-only folder, from the log.txt beside the evaluated checkpoint.
-- <split>_modulation.png: from <split>_modulation.json, the mean modulation strength per style over
-  (Q-Former layer, head), one panel per modulated parameter: which heads does each style move?
+- <split>_modulation.png: from <split>_modulation.json, per modulated parameter and (Q-Former layer, head),
+  each style's deviation from the mean over styles (which heads does each style move?) beside its mean
+  strength.
 """
 
 import argparse
@@ -20,11 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lavis_gated.atomic_files import atomic_file  # noqa: E402
+from lavis_gated.modulation_figure import style_modulation_figure  # noqa: E402
 from lavis_gated.runners.run_log import logged_config, read_log  # noqa: E402,F401  (re-exported)
 
 LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
-MAX_ANNOTATED_CELLS = 120
 
 
 def epoch_history(entries):
@@ -131,59 +132,13 @@ def plot_training_curves(log_path, out_path):
 
 
 def plot_modulation(summary_path, out_path):
-    """One heatmap per modulated parameter: styles (rows) x Q-Former layer/head (columns), mean strength."""
+    """Per modulated parameter: each style's deviation from the mean over styles, and its absolute strength
+    (styles x Q-Former layer/head; modulation_figure.py)."""
     with open(summary_path, encoding="utf-8") as f:
         summary = json.load(f)
-    styles = list(summary["styles"])
-    data = np.array([summary["styles"][s]["mean"] for s in styles])  # (S, L, P, H)
-    num_styles, num_layers, num_params, num_heads = data.shape
-    columns = num_layers * num_heads
-    fig, axes = plt.subplots(
-        num_params,
-        1,
-        squeeze=False,
-        figsize=(min(max(7.0, 0.45 * columns + 3), 24), num_params * (0.35 * num_styles + 1.6)),
-    )
-    for p, ax in enumerate(axes[:, 0]):
-        matrix = data[:, :, p, :].reshape(num_styles, columns)
-        image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0)
-        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-        for boundary in range(1, num_layers):
-            ax.axvline(boundary * num_heads - 0.5, color="white", linewidth=2)
-        ax.set_xticks(
-            range(columns), [f"{h}" for _ in range(num_layers) for h in range(num_heads)], fontsize=7
-        )
-        ax.set_yticks(
-            range(num_styles), [f"{s} (n={summary['styles'][s]['count']})" for s in styles], fontsize=8
-        )
-        ax.set_title(summary["parameters"][p], fontsize=10, pad=16)
-        layers = ax.secondary_xaxis("top")
-        layers.set_xticks(
-            [(layer + 0.5) * num_heads - 0.5 for layer in range(num_layers)],
-            [f"Q-Former layer {index}" for index in summary["qformer_layers"]],
-            fontsize=8,
-        )
-        layers.tick_params(length=0)
-        if matrix.size <= MAX_ANNOTATED_CELLS:
-            for (row, col), value in np.ndenumerate(matrix):
-                ax.text(
-                    col,
-                    row,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="black" if value > 0.6 * matrix.max() else "white",
-                )
-    axes[-1, 0].set_xlabel("head (grouped by cross-attention layer)")
     epoch = f", epoch {summary['epoch']}" if "epoch" in summary else ""
-    fig.suptitle(
-        f"{summary['gating_type']} modulation strength per style "
-        f"({os.path.basename(summary_path)}{epoch}; mean over the split's questions)",
-        y=1.0,
-    )
-    fig.tight_layout()
-    return _save(fig, out_path)
+    source = f"{os.path.basename(summary_path)}{epoch}; mean over the split's questions"
+    return _save(style_modulation_figure(summary, source), out_path)
 
 
 def draw_run(run_dir):

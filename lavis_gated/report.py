@@ -5,6 +5,7 @@ python -m lavis_gated.report output/demo/<job>/test_metrics.json
 
 import argparse
 import json
+import math
 
 ORDER = (
     "num_samples",
@@ -45,6 +46,25 @@ def metric_rows(metrics):
     shown = set(ORDER) | set(BY_TYPE)
     rows += [(k, v) for k, v in sorted(metrics.items()) if k not in shown and not isinstance(v, (dict, list))]
     return rows
+
+
+def numeric_metrics(metrics):
+    """A metrics JSON -> {name: float} of its numbers; per-type dicts flattened as em_by_type -> em[type].
+
+    Booleans, strings ("epoch": "best"), nulls (a non-finite agg_metrics) and non-finite values are left out.
+    """
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            base = key[: -len("_by_type")] if key.endswith("_by_type") else key
+            out.update({f"{base}[{sub}]": float(v) for sub, v in sorted(value.items()) if _is_number(v)})
+        elif _is_number(value):
+            out[key] = float(value)
+    return out
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_value(value):

@@ -9,7 +9,7 @@ from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.runners.runner_gated import _frozen_parameter_names
+from lavis_gated.runners.run_checkpoints import frozen_parameter_names
 from tests.blip2_standins import PROMPT, build_lavis_blip2opt, gated_config, make_sources
 
 NEW_MODULES = (
@@ -144,7 +144,7 @@ def test_own_trainable_only_checkpoint_reports_no_missing_trainable_key(sources,
     """GatedRunner drops every frozen name, tied aliases too (OPT's lm_head.weight is embed_tokens.weight):
     loading such a file must not report the alias as a trainable key gone missing."""
     gated = build_gated(sources)
-    frozen = _frozen_parameter_names(gated)
+    frozen = frozen_parameter_names(gated)
     assert "opt_model.lm_head.weight" in frozen
     trainable_only = {k: v for k, v in gated.state_dict().items() if k not in frozen}
     with caplog.at_level(logging.INFO):

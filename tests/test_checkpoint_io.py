@@ -32,9 +32,9 @@ WRITER = textwrap.dedent("""
     from lavis_gated import checkpoint_io
     version = 0
     while True:
-        version += 1 checkpoint_io.save_checkpoint({"version": version, "weights": torch.full((2_000_000,),
-        float(version))},
-                                      sys.argv[2])
+        version += 1
+        weights = torch.full((2_000_000,), float(version))
+        checkpoint_io.save_checkpoint({"version": version, "weights": weights}, sys.argv[2])
         print(version, flush=True)
 """)
 PACKAGE = REPO / "lavis_gated"

@@ -19,6 +19,9 @@ COMMANDS = (
     "lavis-gated-make-shards",
     "lavis-gated-train-style-cnn",
     "lavis-gated-style-table",
+    "lavis-gated-ablate",
+    "lavis-gated-app",
+    "lavis-gated-predict",
 )
 
 
@@ -30,10 +33,12 @@ def test_command_is_installed_and_answers_help(command):
 
 
 def imported_modules(command, *args, cwd=None):
-    """Top-level modules a command imported (PYTHONPROFILEIMPORTTIME lists every import on stderr)."""
+    """Top-level modules a command (or a ["python", "-m", module] list) imported (PYTHONPROFILEIMPORTTIME
+    lists every import on stderr)."""
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    command = command if isinstance(command, list) else [str(BIN / command)]
     result = subprocess.run(
-        [str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+        [*command, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [
@@ -47,13 +52,28 @@ def test_file_reading_commands_import_neither_lavis_nor_torch(tmp_path):
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "test_metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "cfg.yaml").write_text("run: {}\n")
+    (tmp_path / "variants.yaml").write_text("variants: {none: [model.gating.type=none]}\n")
+    ablate = [
+        "--cfg",
+        tmp_path / "cfg.yaml",
+        "--variants",
+        tmp_path / "variants.yaml",
+        "--report-only",
+        "--out",
+        tmp_path / "ablation",
+    ]
     for command, args in (
         ("lavis-gated-report", [tmp_path / "a" / "test_metrics.json"]),
         ("lavis-gated-compare", [tmp_path / "a", tmp_path / "b"]),
         ("lavis-gated-plots", [tmp_path / "a"]),
+        ("lavis-gated-ablate", ablate),
+        ([sys.executable, "-m", "lavis_gated.ablate"], ablate),
+        ([sys.executable, "-X", "utf8", "-m", "lavis_gated.report"], [tmp_path / "a" / "test_metrics.json"]),
     ):
         modules, stdout = imported_modules(command, *args)
         assert "lavis_gated" in modules and not {"lavis", "torch"} & modules, (command, sorted(modules))
+    assert (tmp_path / "ablation" / "ablation.json").is_file()
     assert "0.5000" in imported_modules("lavis-gated-report", tmp_path / "a" / "test_metrics.json")[1]
 
 

@@ -85,6 +85,7 @@ def test_public_layout_plus_style_table_builds(tmp_path):
         "question_type": {"artist": 3, "school": 3},
         "style": {"cubism": 2, "pop art": 2, "ukiyo e": 2},
         "skipped": {},
+        "absolute_image_paths": 0,
     }
 
 
@@ -273,7 +274,7 @@ def test_builder_missing_split_file_names_split_and_path(tmp_path):
 
 
 def _split_with_images(tmp_path, names):
-    rows = [[f"q{i}", name, "what?", "x", "cubism"] for i, name in enumerate(names)]
+    rows = [[f"q{i}", name, f"what is in painting {i}?", "x", "cubism"] for i, name in enumerate(names)]
     return write_csv(tmp_path / "val.csv", ["question_id", "image", "question", "answer", "style"], rows)
 
 
@@ -374,6 +375,7 @@ def test_summary_is_logged_at_build_time(tmp_path, caplog):
         "question_type": {"artist": 3, "school": 3},
         "style": {"(no style)": 2, "cubism": 2, "rococo": 2},
         "skipped": {},
+        "absolute_image_paths": 0,
     }
     assert "train: 6 rows; skipped: none; question_type {'artist': 3, 'school': 3}" in caplog.text
     assert "'(no style)': 2" in caplog.text

@@ -14,7 +14,7 @@ from lavis.processors.blip_processors import (
 )
 from PIL import Image
 
-from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
+from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, ImageCheck, read_split
 from lavis_gated.datasets.feature_cache import FeatureStore, attach_feature_cache, build_store
 from lavis_gated.datasets.synthetic_artquest import generate
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
@@ -31,8 +31,9 @@ def data_root(tmp_path_factory):
 
 
 def artquest(root, split="train", processor=None):
-    records, _ = read_split(str(root / f"artquest_{split}.csv"), split=split)
-    records, _ = attach_images(records, str(root / "images"), split)
+    records, _ = read_split(
+        str(root / f"artquest_{split}.csv"), split=split, images=ImageCheck(str(root / "images"))
+    )
     return ArtQuestDataset(
         processor or BlipImageEvalProcessor(image_size=IMAGE_SIZE),
         BlipQuestionProcessor(),

@@ -47,3 +47,14 @@ def test_strength_is_the_distance_from_identity_per_head(gating_type, per_head, 
 def test_fresh_modulation_is_zero_and_none_has_no_strength():
     assert torch.equal(build_tiny().modulation_strength(batch()), torch.zeros(4, 2, 3, 4))
     assert build_tiny(gating={"type": "none"}).modulation_strength(batch()) is None
+
+
+def test_strength_from_style_features_alone_equals_that_from_images():
+    """The web demo's reference: the images' style features are computed once, then only the prompt side
+    runs for each new question."""
+    model = build_tiny(gating={"type": "film", "init_scale": 0.5}).eval()
+    samples = batch()
+    with torch.no_grad():
+        features = model.style_encoder(samples["image"])
+    alone = model.modulation_strength({"style_features": features, "text_input": samples["text_input"]})
+    torch.testing.assert_close(alone, model.modulation_strength(samples))

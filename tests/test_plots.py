@@ -3,9 +3,11 @@
 import json
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from lavis_gated import plots
+from lavis_gated.modulation_figure import cell_text, deviation_from_mean, style_modulation_figure
 from lavis_gated.report import epoch_summary
 from lavis_gated.tasks.modulation_summary import summarise_modulation
 
@@ -146,6 +148,46 @@ def test_draw_run_writes_both_pictures(tmp_path):
     for path in written:
         assert_shows_data(path)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_deviation_from_the_mean_over_styles_by_hand():
+    means = [[[1.0, 2.0]], [[3.0, 6.0]], [[5.0, 7.0]]]  # (S=3, L=1, H=2)
+    np.testing.assert_allclose(deviation_from_mean(means), [[[-2.0, -3.0]], [[0.0, 1.0]], [[2.0, 2.0]]])
+
+
+def test_modulation_picture_shows_each_style_deviation_beside_its_strength():
+    """Strengths that differ per head far more than per style: the deviation panel shows the style
+    differences (centred on 0), the absolute panel the strengths; every colour bar is labelled."""
+    records = [
+        {
+            "style": style,
+            "modulation": [[[10.0 * h + 0.01 * s * (h + p) for h in range(4)] for p in range(3)]] * 2,
+        }
+        for s, style in enumerate(("cubism", "pop art", "ukiyo e"))
+    ]
+    summary = summarise_modulation(records, "film", [0, 2])
+    means = np.array([summary["styles"][s]["mean"] for s in summary["styles"]])  # (3, 2, 3, 4)
+
+    figure = style_modulation_figure(summary)
+
+    images = [image for ax in figure.axes for image in ax.images]
+    assert len(images) == 2 * 3  # per parameter: deviation, absolute
+    for p in range(3):
+        deviation, absolute = images[2 * p], images[2 * p + 1]
+        np.testing.assert_allclose(absolute.get_array(), means[:, :, p, :].reshape(3, 8))
+        expected = (means - means.mean(0))[:, :, p, :].reshape(3, 8)
+        np.testing.assert_allclose(deviation.get_array(), expected, atol=1e-12)
+        low, high = deviation.get_clim()
+        assert low == -high == pytest.approx(-np.abs(expected).max())
+    labels = [image.colorbar.ax.get_ylabel() for image in images]
+    assert labels[0].startswith("strength - mean over styles") and labels[1].startswith("mean modulation")
+    assert all(labels) and "|gamma_k|" in labels[0]
+
+
+def test_cell_text_never_writes_minus_zero_and_keeps_tiny_deviations_readable():
+    assert [cell_text(v, True, 1.0) for v in (0.123, -0.001, -0.5)] == ["+0.12", "0.00", "-0.50"]
+    assert cell_text(0.004, False, 1.0) == "0.00" and cell_text(1.5, False, 2.0) == "1.50"
+    assert cell_text(-2.04e-5, True, 3e-5) == "-2.0e-05"
 
 
 def test_draw_run_of_a_missing_folder():

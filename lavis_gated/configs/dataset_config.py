@@ -55,6 +55,17 @@ class ArtQuestConfig:
         "a count) or skip (dropped, counted)",
         choices=("error", "skip"),
     )
+    duplicate_rows: str = setting(
+        "error",
+        "rows repeating an earlier row's image, question and answer: error (names the "
+        "lines) or skip (the first of each kept, the others counted)",
+        choices=("error", "skip"),
+    )
+    allow_outside_root: bool = setting(
+        False,
+        "accept relative image paths that lead out of the image root (../x.jpg); absolute "
+        "paths are always used as given (and counted in the build log)",
+    )
     image_check: str = setting(
         "decode",
         "decode each distinct image once at build time, or only check it exists",

@@ -89,6 +89,17 @@ class RunnerConfig:
         [], "modules imported before the config is resolved (your own registrations)"
     )
     frozen_feature_cache: Optional[str] = setting(None, "folder of the frozen-feature cache; null = off")
+    tensorboard: bool = setting(
+        True,
+        "write TensorBoard events under <run folder>/tensorboard/ (rank 0): "
+        "training curves, validation metrics, modulation per layer, pictures",
+    )
+    progress_seconds: float = setting(
+        30.0,
+        "a training progress line (epoch, step, loss parts, ETA) at "
+        "least this often, besides each tenth of an epoch and every "
+        "run.log_freq steps",
+    )
 
 
 # LAVIS's run keys (runner_base.py, base_task.py, dist_utils.py, the project YAMLs it ships) and what they

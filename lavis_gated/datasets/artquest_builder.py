@@ -8,9 +8,10 @@ from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 
 from lavis_gated.configs.dataset_config import artquest_config
-from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images, read_split
+from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
 from lavis_gated.datasets.artquest_shards import ArtQuestShards
 from lavis_gated.datasets.dataset_summary import log_summary, summarise
+from lavis_gated.datasets.image_files import ImageCheck
 from lavis_gated.datasets.style_sources import StyleTable
 
 CONFIG_DIR = os.path.join(
@@ -64,20 +65,24 @@ class ArtQuestBuilder(BaseDatasetBuilder):
             )
         cfg = self.settings
         style_table = StyleTable.from_config(cfg.style_table, cfg.encoding, cfg.delimiter)
+        images = ImageCheck(image_root, cfg.bad_image, cfg.image_check, cfg.allow_outside_root)
         datasets = {}
         for split, annotation in annotations.items():
             path = os.path.abspath(annotation.storage)
             records, skipped = read_split(
-                path, asdict(cfg.fields), split, cfg.missing_style, style_table, cfg.encoding, cfg.delimiter
-            )
-            records, bad = attach_images(
-                records, image_root, split, cfg.bad_image, cfg.image_check, source=path
+                path,
+                asdict(cfg.fields),
+                split,
+                cfg.missing_style,
+                style_table,
+                cfg.encoding,
+                cfg.delimiter,
+                cfg.duplicate_rows,
+                images,
             )
             if not records:
-                raise ValueError(f"{path}: every row was left out ({ {**skipped, **bad} })")
-            datasets[split] = ArtQuestDataset(
-                *self._processors(split), image_root, records, {**skipped, **bad}
-            )
+                raise ValueError(f"{path}: every row was left out ({skipped})")
+            datasets[split] = ArtQuestDataset(*self._processors(split), image_root, records, skipped)
         return datasets
 
     def _build_shards(self, shards):
@@ -88,6 +93,7 @@ class ArtQuestBuilder(BaseDatasetBuilder):
                 *self._processors(split),
                 cfg.missing_style,
                 cfg.shuffle_buffer if split == "train" else 0,
+                cfg.duplicate_rows,
             )
             for split, entry in shards.items()
         }

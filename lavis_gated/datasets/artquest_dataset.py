@@ -1,8 +1,11 @@
 """ArtQuest-format rows as a LAVIS dataset: one (image, question, answer) per row, with its style label.
 
-Reading and validating happens in `read_split` and `attach_images`, so a bad file fails at build time
-with the file, column or row named, not in a data-loader worker halfway through an epoch. Rows that a
-policy drops are counted, logged and returned in `skipped`.
+Reading and validating happens in `read_split`, in this order: the file (annotation_files), the rows
+(row_checks: required values, exact duplicates, question ids), the images (image_files: under the image
+root, present, decodable), then the style join and the missing-style policy. Images come before the
+join, so that a missing image is reported as one and not as a row without a style. A bad file fails at
+build time with the file, column or row named, not in a data-loader worker halfway through an epoch. Rows
+that a policy drops are counted, logged and returned in `skipped`.
 """
 
 import logging
@@ -13,92 +16,52 @@ from lavis.datasets.datasets.base_dataset import BaseDataset
 from PIL import Image
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.image_files import find_bad_images, resolve_image_paths
-from lavis_gated.datasets.style_sources import STYLE_SOURCE_OPTIONS, describe_source, style_labels
+from lavis_gated.datasets.image_files import (
+    BAD_IMAGE_POLICIES,
+    ImageCheck,
+    find_bad_images,
+    outside_root,
+    resolve_image_paths,
+)
+from lavis_gated.datasets.row_checks import (
+    MISSING_STYLE_POLICIES,
+    REQUIRED_FIELDS,
+    ROW_KEYS,
+    apply_missing_style,
+    check_rows,
+    choose,
+    row_numbers,
+)
+from lavis_gated.datasets.style_sources import STYLE_SOURCE_OPTIONS, describe_missing, style_labels
 
-DEFAULT_FIELDS = {
-    "image": "image",
-    "question": "question",
-    "answer": "answer",
-    "question_type": "question_type",
-    "style": "style",
-    "question_id": "question_id",
-}
-REQUIRED_FIELDS = ("image", "question", "answer")
-ROW_KEYS = ("question_id", "image", "question", "answer", "question_type", "style")
-MISSING_STYLE_POLICIES = ("error", "skip", "keep-unlabelled")
-BAD_IMAGE_POLICIES = ("error", "skip")
+__all__ = ["ROW_KEYS", "ArtQuestDataset", "ImageCheck", "read_split", "to_sample"]
 
-
-def _choose(policy, allowed, key):
-    if policy not in allowed:
-        raise ValueError(f"{key} {policy!r} is not one of {allowed}")
-    return policy
-
-
-def row_numbers(path, indices):
-    """Where rows sit in their file: CSV lines (the header is line 1), JSON-lines lines, JSON records, or
-    positions in shard order."""
-    first = [int(i) for i in indices[:5]]
-    if ".tar" in path.lower():
-        return f"first rows in shard order (from 0): {first}"
-    if path.lower().endswith(".json"):
-        return f"first records: {[i + 1 for i in first]}"
-    offset = 1 if path.lower().endswith(".jsonl") else 2
-    return f"first lines: {[i + offset for i in first]}"
-
-
-def check_rows(records, path, fields=None, missing_style="error", where_styles="column 'style' empty"):
-    """Validate canonical rows (DataFrame with ROW_KEYS) and apply the missing-style policy.
-
-    Returns (rows, skipped): the rows kept and {reason: count} of rows dropped.
-    """
-    fields = {**DEFAULT_FIELDS, **(fields or {})}
-    for key in REQUIRED_FIELDS:
-        empty = records.index[records[key].str.strip() == ""]
-        if len(empty):
-            raise ValueError(
-                f"{path}: {len(empty)} rows with an empty {fields[key]!r}; {row_numbers(path, empty)}"
-            )
-    duplicated = records.index[records["question_id"].duplicated(keep=False)]
-    if len(duplicated):
-        raise ValueError(
-            f"{path}: {len(duplicated)} rows share a question_id (column {fields['question_id']!r}); "
-            f"{row_numbers(path, duplicated)}"
-        )
-    skipped = {}
-    unlabelled = records.index[records["style"] == ""]
-    if len(unlabelled):
-        message = (
-            f"{path}: {len(unlabelled)} of {len(records)} rows have no style ({where_styles}); "
-            f"{row_numbers(path, unlabelled)}"
-        )
-        if missing_style == "error":
-            raise ValueError(
-                f"{message}; set datasets.<name>.missing_style: keep-unlabelled (train without the style "
-                "terms) or skip (drop the rows)"
-            )
-        if missing_style == "skip":
-            logging.warning("%s; skipped", message)
-            skipped["no style"] = len(unlabelled)
-            records = records.drop(index=unlabelled)
-        else:
-            logging.warning("%s; kept without the style terms", message)
-    return records, skipped
+DEFAULT_FIELDS = {key: key for key in ROW_KEYS}
 
 
 def read_split(
-    path, fields=None, split="", missing_style="error", style_table=None, encoding="utf-8", delimiter=None
+    path,
+    fields=None,
+    split="",
+    missing_style="error",
+    style_table=None,
+    encoding="utf-8",
+    delimiter=None,
+    duplicate_rows="error",
+    images=None,
 ):
-    """Rows of one split file as dicts with ROW_KEYS, and {reason: count} of the rows dropped.
+    """Rows of one split file as dicts with ROW_KEYS (and "image_path" when `images` is given), and
+    {reason: count} of the rows dropped.
 
     fields maps canonical key -> file column; image, question and answer are required columns,
-    question_type and question_id optional. The style comes from `style_table` (a StyleTable) when
-    given, else from the column fields["style"]; see style_sources. missing_style: "error" (default)
-    names the file and rows, "skip" drops such rows, "keep-unlabelled" keeps them with style "" so that
-    only the style terms leave them out.
+    question_type and question_id optional. duplicate_rows: "error" (default) names the lines of rows
+    repeating an earlier one's image, question and answer, "skip" keeps the first. images (an ImageCheck)
+    resolves and checks every image before the style join. The style comes from `style_table` (a
+    StyleTable) when given, else from the column fields["style"]; see style_sources. missing_style:
+    "error" (default) names the file and rows, "skip" drops such rows, "keep-unlabelled" keeps them with
+    style "" so that only the style terms leave them out.
     """
-    _choose(missing_style, MISSING_STYLE_POLICIES, "missing_style")
+    choose(missing_style, MISSING_STYLE_POLICIES, "missing_style")
     fields = {**DEFAULT_FIELDS, **(fields or {})}
     try:
         frame = read_table(path, encoding, delimiter)
@@ -109,19 +72,18 @@ def read_split(
         raise KeyError(f"{path}: missing required column(s) {missing}; columns found: {list(frame.columns)}")
     if frame.empty:
         raise ValueError(f"{path}: no rows")
-
-    def column(key, default):
-        return frame[fields[key]] if fields[key] in frame.columns else pd.Series(default, index=frame.index)
-
-    styles = style_labels(frame, fields["style"], fields["image"], style_table)
-    if styles is None:
+    style_column = fields["style"] if style_table is None and fields["style"] in frame.columns else None
+    if style_table is None and style_column is None:
         message = (
             f"{path}: no style source (no column {fields['style']!r}, no style_table); "
             f"columns found: {list(frame.columns)}"
         )
         if missing_style == "error":
             raise ValueError(f"{message}; {STYLE_SOURCE_OPTIONS}")
-        styles = pd.Series("", index=frame.index)
+
+    def column(key, default):
+        return frame[fields[key]] if fields[key] in frame.columns else pd.Series(default, index=frame.index)
+
     records = pd.DataFrame(
         {
             "question_id": column("question_id", [f"{split}-{i}" for i in range(len(frame))]),
@@ -129,35 +91,60 @@ def read_split(
             "question": column("question", ""),
             "answer": column("answer", ""),
             "question_type": column("question_type", ""),
-            "style": styles,
         }
     )
-    records, skipped = check_rows(
-        records, path, fields, missing_style, describe_source(fields["style"], style_table)
-    )
-    return records.to_dict("records"), skipped
+    records, skipped = check_rows(records, path, fields, duplicate_rows)
+    if images is not None:
+        records, bad = _attach_images(records, path, split, images)
+        skipped.update(bad)
+    kept = frame.loc[records.index]
+    styles = style_labels(kept, fields["style"], fields["image"], style_table)
+    records.insert(5, "style", "" if styles is None else styles)
+    unlabelled = records.index[records["style"] == ""]
+    if styles is None:
+        where = f"no column {fields['style']!r} and no style_table"
+    else:
+        raw = kept.loc[unlabelled, style_column] if style_column else ()
+        where = describe_missing(
+            records.loc[unlabelled, "image"], raw, f"column {fields['style']!r}", style_table
+        )
+    records, no_style = apply_missing_style(records, path, missing_style, where)
+    return records.to_dict("records"), {**skipped, **no_style}
 
 
-def attach_images(records, image_root, split="", bad_image="error", image_check="decode", source=""):
-    """Add each row's resolved "image_path"; rows whose image is missing or does not decode are an
-    error listing the first few (bad_image: error) or dropped and counted (bad_image: skip).
+def _attach_images(records, source, split, images: ImageCheck):
+    """records (a frame of rows) with their resolved "image_path"; a relative image path leading out of the
+    image root is an error (unless images.allow_outside_root); rows whose image is missing or does not
+    decode are an error listing the first few (bad_image: error) or dropped and counted (bad_image: skip).
 
     Returns (rows, skipped) as read_split does.
     """
-    _choose(bad_image, BAD_IMAGE_POLICIES, "bad_image")
-    paths = resolve_image_paths([r["image"] for r in records], image_root, split)
-    problems = find_bad_images(paths, image_check)
-    bad = [(r["image"], problems[p]) for r, p in zip(records, paths) if p in problems]
+    choose(images.bad_image, BAD_IMAGE_POLICIES, "bad_image")
+    names = records["image"].tolist()
+    paths = resolve_image_paths(names, images.root, split)
+    if not images.allow_outside_root:
+        outside = [i for i, name, p in zip(records.index, names, paths) if outside_root(name, p, images.root)]
+        if outside:
+            shown = ", ".join(repr(n) for n in list(dict.fromkeys(records.loc[outside, "image"]))[:5])
+            raise ValueError(
+                f"{source}: {len(outside)} rows name images outside the image root {images.root} (relative "
+                f"paths through '..'); {row_numbers(source, outside)} ({shown}); set "
+                "datasets.<name>.allow_outside_root: true to allow them"
+            )
+    problems = find_bad_images(paths, images.check)
+    bad = [(name, problems[p]) for name, p in zip(names, paths) if p in problems]
     if bad:
         message = (
             f"{source or split}: {len(bad)} of {len(records)} rows refer to {len(set(problems))} missing or "
-            f"unreadable images under {image_root}; first: " + ", ".join(f"{n} ({why})" for n, why in bad[:5])
+            f"unreadable images under {images.root}; first: "
+            + ", ".join(f"{n} ({why})" for n, why in bad[:5])
         )
-        if bad_image == "error":
+        if images.bad_image == "error":
             raise FileNotFoundError(f"{message}; set datasets.<name>.bad_image: skip to leave those rows out")
         logging.warning("%s; skipped", message)
-    kept = [{**r, "image_path": p} for r, p in zip(records, paths) if p not in problems]
-    return kept, ({"bad image": len(bad)} if bad else {})
+    keep = [p not in problems for p in paths]
+    records = records.assign(image_path=paths)[keep]
+    return records, ({"bad image": len(bad)} if bad else {})
 
 
 def to_sample(row, image, vis_processor, text_processor):
@@ -179,7 +166,7 @@ def row_fields(row, text_processor):
 
 
 class ArtQuestDataset(BaseDataset):
-    """Map-style dataset over validated rows whose images were resolved by attach_images."""
+    """Map-style dataset over validated rows whose images read_split resolved (their "image_path")."""
 
     def __init__(self, vis_processor, text_processor, vis_root, records, skipped=None):
         super().__init__(vis_processor, text_processor, vis_root, ann_paths=[])

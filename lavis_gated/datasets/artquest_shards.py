@@ -23,8 +23,9 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 from webdataset.utils import pytorch_worker_info
 
-from lavis_gated.datasets.artquest_dataset import ROW_KEYS, check_rows, to_sample
-from lavis_gated.datasets.style_vocabulary import normalise_style
+from lavis_gated.datasets.artquest_dataset import to_sample
+from lavis_gated.datasets.row_checks import ROW_KEYS, apply_missing_style, check_rows
+from lavis_gated.datasets.style_sources import describe_missing, style_label
 
 
 def shard_urls(storage):
@@ -68,17 +69,28 @@ class ArtQuestShards(wds.DataPipeline):
     training steps; a rank whose share is one row shorter starts its next pass one row early.
     """
 
-    def __init__(self, storage, vis_processor, text_processor, missing_style="error", shuffle_buffer=0):
+    def __init__(
+        self,
+        storage,
+        vis_processor,
+        text_processor,
+        missing_style="error",
+        shuffle_buffer=0,
+        duplicate_rows="error",
+    ):
         self.urls = shard_urls(storage)
         self.source = storage if isinstance(storage, str) else f"{self.urls[0]} ... ({len(self.urls)} shards)"
         rows = [{**row, "shard": i} for i, url in enumerate(self.urls) for row in read_shard_rows(url)]
         if not rows:
             raise ValueError(f"{self.source}: no rows")
         frame = pd.DataFrame(rows).assign(position=range(len(rows)))
-        frame["style"] = frame["style"].map(normalise_style)
-        frame, self.skipped = check_rows(
-            frame, self.source, missing_style=missing_style, where_styles="empty 'style' in the shard rows"
-        )
+        frame, skipped = check_rows(frame, self.source, duplicate_rows=duplicate_rows)
+        raw = frame["style"]
+        frame["style"] = raw.map(style_label)
+        unlabelled = frame["style"] == ""
+        where = describe_missing(frame["image"][unlabelled], raw[unlabelled], "the shard rows' 'style'")
+        frame, no_style = apply_missing_style(frame, self.source, missing_style, where)
+        self.skipped = {**skipped, **no_style}
         self.annotation = [{**row, "instance_id": str(row["position"])} for row in frame.to_dict("records")]
         self.vis_processor, self.text_processor = vis_processor, text_processor
         self.shuffle_buffer = shuffle_buffer

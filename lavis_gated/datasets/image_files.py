@@ -1,21 +1,37 @@
-"""Image files of a split: where each one lives and whether it decodes, checked once at build time.
+"""Image files of a split: where each one lives, whether it stays under the image root, and whether it
+decodes, checked once at build time.
 
 A missing or broken image found here is reported with its name and a count, instead of killing a
-data-loader worker hours into training.
+data-loader worker hours into training. A relative name that climbs out of the image root ("../x.jpg")
+is refused unless allowed: it usually means the wrong root, or a file list from another machine.
+Absolute names are used as given.
 """
 
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from PIL import Image, ImageFile
 
 IMAGE_CHECKS = ("decode", "exists")
+BAD_IMAGE_POLICIES = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """How a split's images are found and checked (datasets.<name>: build_info.images.storage,
+    bad_image, image_check, allow_outside_root)."""
+
+    root: str
+    bad_image: str = "error"
+    check: str = "decode"
+    allow_outside_root: bool = False
 
 
 def resolve_image_paths(names, root, split=""):
     """Absolute path per image name: absolute names as given; else root/<split>/name where that file
-    exists (split sub-folders are optional), else root/name."""
+    exists (split sub-folders are optional), else root/name, with "." and ".." resolved."""
     split_root = os.path.join(root, split) if split else None
     if split_root is not None and not os.path.isdir(split_root):
         split_root = None
@@ -24,9 +40,22 @@ def resolve_image_paths(names, root, split=""):
         if os.path.isabs(name):
             resolved[name] = name
             continue
-        candidate = os.path.join(split_root, name) if split_root else None
-        resolved[name] = candidate if candidate and os.path.isfile(candidate) else os.path.join(root, name)
+        candidate = os.path.normpath(os.path.join(split_root, name)) if split_root else None
+        resolved[name] = (
+            candidate
+            if candidate and os.path.isfile(candidate)
+            else os.path.normpath(os.path.join(root, name))
+        )
     return [resolved[name] for name in names]
+
+
+def outside_root(name, path, root):
+    """Whether relative image name `name`, resolved to `path`, leads out of `root` ("../x.jpg");
+    absolute names never do (they are used as given)."""
+    if os.path.isabs(name):
+        return False
+    root = os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([root, os.path.abspath(path)]) != root
 
 
 @contextlib.contextmanager

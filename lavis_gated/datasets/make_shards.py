@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from lavis_gated.atomic_files import atomic_file
 from lavis_gated.datasets.artquest_builder import ArtQuestBuilder
-from lavis_gated.datasets.artquest_dataset import ROW_KEYS
+from lavis_gated.datasets.row_checks import ROW_KEYS
 from lavis_gated.runners.threads import set_num_threads
 
 

@@ -1,8 +1,11 @@
-"""Where each row's style label comes from.
+"""Where each row's style label comes from, and why a row has none.
 
 The public ArtQuest release has no style column, so a style is either a column of the split file
 (`fields.style`: a `style` column, or an existing one such as `school`) or joined from a separate
 table mapping image -> style (`style_table`). Labels are normalised (normalise_style) on the way in.
+The text that pandas or str() writes for a missing value ("NaN", "nan", "None", ...) is no style, not a
+style named "nan"; the messages about rows without a style count such texts, and name the images that
+differ from the join table only by letter case, with the table's spelling.
 """
 
 import os
@@ -14,6 +17,9 @@ import pandas as pd
 from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.style_vocabulary import normalise_style
 
+# normalised texts that stand for a missing value (pandas' NA strings, str(None), str(float("nan")))
+MISSING_TEXTS = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "<na>"})
+
 STYLE_SOURCE_OPTIONS = (
     "give each row a style by one of: (1) a column of the split file named by fields.style "
     "(default 'style'); (2) style_table.storage, a CSV/JSON file mapping image -> style "
@@ -23,14 +29,34 @@ STYLE_SOURCE_OPTIONS = (
 )
 
 
+def is_missing_text(raw) -> bool:
+    """Whether `raw` is the text of a missing value ("NaN", "nan", "None", "null", "N/A", ...)."""
+    return isinstance(raw, str) and normalise_style(raw) in MISSING_TEXTS
+
+
+def style_label(raw) -> str:
+    """The normalised style of a raw label; "" (no style) for an empty one or the text of a missing
+    value."""
+    return "" if is_missing_text(raw) else normalise_style(raw)
+
+
+def _either(texts):
+    return " or ".join(repr(t) for t in sorted(set(texts)))
+
+
 @dataclass(frozen=True)
 class StyleTable:
-    """image name -> normalised style, read from `path` (columns `key` and `style`)."""
+    """image name -> normalised style, read from `path` (columns `key` and `style`).
+
+    missing_text: image -> its style text where that is a missing value's ("NaN"); by_case: image name
+    case-folded -> the table's spellings of it, for join misses that are only a letter-case difference."""
 
     path: str
     key: str = "image"
     style: str = "style"
     styles: dict[str, str] = field(default_factory=dict, repr=False)
+    missing_text: dict[str, str] = field(default_factory=dict, repr=False)
+    by_case: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, path, key="image", style="style", encoding="utf-8", delimiter=None):
@@ -45,17 +71,21 @@ class StyleTable:
                 f"{path}: style table has no column(s) {missing} (style_table.key / style_table.style); "
                 f"columns found: {list(frame.columns)}"
             )
-        styles, conflicts = {}, []
-        for line, (image, label) in enumerate(
-            zip(frame[key].str.strip(), frame[style].map(normalise_style)), 2
-        ):
+        styles, conflicts, missing_text, by_case = {}, [], {}, {}
+        for line, image, raw in zip(frame.index, frame[key].str.strip(), frame[style]):
+            label = style_label(raw)
+            spellings = by_case.setdefault(image.casefold(), ())
+            if image not in spellings:
+                by_case[image.casefold()] = spellings + (image,)
+            if is_missing_text(raw):
+                missing_text[image] = raw.strip()
             if image and label and styles.setdefault(image, label) != label:
                 conflicts.append(f"line {line}: {image!r} is {label!r} and {styles[image]!r}")
         if conflicts:
             raise ValueError(
                 f"{path}: {len(conflicts)} images have conflicting styles; first: {conflicts[:5]}"
             )
-        return cls(path=path, key=key, style=style, styles=styles)
+        return cls(path, key, style, styles, missing_text, by_case)
 
     @classmethod
     def from_config(cls, cfg, encoding="utf-8", delimiter=None) -> Optional["StyleTable"]:
@@ -67,18 +97,45 @@ class StyleTable:
     def lookup(self, images: pd.Series) -> pd.Series:
         return images.str.strip().map(self.styles).fillna("")
 
+    def case_misses(self, images) -> list[tuple[str, str]]:
+        """[(image, the table's spelling)] of the distinct `images` the table lacks, but has in another
+        letter case."""
+        spellings = {image: self.by_case.get(image.casefold(), ()) for image in dict.fromkeys(images)}
+        return [(image, found[0]) for image, found in spellings.items() if found and image not in found]
+
 
 def style_labels(frame, style_column, image_column, style_table=None) -> Optional[pd.Series]:
     """Normalised style per row ("" where missing), or None when the split has no style source."""
     if style_table is not None:
         return style_table.lookup(frame[image_column])
     if style_column in frame.columns:
-        return frame[style_column].map(normalise_style)
+        return frame[style_column].map(style_label)
     return None
 
 
-def describe_source(style_column, style_table=None) -> str:
-    """Where the labels came from, for messages about rows without one."""
+def describe_missing(images, raw_styles=(), column="column 'style'", style_table=None) -> str:
+    """Why rows have no style, for the message about them: their `images` and, for a style `column`
+    (its name in words), their `raw_styles`."""
     if style_table is not None:
-        return f"image not in style table {style_table.path} (column {style_table.key!r}) or no style there"
-    return f"column {style_column!r} empty"
+        parts = [
+            f"image not in style table {style_table.path} (column {style_table.key!r}) or no style there"
+        ]
+        texts = [style_table.missing_text[i] for i in dict.fromkeys(images) if i in style_table.missing_text]
+        if texts:
+            parts.append(
+                f"{len(texts)} images have the text {_either(texts)} as their style in the table, "
+                "read as no style"
+            )
+        misses = style_table.case_misses(images)
+        if misses:
+            parts.append(
+                f"{len(misses)} images differ from the table only by letter case: "
+                + ", ".join(f"{image!r} (table: {spelling!r})" for image, spelling in misses[:5])
+            )
+        return "; ".join(parts)
+    raw_styles = list(raw_styles)
+    texts = [raw.strip() for raw in raw_styles if is_missing_text(raw)]
+    if not texts:
+        return f"{column} empty"
+    empty = f"{len(raw_styles) - len(texts)} empty, " if len(raw_styles) > len(texts) else ""
+    return f"{column}: {empty}{len(texts)} hold the text {_either(texts)}, read as no style"

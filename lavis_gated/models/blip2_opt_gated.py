@@ -16,11 +16,9 @@ import logging
 import os
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from lavis.common.registry import registry
 from lavis.models.blip2_models.blip2_opt import Blip2OPT
-from transformers import LogitsProcessorList
 
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
@@ -28,9 +26,9 @@ from lavis_gated.models import precision, style_name_scores, text_inputs
 from lavis_gated.models.backbones import build_blip2_parts
 from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.compile_support import compile_trainable_path
-from lavis_gated.models.cross_attention_lora import add_cross_attention_lora, remap_plain_kv_keys
-from lavis_gated.models.kv_modulation import KVModulation
-from lavis_gated.models.prompt_mapper import PromptMapper
+from lavis_gated.models.cross_attention_lora import remap_plain_kv_keys
+from lavis_gated.models.generation import AnswerGeneration
+from lavis_gated.models.modulation_parts import build_modulation_parts
 from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
 from lavis_gated.models.style_parts import StyleVocabularyState, build_style_encoder, set_style_vocabulary
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
@@ -40,7 +38,7 @@ MODEL_TYPES = ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "
 
 
 @registry.register_model("blip2_opt_gated")
-class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
+class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
     Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g,
@@ -72,43 +70,9 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
         set_style_vocabulary(self, config.style_names)
 
         self.gating_type = config.gating.type
-        self.kv_modulation = None
-        qformer_width = self.Qformer.config.hidden_size
-        cross_attention = self.cross_attention_layers()
-        if self.gating_type != "none":
-            mapper, gating = config.prompt_mapper, config.gating
-            self.style_to_qformer = nn.Linear(self.style_encoder.num_features, qformer_width)
-            self.prompt_mapper = PromptMapper(
-                style_dim=qformer_width,
-                prompt_dim=self.opt_model.get_input_embeddings().embedding_dim,
-                hidden_size=mapper.hidden_size,
-                num_tokens=mapper.num_tokens,
-                num_heads=mapper.num_heads,
-                dropout=mapper.dropout,
-            )
-            self.kv_modulation = KVModulation(
-                control_dim=mapper.hidden_size,
-                num_control_tokens=mapper.num_tokens,
-                num_layers=len(cross_attention),
-                num_heads=self.Qformer.config.num_attention_heads,
-                width=qformer_width,
-                gating_type=gating.type,
-                per_head=gating.per_head,
-                hidden_dim=gating.hidden_dim,
-                init_scale=gating.init_scale,
-            )
+        build_modulation_parts(self, config)  # style_to_qformer, prompt_mapper, kv_modulation, LoRA
         if config.lora.enabled:
-            lora = config.lora
-            adapted = add_cross_attention_lora(self.Qformer, lora.rank, lora.alpha, lora.dropout)
-            logging.info("LoRA on %d cross-attention projections", len(adapted))
             self._register_load_state_dict_pre_hook(self._accept_plain_kv_keys)
-        if self.kv_modulation is not None:
-            self.kv_modulation.attach(
-                [
-                    (layer.crossattention.self.key, layer.crossattention.self.value)
-                    for layer in cross_attention
-                ]
-            )
         self.pad_multiple = 1
         if config.compile_mode:
             self.compile_trainable_path(mode=config.compile_mode)
@@ -309,86 +273,6 @@ class Blip2OPTGated(CheckpointEntryPoints, Blip2OPT):
             "style_ids": self.style_ids(samples, device),
             "style_name_log_probs": name_log_probs,
         }
-
-    # ---- generation -----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def generate(
-        self,
-        samples,
-        use_nucleus_sampling=False,
-        num_beams=5,
-        max_length=30,
-        min_length=1,
-        top_p=0.9,
-        repetition_penalty=1.0,
-        length_penalty=1.0,
-        num_captions=1,
-        temperature=1,
-    ):
-        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
-        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
-        prompt."""
-        frozen = self.image_inputs(samples)
-        device = frozen["vit_features"].device
-        (input_ids, prompt_mask), _ = self.prompt_batch(samples)
-        input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
-        inputs_opt, _ = self.encode_image(frozen, input_ids, prompt_mask)
-        attention_mask = torch.cat(
-            [torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1
-        )
-        expand = num_captions if use_nucleus_sampling else num_beams
-        with self.frozen_autocast(self.opt_precision):
-            outputs = self.opt_model.generate(
-                input_ids=input_ids,
-                query_embeds=inputs_opt.repeat_interleave(expand, dim=0),
-                attention_mask=attention_mask,
-                do_sample=use_nucleus_sampling,
-                top_p=top_p,
-                temperature=temperature,
-                num_beams=1 if use_nucleus_sampling else num_beams,
-                max_new_tokens=max_length,
-                min_length=min_length,
-                eos_token_id=self.eos_token_id,
-                pad_token_id=self.opt_tokenizer.pad_token_id,
-                repetition_penalty=repetition_penalty,
-                length_penalty=length_penalty,
-                num_return_sequences=num_captions,
-                logits_processor=LogitsProcessorList([text_inputs.TokenizerIdsOnly(len(self.opt_tokenizer))]),
-            )
-        texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1] :], skip_special_tokens=True)
-        return [t.strip() for t in texts]
-
-    def predict_answers(
-        self,
-        samples,
-        num_beams=5,
-        inference_method="generate",
-        max_len=10,
-        min_len=1,
-        num_ans_candidates=None,
-        answer_list=None,
-        prompt="",
-        length_penalty=-1,
-        **kwargs,
-    ):
-        """LAVIS's VQA interface: one generated answer per question in samples["text_input"] (a list, or one
-        string for a batch of one)."""
-        if inference_method != "generate":
-            raise NotImplementedError(
-                f"inference_method {inference_method!r}: blip2_opt_gated answers by generation"
-            )
-        if isinstance(samples.get("text_input"), str):
-            samples = dict(samples, text_input=[samples["text_input"]])
-        if prompt:
-            samples = dict(samples, prompt=[prompt.format(q) for q in samples["text_input"]])
-        return self.generate(
-            samples,
-            num_beams=num_beams,
-            max_length=max_len,
-            min_length=min_len,
-            length_penalty=length_penalty,
-        )
 
     # ---- inspection (read-only: evaluation's heatmap, the app) ---------------------------------------
 

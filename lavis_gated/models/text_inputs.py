@@ -14,8 +14,9 @@ IGNORE = -100  # target of positions that are not answer tokens
 
 
 def batch_size_of(samples):
-    """Rows in a batch that carries images or their precomputed frozen features."""
-    return (samples["image"] if "image" in samples else samples[FROZEN_FEATURE_KEYS[0]]).shape[0]
+    """Rows in a batch that carries images or any of their precomputed frozen features (modulation_strength
+    needs only the style features)."""
+    return next(samples[k] for k in ("image", *FROZEN_FEATURE_KEYS) if k in samples).shape[0]
 
 
 def pad(sequences, pad_id, left=False, multiple=1):

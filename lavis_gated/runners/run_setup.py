@@ -9,6 +9,7 @@ run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runner
 import argparse
 import dataclasses
 import importlib
+import logging
 import os
 import time
 
@@ -120,7 +121,12 @@ def build_runner(args, config_cls=Config):
     setup_seeds(cfg)
     setup_logger()  # after the process group exists, so that only rank 0 logs at INFO
     set_num_threads(cfg.run_cfg)
-    cfg.pretty_print()
+    # not cfg.pretty_print(): ~200 lines on the screen; the runner writes the resolved config into log.txt
+    logging.info(
+        "config %s%s (resolved: the first entry of the run folder's log.txt)",
+        args.cfg_path,
+        f" with --options {' '.join(args.options)}" if getattr(args, "options", None) else "",
+    )
     job_id = make_job_id()
 
     task = registry.get_task_class(cfg.run_cfg.task).setup_task(cfg=cfg)

@@ -10,7 +10,8 @@ Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only;
 - checkpoint_last.pth: the latest epoch, written when there is no validation split or when
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
-run.resume_ckpt_path continues the run in their folder as if it had never stopped.
+run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
+TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor.
 """
 
 import datetime
@@ -28,12 +29,12 @@ from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
-from lavis_gated.checkpoint_keys import check_state_dict
 from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
 from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
+from lavis_gated.runners.run_checkpoints import RunCheckpoints
 from lavis_gated.runners.run_log import continue_log
+from lavis_gated.runners.run_monitor import RunMonitoring
 from lavis_gated.tasks.evaluation_outputs import keep_best_outputs
 
 
@@ -45,14 +46,9 @@ def _set_registry_path(name, path):
     registry.mapping["paths"][name] = str(path)
 
 
-def _frozen_parameter_names(model):
-    # remove_duplicate=False also names the aliases of tied weights, which state_dict() lists too.
-    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
-
-
 @registry.register_runner("runner_gated")
-class GatedRunner(RunnerBase):
-    """RunnerBase that trains on CPU or GPU, with or without torch.distributed."""
+class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
+    """RunnerBase that trains on CPU or GPU, with or without torch.distributed, showing its progress."""
 
     @property
     def model(self):
@@ -126,23 +122,34 @@ class GatedRunner(RunnerBase):
         ]
 
     def train(self):
-        """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
-        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best, and
-        # restarts it on resume, so a worse epoch would replace the best; runner_base.py:399-401
-        # writes one checkpoint per epoch; runner_base.py:406 calls dist.barrier() without a
-        # process group.
+        """LAVIS's loop (train_and_test) between opening and closing the progress lines and TensorBoard."""
         start_time = time.time()
         self.best_agg_metric, self.best_epoch = -math.inf, 0
-        save_last = not self.valid_splits or self.settings.save_last
-        # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
-        # checkpoint would ever exist for the test phase to reload.
-        select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
-
         if not self.evaluate_only and self.resume_ckpt_path is not None:
             self._load_checkpoint(self.resume_ckpt_path)
             self._continue_log()
         else:
             self.log_config()
+        self.open_monitors()
+        finished = False
+        try:
+            self.train_and_test()
+            finished = True
+        finally:
+            self.close_monitors(finished)
+        total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
+        logging.info(f"Training time {total_time_str}")
+
+    def train_and_test(self):
+        """LAVIS's loop, keeping only the best (and optionally the last) checkpoint."""
+        # runner_base.py:359 starts best at 0, so a never-positive metric never saves a best, and
+        # restarts it on resume, so a worse epoch would replace the best; runner_base.py:399-401
+        # writes one checkpoint per epoch; runner_base.py:406 calls dist.barrier() without a
+        # process group.
+        save_last = not self.valid_splits or self.settings.save_last
+        # LAVIS selects on a split named exactly "val" (runner_base.py:390); without one no best
+        # checkpoint would ever exist for the test phase to reload.
+        select_split = "val" if "val" in self.valid_splits else next(iter(self.valid_splits), None)
 
         cur_epoch = self.start_epoch - 1
         for cur_epoch in range(self.start_epoch, self.max_epoch):
@@ -154,7 +161,9 @@ class GatedRunner(RunnerBase):
 
             for split_name in self.valid_splits:
                 logging.info(f"Evaluating on {split_name}.")
+                started = time.monotonic()
                 val_log = self.eval_epoch(split_name=split_name, cur_epoch=cur_epoch)
+                self.progress.evaluation_took(time.monotonic() - started)
                 if val_log is None or not is_main_process():
                     continue
                 assert "agg_metrics" in val_log, "No agg_metrics found in validation log."
@@ -179,6 +188,7 @@ class GatedRunner(RunnerBase):
                 val_log.update({"best_epoch": self.best_epoch})
                 val_log.setdefault("epoch", cur_epoch)
                 self.log_stats(val_log, split_name)
+                self.evaluated(split_name, cur_epoch, val_log)
 
             if self.evaluate_only:
                 break
@@ -196,10 +206,10 @@ class GatedRunner(RunnerBase):
             )
         # Without a validation split the current model is the one to test.
         test_epoch = "best" if self.valid_splits else cur_epoch
-        self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only)
-
-        total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-        logging.info(f"Training time {total_time_str}")
+        test_logs = self.evaluate(cur_epoch=test_epoch, skip_reload=self.evaluate_only) or {}
+        if is_main_process():
+            for split_name, test_log in test_logs.items():
+                self.evaluated(split_name, test_epoch, test_log)
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""
@@ -244,78 +254,3 @@ class GatedRunner(RunnerBase):
         results = self.task.evaluation(model, data_loader, cuda_enabled=self.cuda_enabled)
         if results is not None:
             return self.task.after_evaluation(val_result=results, split_name=split_name, epoch=cur_epoch)
-
-    @main_process
-    def _save_checkpoint(self, cur_epoch, is_best=False):
-        """Write checkpoint_best.pth or checkpoint_last.pth without ever leaving a torn file.
-
-        As in LAVIS, frozen parameters are left out; buffers and extra state (e.g. the style
-        vocabulary) are kept. best_agg_metric and best_epoch let a resumed run go on comparing.
-        """
-        # runner_base.py:591 writes in place: a crash mid-write destroyed the previous best.
-        model_no_ddp = self.unwrap_dist_model(self.model)
-        frozen = _frozen_parameter_names(model_no_ddp)
-        state_dict = {k: v for k, v in model_no_ddp.state_dict().items() if k not in frozen}
-        save_obj = {
-            "model": state_dict,
-            "optimizer": self.optimizer.state_dict(),
-            "config": self.config.to_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "epoch": cur_epoch,
-            "best_agg_metric": self.best_agg_metric,
-            "best_epoch": self.best_epoch,
-        }
-        name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
-        save_to = os.path.join(self.output_dir, name)
-        logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
-        save_checkpoint(save_obj, save_to)
-
-    def _load_model_state(self, model, checkpoint, path):
-        """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
-        frozen = _frozen_parameter_names(model)
-        report = check_state_dict(
-            checkpoint["model"], model.state_dict(), path, "the model", may_miss=frozen.__contains__
-        )
-        model.load_state_dict(checkpoint["model"], strict=False)
-        logging.info(
-            "Loaded %d tensors from %s; %d frozen parameters kept from the model.",
-            len(report.loaded),
-            path,
-            len(report.allowed_missing),
-        )
-        return model
-
-    def _reload_best_model(self, model):
-        """Load checkpoint_best.pth into `model` for the test phase."""
-        # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
-        checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
-        logging.info(f"Loading checkpoint from {checkpoint_path}.")
-        checkpoint = load_checkpoint(checkpoint_path)
-        self.task.checkpoint_epoch = checkpoint.get("epoch")  # the test metrics name the epoch they test
-        return self._load_model_state(model, checkpoint, checkpoint_path)
-
-    def _load_checkpoint(self, url_or_filename):
-        """Resume model, optimizer, scaler, epoch and best metric from run.resume_ckpt_path."""
-        # runner_base.py:621-628 unpickles arbitrary objects, loads strictly, which fails on LAVIS's
-        # own checkpoints (frozen parameters are not saved), and forgets the best metric.
-        path = local_checkpoint_path(url_or_filename)
-        checkpoint = load_checkpoint(path)
-        self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
-
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.scaler and checkpoint.get("scaler"):
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        self.start_epoch = checkpoint["epoch"] + 1
-        if "best_agg_metric" in checkpoint:
-            self.best_agg_metric = float(checkpoint["best_agg_metric"])
-            self.best_epoch = checkpoint["best_epoch"]
-        else:
-            logging.warning("%s records no best metric: the next validation becomes the best.", path)
-        logging.info(
-            "Resumed from %s at epoch %s (best agg_metrics %s at epoch %s); writing to %s.",
-            url_or_filename,
-            self.start_epoch,
-            self.best_agg_metric,
-            self.best_epoch,
-            self.output_dir,
-        )

@@ -25,9 +25,11 @@ from lavis_gated.configs.schema import from_block
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
 from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
 from lavis_gated.tasks import loss_terms, train_styles
+from lavis_gated.tasks.answer_lengths import report_answer_lengths
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.split_metrics import split_metrics
+from lavis_gated.tasks.style_coverage import check_style_coverage
 from lavis_gated.tasks.style_rows import StyleRowRule
 from lavis_gated.tasks.training_loop import train_inner_loop
 
@@ -61,10 +63,13 @@ class StyleCaptioningTask(BaseTask):
         self.train_rows = []  # the train split's rows: their answers give the styles' forms (train_styles)
         # "<dataset>/<split>" -> style labels, to report styles the model does not know
         self.split_styles = {}
+        self.split_answers = {}  # "<dataset>/<split>" -> reference answers, checked against the token budgets
+        self.answer_lengths = None  # {split: answers over run.max_len / model.max_txt_len // 2}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
         self.checkpoint_epoch = None  # set by the runner when it reloads checkpoint_best.pth to test it
+        self.progress = None  # the runner's TrainingProgress (its lines, the run's ETA, TensorBoard's curves)
 
     @classmethod
     def setup_task(cls, cfg):
@@ -102,7 +107,20 @@ class StyleCaptioningTask(BaseTask):
                 "answer_names_style",
                 sorted(types),
             )
+        self.check_data(datasets)
         return datasets
+
+    def check_data(self, datasets):
+        """Build-time data checks that need the run's settings: the style terms cover some train row;
+        remembers each split's answers for report_answer_lengths."""
+        # the question types first (a clear message); the terms' coverage by run.style_rows once the model's
+        # tokens are known (build_model, train_styles.check_coverage)
+        check_style_coverage(self.train_rows, self.style_question_types, self.weights)
+        self.split_answers = {
+            f"{name}/{split}": [row["answer"] for row in d.annotation]
+            for name, splits in datasets.items()
+            for split, d in splits.items()
+        }
 
     def build_model(self, cfg):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
@@ -121,6 +139,13 @@ class StyleCaptioningTask(BaseTask):
             train_styles.check_coverage(covered, self.weights, self.row_rule, fail=training)
         self.report_unseen_styles(model.vocabulary)
         self.warn_unscaled_fp16(model, cfg.run_cfg)
+        self.answer_lengths = report_answer_lengths(
+            model.opt_tokenizer,
+            self.split_answers,
+            model.eos_token_id,
+            self.config.max_len,
+            model.max_txt_len,
+        )
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
@@ -224,6 +249,7 @@ class StyleCaptioningTask(BaseTask):
             log_freq,
             cuda_enabled,
             accum_grad_iters,
+            self.progress,
         )
         self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
         return self.last_train_stats

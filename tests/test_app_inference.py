@@ -1,0 +1,293 @@
+"""The web demo's logic without a browser: input checks, the checkpoint and its run's images, the model's
+answers with the modulation on and off, top styles, strength and its reference, lavis-gated-predict and
+the app launcher's refusals."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from lavis.common.registry import registry
+from omegaconf import OmegaConf
+from PIL import Image
+
+from lavis_gated.app import checkpoint_files, launcher, predict
+from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS, DemoModel, top_styles
+from lavis_gated.app.inputs import (
+    MAX_IMAGE_MB,
+    MAX_IMAGE_SIDE,
+    InputError,
+    check_question,
+    read_image,
+    read_image_file,
+)
+
+STYLES = ["cubism", "impressionism", "minimalism", "pointillism", "pop art", "ukiyo e"]
+FROZEN_PREFIXES = ("visual_encoder.", "opt_model.", "style_encoder.cnn.")
+QUESTION = "What shape is in the center of the painting?"
+
+
+def png_bytes(size=(40, 30), mode="RGB", colour=(200, 30, 40)):
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour if mode == "RGB" else 128).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_images(folder, count):
+    """count small distinct PNGs named img<i>.png in folder; their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+        names.append(f"img{i}.png")
+    return names
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint as lavis-gated's runner writes one (trainable weights + run config) of the tiny model
+    with a non-zero modulation (init_scale 0.5), and the run's test split of 4 images; no training."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    names = write_images(root / "images", 4)
+    (root / "test.csv").write_text("image,question\n" + "".join(f"{n},{QUESTION}\n" for n in names))
+    model_cls = registry.get_model_class("blip2_opt_gated")
+    block = {"arch": "blip2_opt_gated", "model_type": "tiny", "gating": {"init_scale": 0.5}}
+    cfg = OmegaConf.merge(OmegaConf.load(model_cls.default_config_path("tiny")).model, block)
+    torch.manual_seed(0)
+    model = model_cls.from_config(OmegaConf.merge(cfg, {"style_names": STYLES}))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
+    datasets = {
+        "artquest": {
+            "build_info": {
+                "annotations": {"test": {"storage": str(root / "test.csv")}},
+                "images": {"storage": str(root / "images")},
+            }
+        }
+    }
+    path = root / "checkpoint_best.pth"
+    torch.save({"model": state, "config": {"model": block, "datasets": datasets}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_checkpoint):
+    _, config = checkpoint_files.choose_checkpoint(str(tiny_checkpoint))
+    return DemoModel.load(str(tiny_checkpoint), reference_images=checkpoint_files.demo_images(config))
+
+
+# ---- input checks ----------------------------------------------------------------------------------
+
+
+def test_read_image_gives_rgb_for_any_image_mode():
+    for mode in ("RGB", "L", "RGBA", "P"):
+        image = read_image(png_bytes(mode=mode))
+        assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (None, "No image: upload one or pick a demo test image"),
+        (b"", "is empty"),
+        (b"just some notes, not a picture\n", "is not an image"),
+        (png_bytes(size=(MAX_IMAGE_SIDE + 1, 4)), f"limit is {MAX_IMAGE_SIDE} pixels a side"),
+        (b"\0" * (MAX_IMAGE_MB * 1024 * 1024 + 1), f"limit is {MAX_IMAGE_MB} MB"),
+    ],
+)
+def test_unusable_images_are_refused_with_a_message(data, message):
+    with pytest.raises(InputError, match=message):
+        read_image(data, "upload.png")
+
+
+def test_read_image_file_names_a_missing_file_and_a_folder(tmp_path):
+    with pytest.raises(InputError, match="No image file at .*nowhere.png"):
+        read_image_file(tmp_path / "nowhere.png")
+    with pytest.raises(InputError, match="is a folder"):
+        read_image_file(tmp_path)
+
+
+def test_question_is_stripped_and_must_not_be_empty():
+    assert check_question("  what style?  ") == "what style?"
+    for empty in ("", "   ", None):
+        with pytest.raises(InputError, match="The question is empty"):
+            check_question(empty)
+
+
+# ---- the checkpoint and its run's files -------------------------------------------------------------
+
+
+def test_newest_checkpoint_is_the_last_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_files.newest_checkpoint() is None
+    for i, job in enumerate(("b", "a")):
+        path = tmp_path / "output" / "demo" / job / "checkpoint_best.pth"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+    assert checkpoint_files.newest_checkpoint() == os.path.join("output", "demo", "a", "checkpoint_best.pth")
+
+
+def test_checkpoint_choice_refusals(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(checkpoint_files.CheckpointChoiceError, match="bash run_scripts/demo.sh"):
+        checkpoint_files.choose_checkpoint()
+    with pytest.raises(checkpoint_files.CheckpointChoiceError, match="No checkpoint file at missing.pth"):
+        checkpoint_files.choose_checkpoint("missing.pth")
+    torch.save({"model": {}}, tmp_path / "plain.pth")
+    with pytest.raises(checkpoint_files.CheckpointChoiceError, match="holds no run config"):
+        checkpoint_files.choose_checkpoint(str(tmp_path / "plain.pth"))
+
+
+def test_demo_images_come_from_the_run_config_spread_over_the_list(tmp_path):
+    names = write_images(tmp_path / "images", 6)
+    rows = [*names, names[0], "gone.png"]  # a repeated image once; a missing one left out
+    (tmp_path / "test.csv").write_text("picture,question\n" + "".join(f"{n},q\n" for n in rows))
+    config = {
+        "datasets": {
+            "artquest": {
+                "fields": {"image": "picture"},
+                "build_info": {
+                    "annotations": {"test": {"storage": str(tmp_path / "test.csv")}},
+                    "images": {"storage": str(tmp_path / "images")},
+                },
+            }
+        }
+    }
+    paths = [str(tmp_path / "images" / n) for n in names]
+    assert checkpoint_files.demo_images(config) == paths
+    assert checkpoint_files.demo_images(config, limit=3) == paths[::2]
+
+
+def test_top_styles_by_hand():
+    names = ["a", "b", "c", "d"]
+    assert top_styles([0.1, 0.4, 0.1, 0.4], names, 3) == [("b", 0.4), ("d", 0.4), ("a", 0.1)]
+
+
+# ---- the model -------------------------------------------------------------------------------------
+
+
+def test_prediction_is_what_the_model_gives_directly(demo, tiny_checkpoint):
+    image = read_image_file(tiny_checkpoint.parent / "images" / "img1.png")
+    prediction = demo.predict(image, QUESTION, num_beams=2, max_length=4)
+
+    model = demo.model
+    samples = demo.samples(image, QUESTION)
+    assert prediction.answer == model.generate(samples, num_beams=2, max_length=4)[0]
+    with model.modulation_bypassed():
+        assert prediction.answer_unmodulated == model.generate(samples, num_beams=2, max_length=4)[0]
+    probabilities = model.style_probabilities(samples)[0]
+    assert [name for name, _ in prediction.styles] == [
+        STYLES[i] for i in probabilities.argsort(descending=True)[:5]
+    ]
+    assert [p for _, p in prediction.styles] == sorted(probabilities.tolist(), reverse=True)[:5]
+    np.testing.assert_allclose(prediction.strength, model.modulation_strength(samples)[0].numpy())
+    assert prediction.strength.shape == (2, 3, 4) and (prediction.strength > 0).all()
+
+
+def test_reference_is_the_mean_strength_over_the_run_images_for_the_same_question(demo, tiny_checkpoint):
+    folder = tiny_checkpoint.parent / "images"
+    prediction = demo.predict(read_image_file(folder / "img0.png"), QUESTION, num_beams=1, max_length=2)
+    strengths = [
+        demo.predict(read_image_file(folder / f"img{i}.png"), QUESTION, num_beams=1, max_length=2).strength
+        for i in range(4)
+    ]
+    assert prediction.reference_count == 4
+    np.testing.assert_allclose(prediction.reference, np.mean(strengths, axis=0), rtol=1e-5, atol=1e-6)
+
+    figure = demo.modulation_figure(prediction)
+    images = [image for ax in figure.axes for image in ax.images]
+    assert len(images) == 2  # deviation, then absolute
+    np.testing.assert_allclose(
+        images[0].get_array(),
+        (prediction.strength - prediction.reference).transpose(1, 0, 2).reshape(3, 8),
+        rtol=1e-6,
+    )
+    assert all(image.colorbar.ax.get_ylabel() for image in images)
+
+
+def test_without_reference_images_only_the_absolute_strength_is_drawn(demo, tiny_checkpoint):
+    alone = DemoModel(demo.model, demo.vis_processor, demo.text_processor)
+    prediction = alone.predict(Image.new("RGB", (64, 64)), QUESTION, num_beams=1, max_length=2)
+    assert prediction.reference is None and prediction.reference_count == 0
+    assert [len(ax.images) for ax in alone.modulation_figure(prediction).axes if ax.images] == [1]
+
+
+# ---- lavis-gated-predict and the launcher ---------------------------------------------------------
+
+
+def test_predict_prints_the_answer_and_top_3(demo, tiny_checkpoint):
+    image = tiny_checkpoint.parent / "images" / "img2.png"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    args = ["--checkpoint", tiny_checkpoint, "--image", image, "--question", QUESTION]
+    result = subprocess.run(
+        [sys.executable, "-m", "lavis_gated.app.predict", *map(str, args), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout)
+    expected = demo.predict(read_image_file(image), QUESTION, DEFAULT_NUM_BEAMS, DEFAULT_MAX_LENGTH, top_k=3)
+    assert printed["answer"] == expected.answer
+    assert printed["answer_unmodulated"] == expected.answer_unmodulated
+    assert [(s["style"], pytest.approx(s["probability"], abs=1e-6)) for s in printed["styles"]] == [
+        (name, p) for name, p in expected.styles
+    ]
+    lines = predict.format_lines(expected).splitlines()
+    assert lines[0] == f"answer: {expected.answer}" and lines[1].count(" | ") == 2
+
+
+def unsafe_checkpoint(path):
+    class SystemCall:
+        def __reduce__(self):
+            return os.system, ("true",)
+
+    torch.save({"model": {}, "payload": SystemCall()}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--question", "   "], "The question is empty"),
+        (["--image", "nowhere.png"], "No image file at nowhere.png"),
+        (["--image", "notes.png"], "notes.png is not an image"),
+        (["--checkpoint", "unsafe.pth"], "Refusing to load checkpoint unsafe.pth"),
+        (["--checkpoint", "missing.pth"], "No checkpoint file at missing.pth"),
+    ],
+)
+def test_predict_refuses_bad_input_with_one_line(
+    argv, message, tmp_path, monkeypatch, capsys, tiny_checkpoint
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.png").write_text("not a picture")
+    (tmp_path / "ok.png").write_bytes(png_bytes())
+    unsafe_checkpoint(tmp_path / "unsafe.pth")
+    defaults = {"--checkpoint": str(tiny_checkpoint), "--image": "ok.png", "--question": QUESTION}
+    defaults.update(dict(zip(argv[::2], argv[1::2])))
+    assert predict.main([x for pair in defaults.items() for x in pair]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lavis-gated-predict: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_app_refuses_to_start_without_a_usable_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert launcher.main([]) == 2
+    assert "bash run_scripts/demo.sh" in capsys.readouterr().err
+    assert launcher.main(["--checkpoint", str(unsafe_checkpoint(tmp_path / "unsafe.pth"))]) == 2
+    assert "Refusing to load checkpoint" in capsys.readouterr().err
+
+
+def test_app_binds_to_this_machine_by_default(tiny_checkpoint):
+    args = launcher.parse_args(["--checkpoint", str(tiny_checkpoint)])
+    command = launcher.streamlit_arguments(str(tiny_checkpoint), args.host, args.port)
+    assert "--server.address=127.0.0.1" in command and "--browser.gatherUsageStats=false" in command
+    assert command[command.index("--") + 1 :] == ["--checkpoint", os.path.abspath(tiny_checkpoint)]
