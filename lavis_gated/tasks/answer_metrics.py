@@ -7,14 +7,25 @@ normalised the same way, as LAVIS's GQA task does for single-reference data. It 
 min(1, matches among 10 annotators / 3), which needs several references per question (docs/evaluation.md).
 """
 
+import importlib.util
+import os
 from collections import defaultdict
 from functools import lru_cache
 
-from lavis.common.vqa_tools.vqa_eval import VQAEval
-
 from lavis_gated.datasets.style_text import mentions_style
 
-_VQA_EVAL = VQAEval()  # its normalisation methods only: no annotation files
+
+@lru_cache(maxsize=1)
+def _vqa_eval():
+    """LAVIS's VQAEval (its normalisation methods only), loaded from its file: `import lavis...` would run
+    lavis/__init__.py, which imports every model and torch (seconds), and the commands that only read a run's
+    files (report, compare, ablate) start light. vqa_eval.py itself imports only sys and re."""
+    package = importlib.util.find_spec("lavis").submodule_search_locations[0]
+    path = os.path.join(package, "common", "vqa_tools", "vqa_eval.py")
+    spec = importlib.util.spec_from_file_location("lavis_vqa_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.VQAEval()
 
 
 def normalise_exact(text) -> str:
@@ -25,7 +36,8 @@ def normalise_exact(text) -> str:
 @lru_cache(maxsize=65536)
 def _normalise_vqa(text: str) -> str:
     text = text.replace("\n", " ").replace("\t", " ").strip()  # as VQAEval.evaluate prepares an answer
-    return _VQA_EVAL.processDigitArticle(_VQA_EVAL.processPunctuation(text))
+    lavis = _vqa_eval()
+    return lavis.processDigitArticle(lavis.processPunctuation(text))
 
 
 def normalise_vqa(text) -> str:
