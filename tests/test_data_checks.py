@@ -21,6 +21,7 @@ from lavis_gated.datasets.artquest_dataset import read_split
 from lavis_gated.datasets.make_shards import write_shards
 from lavis_gated.datasets.style_sources import StyleTable
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.models.style_parts import StyleVocabularyState
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 # SemArt's file names: <number>-<painter's name>.jpg
@@ -325,11 +326,13 @@ def test_answers_longer_than_max_len_tokens_are_counted_and_warned_at_build_time
 ):
     """The demo's max_len: 6 cannot generate "1951-2000" (7 tokens of the tiny model's 599)."""
     eos = tiny_tokenizer("\n", add_special_tokens=False).input_ids[0]
+    styles = StyleVocabularyState(StyleVocabulary(["impressionism"]))  # what the style terms read, too
     model = SimpleNamespace(
         opt_tokenizer=tiny_tokenizer,
         max_txt_len=16,
         eos_token_id=eos,
-        vocabulary=StyleVocabulary(["impressionism"]),
+        vocabulary=styles.vocabulary,
+        style_vocabulary=styles,
     )
     monkeypatch.setattr(BaseTask, "build_model", lambda self, cfg: model)
     answers = ["impressionism", "1951-2000", "1951-2000", "Art Nouveau (Modern)", "1801-1850"]

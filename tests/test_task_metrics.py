@@ -371,3 +371,12 @@ def test_the_artquest_projects_apply_the_style_terms_where_answers_name_styles()
     for name in ("artquest.yaml", "artquest_eval.yaml"):
         run = OmegaConf.load(Path(__file__).resolve().parent.parent / "projects" / "gated" / name).run
         assert task_config(run).style_rows == "answer_names_style", name
+
+
+def test_the_epoch_summary_and_table_show_null_metrics_as_null():
+    from lavis_gated.report import epoch_summary, format_table
+
+    m = make_task(select_by="style_hit_rate").metrics([r for r in RECORDS if r["style_id"] < 0])
+    line = epoch_summary(3, None, "val", m, "style_hit_rate")
+    assert "kl null" in line and "hit null" in line and "agg_metrics not finite" in line
+    assert "null" in format_table(m)

@@ -19,11 +19,9 @@ from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
 from tqdm import tqdm
 
-from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task_config  # noqa: F401  (SELECT_BY re-exported)
 from lavis_gated.configs.schema import from_block
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
-from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.tasks import loss_terms, train_styles
 from lavis_gated.tasks.answer_lengths import report_answer_lengths
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
@@ -166,40 +164,12 @@ class StyleCaptioningTask(BaseTask):
             )
 
     def report_unseen_styles(self, vocabulary):
-        """Log, per split, the rows whose style the model's vocabulary lacks (evaluated as no style);
-        returns {split: {style: rows}}."""
-        unseen = {
-            split: u
-            for split, labels in self.split_styles.items()
-            if (u := unseen_styles(labels, vocabulary))
-        }
-        for split, styles in unseen.items():
-            logging.warning(
-                "%s: %d rows have styles not in the model's style vocabulary (counted as "
-                "num_unknown_style, left out of the style terms): %s",
-                split,
-                sum(styles.values()),
-                styles,
-            )
-        return unseen
+        """Log, per split, the rows whose style the model lacks (train_styles); {split: {style: rows}}."""
+        return train_styles.report_unseen_styles(self.split_styles, vocabulary)
 
     def _resumed_style_vocabulary(self, run_cfg):
         """The style vocabulary stored in run.resume_ckpt_path (None when not resuming a training run)."""
-        path = run_cfg.get("resume_ckpt_path", None)
-        if not path or run_cfg.get("evaluate", False):
-            return None
-        names = style_names_in_checkpoint(load_checkpoint(local_checkpoint_path(path), mmap=True))
-        if not names:
-            return None
-        vocabulary = StyleVocabulary(names)
-        if self.train_style_vocabulary is not None and vocabulary != self.train_style_vocabulary:
-            logging.warning(
-                "resuming %s: its style vocabulary %s is kept, although the train split now has %s",
-                path,
-                vocabulary.names,
-                self.train_style_vocabulary.names,
-            )
-        return vocabulary
+        return train_styles.resumed_style_vocabulary(run_cfg, self.train_style_vocabulary)
 
     # ---- training -------------------------------------------------------------------------------
 

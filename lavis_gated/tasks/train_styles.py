@@ -1,13 +1,52 @@
-"""What the task reads from the train split about styles once the model exists: the form each style name
-takes in the answers, the answers that name no style (models/style_tokens.py's rule needs them), and how many
-train rows each loss term covers (logged at start-up; a weighted term that covers none is an error)."""
+"""What the task reads about styles while it builds the datasets and the model: the vocabulary a resumed
+checkpoint keeps, the labels the model's vocabulary lacks, the form each style name takes in the train split's
+answers, the answers that name no style (models/style_tokens.py's rule needs them), and how many train rows
+each loss term covers (logged at start-up; a weighted term that covers none is an error)."""
 
 import logging
 
+from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.datasets.style_text import answer_forms, mentions_style
+from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
+from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
 from lavis_gated.models.style_parts import set_answer_forms
 from lavis_gated.models.text_inputs import answer_ids
 from lavis_gated.tasks.style_rows import coverage, uncovered_terms
+
+
+def resumed_style_vocabulary(run_cfg, train_vocabulary):
+    """The style vocabulary stored in run.resume_ckpt_path (None when not resuming a training run); it is kept
+    (with a warning) when the train split's now differs."""
+    path = run_cfg.get("resume_ckpt_path", None)
+    if not path or run_cfg.get("evaluate", False):
+        return None
+    names = style_names_in_checkpoint(load_checkpoint(local_checkpoint_path(path), mmap=True))
+    if not names:
+        return None
+    vocabulary = StyleVocabulary(names)
+    if train_vocabulary is not None and vocabulary != train_vocabulary:
+        logging.warning(
+            "resuming %s: its style vocabulary %s is kept, although the train split now has %s",
+            path,
+            vocabulary.names,
+            train_vocabulary.names,
+        )
+    return vocabulary
+
+
+def report_unseen_styles(split_styles, vocabulary):
+    """Log, per split ({"<dataset>/<split>": labels}), the rows whose style the model's vocabulary lacks
+    (evaluated as no style); returns {split: {style: rows}}."""
+    unseen = {split: u for split, labels in split_styles.items() if (u := unseen_styles(labels, vocabulary))}
+    for split, styles in unseen.items():
+        logging.warning(
+            "%s: %d rows have styles not in the model's style vocabulary (counted as "
+            "num_unknown_style, left out of the style terms): %s",
+            split,
+            sum(styles.values()),
+            styles,
+        )
+    return unseen
 
 
 def train_rows(datasets):
@@ -30,7 +69,7 @@ def term_coverage(model, rows, row_rule):
     style_ids = model.vocabulary.ids([row["style"] for row in rows])
     answers = [row["answer"] for row in rows]
     style_rows = row_rule.rows(style_ids, [row.get("question_type", "") for row in rows], answers, names)
-    hit = set(model.style_token_set.tolist())
+    hit = set(model.style_vocabulary.hit_tokens.tolist())
     distinct = sorted(set(answers))
     targets = answer_ids(model.opt_tokenizer, distinct, model.max_txt_len, model.eos_token_id)
     positions = dict(zip(distinct, (sum(t in hit for t in ids) for ids in targets)))
