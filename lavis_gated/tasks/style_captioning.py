@@ -1,7 +1,7 @@
 """Task `style_captioning`: image-conditioned answers/captions with the style regularisers.
 
 The loss and its parts are loss_terms'; the training loop is training_loop's; the metrics of an evaluated
-split are split_metrics'; its files are evaluation_outputs'. This module wires them into LAVIS's task
+split are split_metrics'; its records evaluation_records', its files evaluation_outputs'. This module wires them into LAVIS's task
 interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py). The style vocabulary is built
 from the train split here (or taken from the checkpoint a run resumes) and handed to the model, which then
 carries it in every checkpoint.
@@ -11,13 +11,10 @@ import json
 import logging
 
 import torch
-import torch.distributed as dist
-from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized, is_main_process
+from lavis.common.dist_utils import is_main_process
 from lavis.common.registry import registry
-from lavis.datasets.data_utils import prepare_sample
 from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
-from tqdm import tqdm
 
 from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task_config  # noqa: F401  (SELECT_BY re-exported)
 from lavis_gated.configs.schema import from_block
@@ -25,6 +22,7 @@ from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.tasks import loss_terms, train_styles
 from lavis_gated.tasks.answer_lengths import report_answer_lengths
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
+from lavis_gated.tasks.evaluation_records import batch_records, evaluate_split
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 from lavis_gated.tasks.split_metrics import split_metrics
 from lavis_gated.tasks.style_coverage import check_style_coverage
@@ -252,61 +250,19 @@ class StyleCaptioningTask(BaseTask):
         )
 
     def valid_step(self, model, samples):
-        """Per-sample records: the generated answer, the reference, every loss part and, for gated models,
-        the modulation strength (cross-attention layer x parameter x head)."""
-        parts = self.per_sample_losses(model, samples)
-        predictions = model.generate(samples, **self.generation)
-        core = model.module if hasattr(model, "module") else model
-        strength = core.modulation_strength(samples) if self.modulation_layout else None
-        return [
-            {
-                "question_id": str(samples["question_id"][i]),
-                "image": samples["image_file"][i],
-                "question": samples["text_input"][i],
-                "prediction": predictions[i],
-                "answer": samples["answer"][i],
-                "question_type": samples["question_type"][i],
-                "style": samples["style"][i],
-                "style_id": int(parts["style_ids"][i]),
-                "style_row": bool(parts["style_rows"][i]),
-                "style_head_prediction": int(parts["style_head_prediction"][i]),
-                "style_hits": int(parts["style_hits"][i]),
-                "style_positions": int(parts["style_positions"][i]),
-                "lm_tokens": int(parts["lm_tokens"][i]),
-                **{k: float(parts[k][i]) for k in loss_terms.TERMS},
-                **({} if strength is None else {"modulation": strength[i].tolist()}),
-            }
-            for i in range(len(predictions))
-        ]
+        """Per-sample records of a batch (evaluation_records.batch_records)."""
+        return batch_records(
+            model,
+            samples,
+            self.per_sample_losses(model, samples),
+            self.generation,
+            with_modulation=bool(self.modulation_layout),
+        )
 
     def evaluation(self, model, data_loader, cuda_enabled=True):
-        """Every rank evaluates its share; rank 0 gets all records, once per question_id (runner_gated's
-        evaluation sampler never repeats one; LAVIS's DistributedSampler pads with repeats)."""
-        records = []
-        total = len(data_loader) if hasattr(data_loader, "__len__") else None
-        for samples in tqdm(
-            data_loader,
-            total=total,
-            desc="Evaluation (loss + generation)",
-            unit="batch",
-            disable=not is_main_process(),
-            dynamic_ncols=True,
-        ):
-            samples = prepare_sample(samples, cuda_enabled=cuda_enabled)
-            with self.autocast(cuda_enabled):
-                records.extend(self.valid_step(model=model, samples=samples))
-        if is_dist_avail_and_initialized():
-            gathered = [None] * get_world_size()
-            dist.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in part]
-        unique = {}
-        for r in records:
-            unique.setdefault(r["question_id"], r)
-        if len(unique) < len(records):
-            logging.info(
-                "evaluation: %d repeated records (sampler padding) dropped", len(records) - len(unique)
-            )
-        return [unique[k] for k in sorted(unique)]
+        """Every rank evaluates its share; rank 0 gets all records, once per question_id
+        (evaluation_records.evaluate_split)."""
+        return evaluate_split(self, model, data_loader, cuda_enabled)
 
     def metrics(self, records):
         return split_metrics(
