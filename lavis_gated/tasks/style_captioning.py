@@ -1,10 +1,10 @@
 """Task `style_captioning`: image-conditioned answers/captions with the style regularisers.
 
-The loss and its parts are loss_terms'; the training loop is training_loop's; the metrics of an evaluated
-split are split_metrics'; its records evaluation_records', its files evaluation_outputs'. This module wires them into LAVIS's task
-interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py). The style vocabulary is built
-from the train split here (or taken from the checkpoint a run resumes) and handed to the model, which then
-carries it in every checkpoint.
+The loss and its parts are loss_terms'; the training loop is training_loop's; an evaluated split's records
+are evaluation_records', its metrics split_metrics', its files evaluation_outputs'. This module wires them
+into LAVIS's task interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py). The style
+vocabulary is built from the train split here (or taken from the checkpoint a run resumes) and handed to the
+model, which then carries it in every checkpoint.
 """
 
 import json
