@@ -84,15 +84,18 @@ def build_gated(size, sources, image_size, device, overrides=()):
     return model.to(device)
 
 
-def build_task():
-    """The demo's loss: LM + 0.1 style hit + 0.1 style KL + 1.0 style-head CE on style questions."""
-    return StyleCaptioningTask(
+def build_task(overrides=()):
+    """The demo's loss: LM + 0.1 style hit + 0.1 style KL + 1.0 style-head CE on style questions; overrides:
+    task settings as key=value (e.g. style_kl_weight=0, which also skips the KL's name scoring)."""
+    settings = dict(
         lm_weight=1.0,
         style_hit_weight=0.1,
         style_kl_weight=0.1,
         style_ce_weight=1.0,
         style_question_types=["style"],
     )
+    settings.update(OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides))))
+    return StyleCaptioningTask(**settings)
 
 
 def make_samples(batch_size, image_size, device):
@@ -134,7 +137,7 @@ def build_trainers(args, root, device):
     sources = write_sources(args.size, root)
     baseline_samples, gated_samples = make_samples(args.batch_size, args.image_size, device)
     amp_dtype = AMP[args.amp]
-    task = build_task()
+    task = build_task(args.task_options)
     baseline = build_baseline(args.size, sources, args.image_size, device)
     gated = build_gated(args.size, sources, args.image_size, device, args.gated_options)
     gated.load_trained_state(baseline.state_dict(), "LAVIS Blip2OPT")

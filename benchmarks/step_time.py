@@ -97,6 +97,7 @@ def cpu_peak_rss(args, which):
         which,
     ]
     command += ["--gated-options", *args.gated_options] if args.gated_options else []
+    command += ["--task-options", *args.task_options] if args.task_options else []
     command += ["--threads", str(args.threads)] if args.threads else []
     out = subprocess.run(
         command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore")
@@ -131,7 +132,7 @@ def memory_probe(args, root, device):
         )
     else:
         gated = build_gated(args.size, sources, args.image_size, device, args.gated_options)
-        task = build_task()
+        task = build_task(args.task_options)
         if args.memory_probe.startswith("blip2_opt_gated_fast"):
             mode = args.memory_probe.partition("_compiled_")[2] or None
             trainer = fast_trainer(gated, gated_samples, task, device, None, mode, copy_model=False)
@@ -202,6 +203,7 @@ def step_benchmark(args, root, device):
             line.update(skipped_steps=trainer.skipped_steps, grad_scale=trainer.scaler.get_scale())
         if hasattr(trainer.model, "pad_multiple"):
             line["text_pad_multiple"] = trainer.model.pad_multiple
+            line["task_options"] = list(args.task_options)
         if "_compiled_" in trainer.name:
             line["compile_counters"] = compile_counters()
         if trainer is not baseline:
@@ -243,7 +245,7 @@ def epoch_benchmark(args, root, device):
         BlipImageEvalProcessor(image_size=args.image_size), BlipQuestionProcessor(), images, records
     )
     gated = build_gated(args.size, sources, args.image_size, device, args.gated_options)
-    task = build_task()
+    task = build_task(args.task_options)
     runs = {"uncached": {"model": gated, "dataset": dataset}, "cached": {"model": copy.deepcopy(gated)}}
     for run in runs.values():
         run.update(
@@ -355,6 +357,12 @@ def parse_args(argv=None):
         "(default, reduce-overhead, ...)",
     )
     parser.add_argument("--gated-options", nargs="*", default=[], help="model config overrides, key=value")
+    parser.add_argument(
+        "--task-options",
+        nargs="*",
+        default=[],
+        help="loss settings, key=value (e.g. style_kl_weight=0)",
+    )
     parser.add_argument(
         "--epochs", type=int, default=0, help="instead: time epochs with and without the cache"
     )

@@ -200,13 +200,16 @@ def test_style_token_set_is_the_identifying_tokens_once(tiny):
 def test_style_name_log_probs_are_each_forms_sequence_log_probability():
     """The KL's text side, computed on the training pass's cache, equals scoring each style's form as the
     answer in a forward pass of its own (the sum of its tokens' log-probabilities)."""
-    model = build_tiny(style_names=["Ukiyo_e", "Pop_Art", "Minimalism_Hard_Edge"])
-    model.style_vocabulary.use_forms(model.opt_tokenizer, ["Minimalism (Hard-Edge)", "Pop Art", "Ukiyo-e"])
+    model = build_tiny(style_names=["Ukiyo_e", "Pop_Art", "Minimalism_Hard_Edge", "Art_Deco", "cubism"])
+    forms = ["Art Deco", "cubism", "Minimalism (Hard-Edge)", "Pop Art", "Ukiyo-e"]
+    model.style_vocabulary.use_forms(model.opt_tokenizer, forms)
+    # forms of 8, 1, 14, 8 and 6 tokens with this tokenizer: a one-token form, and a length shared by two
+    assert model.style_vocabulary.form_lengths == [8, 1, 14, 8, 6]
     model.eval()
     samples = dict(batch(), answer=["Pop Art", "circle", "Ukiyo-e", "a painting (new)"])
     with torch.no_grad():
         scores = model({**samples, "style_name_rows": [True, False, True, True]})["style_name_log_probs"]
-        assert scores[1].tolist() == [0.0, 0.0, 0.0]  # not asked for
+        assert scores[1].tolist() == [0.0] * 5  # not asked for
         for row in (0, 2, 3):
             for style, form in enumerate(model.style_vocabulary.forms):
                 one = {k: v[row : row + 1] for k, v in samples.items()}

@@ -256,7 +256,7 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
                         [num_query + len(prompts[i]) for i in name_rows],
                         name_rows,
                         self.style_tokens,
-                        self.style_token_mask,
+                        self.style_vocabulary.form_lengths,
                     ),
                     name_rows,
                     len(prompts),
