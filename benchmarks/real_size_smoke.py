@@ -36,11 +36,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmark_models import build_task  # noqa: E402  (this folder: the demo's loss)
 from lavis.common.registry import registry  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registration)
 from lavis_gated.offline_standins import random_model_config  # noqa: E402
-from lavis_gated.tasks.style_captioning import StyleCaptioningTask  # noqa: E402
 
 QUESTION, ANSWER, STYLE = "what style is this painting?", "impressionism", "impressionism"
 
@@ -62,13 +62,7 @@ def parameter_counts(model):
 
 def training_step(model, samples):
     """One step of the task's loss with AdamW; returns (loss, seconds). Raises if gradients went astray."""
-    task = StyleCaptioningTask(
-        lm_weight=1.0,
-        style_hit_weight=0.1,
-        style_kl_weight=0.1,
-        style_ce_weight=1.0,
-        style_question_types=["style"],
-    )
+    task = build_task()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
     model.train()

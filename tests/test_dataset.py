@@ -4,6 +4,7 @@ import csv
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 from lavis.common.registry import registry
@@ -471,3 +472,35 @@ def test_read_split_rejects_unknown_missing_style_policy(tmp_path):
     )
     with pytest.raises(ValueError, match="missing_style 'keep' is not one of"):
         read_split(str(path), missing_style="keep")
+
+
+def test_shared_palette_leaves_only_the_brushwork(tmp_path):
+    """--shared-palette: every style paints with the same seeded colours (the texture ablation's condition),
+    while the default palettes are the style's own."""
+    from lavis_gated.datasets.synthetic_artquest import _shared_palette, draw_painting
+
+    fixed = {(0, 0, 0), (255, 255, 255), (240, 236, 225), (20, 15, 10)}  # outline, canvas, pointillism
+    for seed in (0, 1):
+        palette = set(_shared_palette(np.random.default_rng(seed))) | fixed
+        for style in STYLES:
+            image = draw_painting(style, "circle", seed, size=48, shared_palette=True)
+            assert set(image.getdata()) <= palette, style
+    own = draw_painting("ukiyo-e", "circle", 0, size=48)
+    assert not set(own.getdata()) <= set(_shared_palette(np.random.default_rng(0))) | fixed
+
+
+def test_style_folders_for_a_style_cnn(tmp_path):
+    """--style-folders: WikiArt's layout, names the vocabulary reads as the data's styles, and paintings
+    that are not in any ArtQuest split."""
+    from lavis_gated.datasets.synthetic_artquest import write_style_folders
+    from lavis_gated.wikiart.style_folders import scan_style_folders
+
+    generate(str(tmp_path / "aq"), SMALL, seed=0, size=32)
+    root = write_style_folders(str(tmp_path / "folders"), per_style=3, seed=0, size=32)
+    scanned = scan_style_folders(root)
+    folders = sorted(os.listdir(root))
+    assert [normalise_style(name) for name in folders] == sorted(normalise_style(s) for s in STYLES)
+    assert all(len(os.listdir(os.path.join(root, f))) == 3 for f in folders)
+    assert len(scanned.labels) == 3 * len(STYLES)
+    split_images = {data for name, data in _files(tmp_path / "aq").items() if name.endswith(".png")}
+    assert not split_images & set(_files(root).values())

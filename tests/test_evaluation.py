@@ -8,35 +8,13 @@ import json
 
 import matplotlib.image
 import pytest
+from metric_keys import TASK_METRIC_KEYS
 from result_tolerance import assert_same_results
 from test_end_to_end import SUBPROCESS_TIMEOUT, free_port, only_run_dir, run, write_config
 
 from lavis_gated.datasets.synthetic_artquest import generate
 
-METRIC_KEYS = {
-    "loss",
-    "lm_loss",
-    "style_hit_loss",
-    "style_kl",
-    "style_ce",
-    "style_hit_rate",
-    "style_word_hit_rate",
-    "style_head_acc",
-    "em",
-    "vqa_acc",
-    "em_by_type",
-    "vqa_acc_by_type",
-    "bleu4",
-    "rougeL",
-    "cider",
-    "num_samples",
-    "num_unknown_style",
-    "num_style_rows",
-    "num_hit_rows",
-    "caption_tokenizer",
-    "agg_metrics",
-    "epoch",
-}
+METRIC_KEYS = TASK_METRIC_KEYS | {"epoch"}
 PREDICTION_KEYS = {"question_id", "image", "question", "prediction", "answer", "question_type", "style"}
 TEST_QUESTIONS = 6 * 2 * 2  # styles x images x questions
 EVAL_BATCH = 5  # 24 questions: batches of 5, 5, 5, 5, 4; with two processes rank 0 gets three, rank 1 two

@@ -62,6 +62,12 @@ def _palette(rng, style):
     raise ValueError(f"unknown synthetic style {style!r}; known: {STYLES}")
 
 
+def _shared_palette(rng):
+    """--shared-palette: six colours drawn alike for every style, so that only the brushwork tells styles
+    apart."""
+    return [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(6)]
+
+
 def _draw_texture(draw, rng, style, size, colours):
     """Paint the style's background texture over the whole canvas."""
     if style == "impressionism":
@@ -116,10 +122,11 @@ def _draw_shape(draw, rng, shape, size, colour):
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
-def draw_painting(style, shape, seed, size=64):
-    """Return one procedurally drawn painting as a PIL RGB image (deterministic in its arguments)."""
+def draw_painting(style, shape, seed, size=64, shared_palette=False):
+    """Return one procedurally drawn painting as a PIL RGB image (deterministic in its arguments).
+    shared_palette: colours that say nothing of the style (_shared_palette)."""
     rng = np.random.default_rng(seed)
-    colours = _palette(rng, style)
+    colours = _shared_palette(rng) if shared_palette else _palette(rng, style)
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     _draw_texture(draw, rng, style, size, colours)
@@ -136,12 +143,13 @@ def answers_and_label(style, shape, real_looking=False):
     return {"style": normalise_style(style), "shape": shape}, style
 
 
-def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False):
+def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False, shared_palette=False):
     """Write images/ and artquest_{train,val,test}.csv under out_dir; return {split: csv path}.
 
     Every image gets one question of each type; the shape is balanced per style and split. real_looking:
     answers such as "Ukiyo-e", "Pop Art", "Minimalism (Modern)", "Circle" and labels such as "Ukiyo_e"
-    (REAL_LOOKING) instead of the vocabulary's lower-case names; the images are the same.
+    (REAL_LOOKING) instead of the vocabulary's lower-case names; the images are the same. shared_palette:
+    every style's colours drawn alike (draw_painting).
     """
     images_per_style = dict(images_per_style or DEFAULT_IMAGES_PER_STYLE)
     image_dir = os.path.join(out_dir, "images")
@@ -154,7 +162,8 @@ def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False
                 image_seed = seed * 1_000_003 + split_index * 100_003 + style_index * 10_007 + i
                 shape = SHAPES[(i + style_index) % len(SHAPES)]
                 file_name = f"{split}_{style.replace(' ', '_')}_{i:04d}.png"
-                draw_painting(style, shape, image_seed, size).save(os.path.join(image_dir, file_name))
+                painting = draw_painting(style, shape, image_seed, size, shared_palette)
+                painting.save(os.path.join(image_dir, file_name))
                 answers, label = answers_and_label(style, shape, real_looking)
                 for question_type, templates in QUESTION_TEMPLATES.items():
                     rows.append(
@@ -175,6 +184,20 @@ def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False
     return paths
 
 
+def write_style_folders(out_dir, per_style, seed=0, size=64, shared_palette=False):
+    """Write a WikiArt-format folder out_dir/<style>/<image>.png (per_style paintings of each style, none of
+    them in the ArtQuest splits) to train a style CNN on (lavis-gated-train-style-cnn); returns out_dir."""
+    for style_index, style in enumerate(STYLES):
+        folder = os.path.join(out_dir, style.replace(" ", "_").replace("-", "_"))
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_style):
+            image_seed = seed * 1_000_003 + 9 * 100_003 + style_index * 10_007 + i  # 9: no split's seeds
+            shape = SHAPES[(i + style_index) % len(SHAPES)]
+            painting = draw_painting(style, shape, image_seed, size, shared_palette)
+            painting.save(os.path.join(folder, f"{i:05d}.png"))
+    return out_dir
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (images/ and artquest_*.csv)")
@@ -191,12 +214,36 @@ def main(argv=None):
         help="answers as real ArtQuest writes them (Ukiyo-e, Pop Art, Minimalism (Modern), Circle) and "
         "style labels as WikiArt folders (Ukiyo_e); the default writes lower-case vocabulary names",
     )
+    parser.add_argument(
+        "--shared-palette",
+        action="store_true",
+        help="every style's colours drawn alike: only the brushwork tells styles apart",
+    )
+    parser.add_argument(
+        "--style-folders",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write N more paintings per style under OUT/style_folders/<style>/ (WikiArt's layout), "
+        "to train a style CNN on",
+    )
     args = parser.parse_args(argv)
     set_num_threads()
     counts = {"train": args.train, "val": args.val, "test": args.test}
-    paths = generate(args.out, counts, seed=args.seed, size=args.size, real_looking=args.real_looking)
+    paths = generate(
+        args.out,
+        counts,
+        seed=args.seed,
+        size=args.size,
+        real_looking=args.real_looking,
+        shared_palette=args.shared_palette,
+    )
     for split, path in paths.items():
         print(f"{split}: {path}")
+    if args.style_folders:
+        folders = os.path.join(args.out, "style_folders")
+        write_style_folders(folders, args.style_folders, args.seed, args.size, args.shared_palette)
+        print(f"style folders: {folders}")
 
 
 if __name__ == "__main__":
