@@ -24,3 +24,6 @@ TASK_METRIC_KEYS = {
     "cider",
     "agg_metrics",
 }
+COUNT_KEYS = {"num_samples", "num_unknown_style", "num_style_rows", "num_hit_rows"}
+# the values that are neither counts nor floats: the tokenizer's name and the per-question-type dicts
+FLOAT_METRIC_KEYS = TASK_METRIC_KEYS - COUNT_KEYS - {"caption_tokenizer", "em_by_type", "vqa_acc_by_type"}

@@ -122,6 +122,15 @@ def _draw_shape(draw, rng, shape, size, colour):
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
+STYLE_FOLDERS_INDEX = 9  # the style folders' place among the splits' seeds: no split draws their paintings
+
+
+def _seed_and_shape(seed, split_index, style_index, i):
+    """The i-th painting of a style in a split: its drawing seed, and its shape (balanced per style)."""
+    image_seed = seed * 1_000_003 + split_index * 100_003 + style_index * 10_007 + i
+    return image_seed, SHAPES[(i + style_index) % len(SHAPES)]
+
+
 def draw_painting(style, shape, seed, size=64, shared_palette=False):
     """Return one procedurally drawn painting as a PIL RGB image (deterministic in its arguments).
     shared_palette: colours that say nothing of the style (_shared_palette)."""
@@ -159,8 +168,7 @@ def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False
         rows = []
         for style_index, style in enumerate(STYLES):
             for i in range(count):
-                image_seed = seed * 1_000_003 + split_index * 100_003 + style_index * 10_007 + i
-                shape = SHAPES[(i + style_index) % len(SHAPES)]
+                image_seed, shape = _seed_and_shape(seed, split_index, style_index, i)
                 file_name = f"{split}_{style.replace(' ', '_')}_{i:04d}.png"
                 painting = draw_painting(style, shape, image_seed, size, shared_palette)
                 painting.save(os.path.join(image_dir, file_name))
@@ -191,8 +199,7 @@ def write_style_folders(out_dir, per_style, seed=0, size=64, shared_palette=Fals
         folder = os.path.join(out_dir, style.replace(" ", "_").replace("-", "_"))
         os.makedirs(folder, exist_ok=True)
         for i in range(per_style):
-            image_seed = seed * 1_000_003 + 9 * 100_003 + style_index * 10_007 + i  # 9: no split's seeds
-            shape = SHAPES[(i + style_index) % len(SHAPES)]
+            image_seed, shape = _seed_and_shape(seed, STYLE_FOLDERS_INDEX, style_index, i)
             painting = draw_painting(style, shape, image_seed, size, shared_palette)
             painting.save(os.path.join(folder, f"{i:05d}.png"))
     return out_dir

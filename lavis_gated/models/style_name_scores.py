@@ -46,11 +46,9 @@ def style_name_log_probs(
     past = tuple(tuple(t[index, :, :span] for t in layer) for layer in past_key_values)
     context_mask = (torch.arange(span, device=device)[None] < context[:, None]).long()
     for length in sorted(set(form_lengths) - {1}):
-        styles = [s for s, n in enumerate(form_lengths) if n == length]
-        rest = _continuation_log_probs(
-            decoder, lm_head, past, context_mask, form_tokens[torch.tensor(styles, device=device), :length]
-        )
-        total = total.index_add(1, torch.tensor(styles, device=device), rest)
+        styles = torch.tensor([s for s, n in enumerate(form_lengths) if n == length], device=device)
+        rest = _continuation_log_probs(decoder, lm_head, past, context_mask, form_tokens[styles, :length])
+        total = total.index_add(1, styles, rest)
     return total
 
 
