@@ -22,6 +22,7 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf, open_dict
 
 from lavis_gated.configs.run_config import check_run_block, runner_config
+from lavis_gated.configs.schema import check_boolean_spellings
 from lavis_gated.datasets.feature_cache import attach_feature_cache
 from lavis_gated.runners.distributed import init_distributed_mode
 from lavis_gated.runners.reproducibility import seed_everything
@@ -87,10 +88,14 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
 
 
 def check_config(cfg):
-    """Refuse unknown keys in every block before anything is built: run (the task's own keys, the runner's,
-    LAVIS's), model and datasets (through their classes' check_config, where they have one)."""
+    """Refuse unknown keys and values of the wrong type in every block before anything is built: run (the
+    task's own keys, the runner's, LAVIS's), model and datasets (through their classes' check_config, where
+    they have one)."""
     task_cls = registry.get_task_class(cfg.run_cfg.get("task"))
     check_run_block(cfg.run_cfg, getattr(task_cls, "RUN_KEYS", ()))
+    runner_config(cfg.run_cfg)
+    if hasattr(task_cls, "check_config"):
+        task_cls.check_config(cfg.run_cfg)
     model_cls = registry.get_model_class(cfg.model_cfg.get("arch"))
     if hasattr(model_cls, "check_config"):
         model_cls.check_config(cfg.model_cfg)
@@ -111,6 +116,7 @@ def record_model_settings(cfg, model):
 
 def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, threads, task, datasets, model and runner, as LAVIS does."""
+    check_boolean_spellings(args.cfg_path, getattr(args, "options", None))
     import_user_modules(args.cfg_path)
     cfg = config_cls(args)
     if getattr(args, "resume", None):
