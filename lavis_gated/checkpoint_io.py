@@ -85,36 +85,43 @@ def load_checkpoint(path, mmap=False):
 
 
 def _refused_content(path, err):
-    """What the safe loader refused: the pickled global (a callable or class that loading would call)."""
-    found = re.search(r"GLOBAL (\S+)", str(err))
-    names = [found.group(1)] if found else _unsafe_globals(path)
+    """What the safe loader refused: the pickled globals (callables or classes) that loading would call."""
+    names = _unsafe_globals(path, err)
     if names:
         return f"it holds a pickled callable or class ({', '.join(names[:5])}) that loading would call"
     return "it is not a torch.save file that the safe loader can read (e.g. a bare pickle of other data)"
 
 
-def _unsafe_globals(path):
-    """module.name of each global a pickle refers to, outside torch's and SAFE_GLOBALS' safe set, found by
-    reading its opcodes (nothing is executed); the data.pkl of a zip-format file, else the file itself."""
+def _unsafe_globals(path, err):
+    """module.name of the globals the safe loader refuses, found without executing anything.
+
+    A zip-format torch.save file (torch's default since 1.6): every one, by torch's own static scan with
+    SAFE_GLOBALS allowed. Other files, which that scan does not read: the global torch's unpickler stopped
+    at, as its message names it (a legacy torch.save file); else, for a bare pickle (its protocol-4 frames
+    stop torch's unpickler before any global), each global pickletools finds in it.
+    """
+    if zipfile.is_zipfile(path):
+        try:
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except (ValueError, RuntimeError, KeyError):  # a zip, but not torch.save's (e.g. TorchScript)
+            return []
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    if found:
+        return [found.group(1)]
     allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {"collections.OrderedDict"}
+    names, strings = [], []
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-        names, strings = [], []
-        for opcode, arg, _ in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if opcode.name == "GLOBAL":
-                names.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:  # unreadable or not a pickle: there is nothing more to name
-        return []
-    return [n for n in dict.fromkeys(names) if n not in allowed and not n.startswith("torch.")]
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                strings += [arg] if isinstance(arg, str) else []
+                if opcode.name == "GLOBAL":
+                    names.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+    except Exception:  # not a pickle (or a damaged one): nothing more to name
+        pass
+    return [n for n in dict.fromkeys(names) if n not in allowed]
 
 
 def local_checkpoint_path(url_or_filename):
