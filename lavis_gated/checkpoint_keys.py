@@ -1,5 +1,6 @@
 """One rule for checking a state dict against what loads it, used by the runner (resume, best-checkpoint
-reload), the model (BLIP-2 and lavis-gated checkpoints) and the style encoder (timm weights).
+reload), the model (BLIP-2 and lavis-gated checkpoints), the style encoder and the WikiArt commands (timm
+weights); and one reading of the layouts that trainers wrap a state dict in.
 
 Every mismatch is reported in one format that names the file and the keys: unexpected keys, missing keys
 (minus those the loader may miss, e.g. the frozen parameters LAVIS's checkpoints leave out) and tensors of
@@ -79,6 +80,19 @@ def check_state_dict(
         details = "; ".join(f"{what} {_listed(keys)}" for what, keys in report.problems())
         raise CheckpointMismatchError(f"{source} does not fit {target}: {details}{hint}")
     return report
+
+
+def unwrapped_state_dict(state, source):
+    """The parameter name -> tensor dict of a weights file's contents, in the layouts trainers write: a plain
+    state dict, or one under `state_dict` or `model`; DDP's `module.` prefixes stripped. ValueError naming
+    `source` for anything else."""
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state:
+        found = "an empty dict" if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source}: expected a state dict (parameter name -> tensor), got {found}")
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def count_by_module(keys):
