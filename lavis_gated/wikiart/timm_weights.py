@@ -6,8 +6,7 @@ checkpoint from another trainer works with these commands too.
 
 import timm
 
-from lavis_gated.checkpoint_io import load_checkpoint
-from lavis_gated.checkpoint_keys import check_state_dict, unwrapped_state_dict
+from lavis_gated.common.checkpoints import check_state_dict, load_checkpoint, unwrapped_state_dict
 
 
 def read_state_dict(path):
