@@ -1,9 +1,11 @@
 """Checkpoint files: atomic writes that survive SIGKILL and failed writes; loading that never runs code."""
 
+import argparse
 import errno
 import io
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -142,6 +144,21 @@ def test_refusal_names_the_global_and_gives_no_unsafe_advice(tmp_path, writer):
     shown = "".join(traceback.format_exception(refusal.value))
     assert f"{os.system.__module__}.system" in str(refusal.value)
     assert "weights_only" not in shown and "will likely succeed" not in shown, shown
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_refusal_names_every_global_torch_would_refuse_torch_ones_too(tmp_path, zip_format):
+    """A pickled torch module (a torch global that weights_only refuses) ahead of a non-torch global: torch's
+    unpickler stops at the first; its scan of a zip-format file finds both. A legacy-format file, which
+    the scan does not read, names the one the unpickler stopped at."""
+    path = tmp_path / "checkpoint.pth"
+    checkpoint = {"model": torch.nn.Linear(2, 2), "args": argparse.Namespace(lr=0.1), "w": torch.zeros(2)}
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(UnsafeCheckpointError) as refusal:
+        load_checkpoint(path)
+    named = re.search(r"\((.*)\) that loading would call", str(refusal.value)).group(1).split(", ")
+    linear = "torch.nn.modules.linear.Linear"
+    assert named == (["argparse.Namespace", linear] if zip_format else [linear])
 
 
 def test_code_payload_is_refused_and_never_runs(tmp_path):

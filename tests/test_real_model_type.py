@@ -1,7 +1,12 @@
 """LAVIS's BLIP-2 OPT model types (pretrain_opt2.7b/6.7b, caption_coco_opt2.7b/6.7b): every source from local
 files (air-gapped), or a clear error offline."""
 
+import os
 import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import timm
@@ -30,6 +35,20 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("TRANSFORMERS_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
+
+# Asks backbones._require_hub whether to fetch, with the hub's address a closed local port; the package is
+# registered empty, so that its __init__ (the registration) does not run.
+HUB_CHECK = textwrap.dedent("""
+    import sys, types
+    package = types.ModuleType("lavis_gated")
+    package.__path__ = [sys.argv[1]]
+    sys.modules["lavis_gated"] = package
+    from lavis_gated.models.backbones import _require_hub
+    try:
+        _require_hub()
+    except OSError as error:
+        print(error)
+""")
 
 REAL_TYPES = ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "caption_coco_opt6.7b")
 LAVIS_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/"
@@ -166,6 +185,28 @@ def test_type_with_hub_names_offline_names_the_source(offline, model_type, key, 
     with pytest.raises(SourceUnavailableError) as error:
         load_model_and_preprocess("blip2_opt_gated", model_type=model_type, is_eval=True)
     assert f"model.{key}: could not load {value!r}" in str(error.value) and hint in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "variable, value, offline",
+    [
+        ("HF_HUB_OFFLINE", "false", False),
+        ("HF_HUB_OFFLINE", "1", True),
+        ("TRANSFORMERS_OFFLINE", "yes", True),
+    ],
+)
+def test_offline_mode_is_read_as_the_libraries_read_it(variable, value, offline):
+    """HF_HUB_OFFLINE=false is online, as transformers and huggingface_hub read it: the hub is then asked
+    (here an unreachable address); offline, it is not."""
+    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.endswith("_OFFLINE")}
+    env.update({variable: value, "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONWARNINGS": "ignore"})
+    package = Path(lavis_gated.__file__).parent
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_CHECK, str(package)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = "offline mode is set" if offline else "127.0.0.1 is unreachable"
+    assert result.stdout.startswith(expected), result.stdout
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ pictures, the off switch, a run that fails, a resumed run; the modulation summar
 training curves and modulation are checked on the ablation's runs in test_ablate.py.)"""
 
 import json
+import tempfile
 
 import pytest
 from helpers.runner import Interrupted, interrupt_at, make_runner
@@ -11,6 +12,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lavis_gated.runners.tensorboard_log import TensorBoardLog, modulation_by_layer, parameter_tag, tag
 
 pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
+
+MODULATION_SUMMARY = {
+    "gating_type": "gate",
+    "parameters": ["|tanh g_k| (K gate)", "|tanh g_v| (V gate)"],
+    "qformer_layers": [0, 2],
+    # (layers, parameters, heads) per style; ukiyo-e weighs as much as impressionism, whatever the counts
+    "styles": {
+        "impressionism": {"count": 9, "mean": [[[0.1, 0.3], [1.0, 1.0]], [[0.0, 0.0], [0.2, 0.2]]]},
+        "ukiyo-e": {"count": 1, "mean": [[[0.5, 0.7], [0.0, 0.0]], [[0.0, 0.4], [0.2, 0.2]]]},
+    },
+}
 
 
 def events_of(run_dir):
@@ -34,6 +46,27 @@ def test_validations_test_phase_and_pictures(tmp_path):
     (picture,) = events.Images("pictures/training_curves")
     assert picture.step == 12 and picture.width > 400
     assert runner.tensorboard.writer is None  # closed
+
+
+def test_pictures_go_to_tensorboard_as_figures_without_files(tmp_path, monkeypatch):
+    """add_figure renders each matplotlib figure in memory: with no usable temporary folder, both kinds of
+    picture (training curves, modulation heatmap) still arrive, and nothing is written beside the events."""
+    runner = make_runner(tmp_path, max_epoch=1, tensorboard=False)
+    runner.train()
+    run_dir = runner.output_dir
+    (run_dir / "val_modulation.json").write_text(json.dumps(MODULATION_SUMMARY))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no_temporary_folder"))
+    log = TensorBoardLog(str(tmp_path / "events"))
+    log.pictures(str(run_dir), 4)
+    log.close()
+    events = EventAccumulator(str(tmp_path / "events"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == ["pictures/training_curves", "pictures/val_modulation"]
+    for name in ("pictures/training_curves", "pictures/val_modulation"):
+        (picture,) = events.Images(name)
+        assert picture.step == 4 and picture.width > 400 and picture.height > 200
+    assert [p.name for p in (tmp_path / "events").iterdir() if not p.name.startswith("events.")] == []
+    assert not (run_dir / "training_curves.png").exists()
 
 
 def test_switched_off(tmp_path):
@@ -68,16 +101,7 @@ def test_tags_and_modulation_summary(tmp_path):
         parameter_tag("|gamma_k| (K scale)") == "gamma_k"
         and parameter_tag("|tanh g_v| (V gate)") == "tanh_g_v"
     )
-    summary = {
-        "gating_type": "gate",
-        "parameters": ["|tanh g_k| (K gate)", "|tanh g_v| (V gate)"],
-        "qformer_layers": [0, 2],
-        # (layers, parameters, heads) per style; style b's mean counts as much as a's despite its count
-        "styles": {
-            "a": {"count": 9, "mean": [[[0.1, 0.3], [1.0, 1.0]], [[0.0, 0.0], [0.2, 0.2]]]},
-            "b": {"count": 1, "mean": [[[0.5, 0.7], [0.0, 0.0]], [[0.0, 0.4], [0.2, 0.2]]]},
-        },
-    }
+    summary = MODULATION_SUMMARY
     assert modulation_by_layer(summary) == pytest.approx(
         {
             ("|tanh g_k| (K gate)", 0): 0.4,

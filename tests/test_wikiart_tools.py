@@ -16,7 +16,7 @@ import timm
 import torch
 from PIL import Image
 
-from lavis_gated.common.checkpoints import load_checkpoint
+from lavis_gated.common.checkpoints import CheckpointMismatchError, load_checkpoint
 from lavis_gated.datasets.style_sources import StyleTable
 from lavis_gated.models.style_parts import StyleEncoder
 from lavis_gated.styles import normalise_style
@@ -229,9 +229,23 @@ def test_pretrained_weights_start_everything_but_the_classifier(tmp_path):
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in imagenet.items() if not k.startswith("fc."))
     assert torch.equal(state["fc.weight"], fresh_fc)
+
+
+def test_timm_weights_are_checked_by_the_one_key_and_shape_rule(tmp_path):
+    """The WikiArt commands report a file that does not fit as the style encoder and the runner do
+    (checkpoint_keys): counted kinds of mismatch, each listing its keys."""
+    model = timm.create_model(ARCH, num_classes=3)
     torch.save(timm.create_model("resnet34").state_dict(), tmp_path / "resnet34.pth")
-    with pytest.raises(ValueError, match=r"resnet34\.pth does not match timm resnet18: .*unexpected keys"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"resnet34\.pth does not fit timm resnet18: \d+ unexpected keys \['layer1\.2\.",
+    ):
         load_backbone(model, str(tmp_path / "resnet34.pth"))
+    torch.save(timm.create_model(ARCH, in_chans=1).state_dict(), tmp_path / "grey.pth")
+    with pytest.raises(CheckpointMismatchError) as refused:
+        load_backbone(model, str(tmp_path / "grey.pth"))
+    wrong = "['conv1.weight (64, 1, 7, 7) != (64, 3, 7, 7)']"
+    assert str(refused.value) == f"{tmp_path / 'grey.pth'} does not fit timm resnet18: 1 wrong shapes {wrong}"
 
 
 def test_metadata_table_keeps_each_image_once_and_is_read_by_style_table(tmp_path):
@@ -283,6 +297,37 @@ def test_metadata_image_with_two_styles_names_the_lines(tmp_path):
     ):
         run(style_table.main, "--from-metadata", metadata, "--out", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_conflict_lines_are_the_files_own_after_blank_lines_and_multi_line_fields(tmp_path, suffix):
+    """The lines named are where the records are in the file (read_table's index), not row counts."""
+    metadata = tmp_path / f"wikiart_meta{suffix}"
+    if suffix == ".csv":
+        metadata.write_text(
+            "image,style,title\n"  # line 1
+            "\n"
+            "vermeer_milkmaid.jpg,Baroque,The Milkmaid\n"  # line 3, after a blank line
+            'hokusai_wave.jpg,Ukiyo-e,"The Great Wave\noff Kanagawa"\n'  # lines 4-5: a two-line title
+            "\n"
+            "vermeer_milkmaid.jpg,Rococo,The Milkmaid\n",  # line 7
+            encoding="utf-8",
+        )
+    else:
+        records = [
+            {"image": "vermeer_milkmaid.jpg", "style": "Baroque"},
+            {"image": "hokusai_wave.jpg", "style": "Ukiyo-e"},
+            {"image": "vermeer_milkmaid.jpg", "style": "Rococo"},
+        ]
+        lines = ["", json.dumps(records[0]), json.dumps(records[1]), "", "", json.dumps(records[2])]
+        metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    first, second = (3, 7) if suffix == ".csv" else (2, 6)
+    with pytest.raises(ValueError) as refused:
+        style_table.metadata_rows(str(metadata), "image", "style")
+    assert str(refused.value) == (
+        f"{metadata}: 1 images have two different styles: 'vermeer_milkmaid.jpg' is 'Baroque' on line "
+        f"{first} and 'Rococo' on line {second}"
+    )
 
 
 def test_missing_root_is_named(tmp_path):

@@ -5,11 +5,11 @@ comparison with its intervals (docs/ablation.md).
     python -m lavis_gated.ablation.harness ... [--nproc N] [--out DIR] [--reference none] [--split test]
                                      [--options k=v ...]
 
-Each run is a subprocess (lavis-gated-train, or torchrun --no-python lavis-gated-train with --nproc > 1)
-with run.seed=k and run.output_dir=OUT/runs/<variant>/seed<k>. A run whose metrics file exists is not run
-again; an unfinished one (a stopped harness) is cleared and run afresh, so running the same command again
-resumes the ablation. This module only launches processes and reads files: it imports neither LAVIS nor
-torch (lavis_gated/__init__.py skips the registration for it).
+Each run is a subprocess (lavis-gated-train, or torchrun --standalone --no-python lavis-gated-train with
+--nproc > 1) with run.seed=k and run.output_dir=OUT/runs/<variant>/seed<k>. A run whose metrics file exists
+is not run again; an unfinished one (a stopped harness) is cleared and run afresh, so running the same
+command again resumes the ablation. This module only launches processes and reads files: it imports neither
+LAVIS nor torch (lavis_gated/__init__.py skips the registration for it).
 """
 
 import argparse
@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -86,16 +85,9 @@ def train_command(nproc):
     script = shutil.which("lavis-gated-train", path=os.path.dirname(sys.executable))
     if nproc <= 1:
         return [script] if script else [sys.executable, "-m", "lavis_gated.train"]
-    with socket.socket() as s:  # a free port, so that ablations on one host do not collide
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        f"--master_port={port}",
-    ]
+    # --standalone: torchrun's own rendezvous on a port the OS assigns as its store binds it, handed to the
+    # workers; a free port probed here could be taken by another run before torchrun bound it.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     return launcher + (["--no-python", script] if script else ["-m", "lavis_gated.train"])
 
 

@@ -6,7 +6,8 @@ numbers and the numpy scalars in SAFE_GLOBALS only, so a file carrying a pickled
 before anything in it runs.
 
 One rule for checking a state dict against what loads it, used by the runner (resume, best-checkpoint
-reload), the model (BLIP-2 and lavis-gated checkpoints) and the style encoder (timm weights).
+reload), the model (BLIP-2 and lavis-gated checkpoints), the style encoder and the WikiArt commands (timm
+weights); and one reading of the layouts that trainers wrap a state dict in.
 
 Every mismatch is reported in one format that names the file and the keys: unexpected keys, missing keys
 (minus those the loader may miss, e.g. the frozen parameters LAVIS's checkpoints leave out) and tensors of
@@ -94,36 +95,43 @@ def load_checkpoint(path, mmap=False):
 
 
 def _refused_content(path, err):
-    """What the safe loader refused: the pickled global (a callable or class that loading would call)."""
-    found = re.search(r"GLOBAL (\S+)", str(err))
-    names = [found.group(1)] if found else _unsafe_globals(path)
+    """What the safe loader refused: the pickled globals (callables or classes) that loading would call."""
+    names = _unsafe_globals(path, err)
     if names:
         return f"it holds a pickled callable or class ({', '.join(names[:5])}) that loading would call"
     return "it is not a torch.save file that the safe loader can read (e.g. a bare pickle of other data)"
 
 
-def _unsafe_globals(path):
-    """module.name of each global a pickle refers to, outside torch's and SAFE_GLOBALS' safe set, found by
-    reading its opcodes (nothing is executed); the data.pkl of a zip-format file, else the file itself."""
+def _unsafe_globals(path, err):
+    """module.name of the globals the safe loader refuses, found without executing anything.
+
+    A zip-format torch.save file (torch's default since 1.6): every one, by torch's own static scan with
+    SAFE_GLOBALS allowed. Other files, which that scan does not read: the global torch's unpickler stopped
+    at, as its message names it (a legacy torch.save file); else, for a bare pickle (its protocol-4 frames
+    stop torch's unpickler before any global), each global pickletools finds in it.
+    """
+    if zipfile.is_zipfile(path):
+        try:
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except (ValueError, RuntimeError, KeyError):  # a zip, but not torch.save's (e.g. TorchScript)
+            return []
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    if found:
+        return [found.group(1)]
     allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {"collections.OrderedDict"}
+    names, strings = [], []
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-        names, strings = [], []
-        for opcode, arg, _ in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if opcode.name == "GLOBAL":
-                names.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:  # unreadable or not a pickle: there is nothing more to name
-        return []
-    return [n for n in dict.fromkeys(names) if n not in allowed and not n.startswith("torch.")]
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                strings += [arg] if isinstance(arg, str) else []
+                if opcode.name == "GLOBAL":
+                    names.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+    except Exception:  # not a pickle (or a damaged one): nothing more to name
+        pass
+    return [n for n in dict.fromkeys(names) if n not in allowed]
 
 
 def local_checkpoint_path(url_or_filename):
@@ -207,6 +215,19 @@ def check_state_dict(
         details = "; ".join(f"{what} {_listed(keys)}" for what, keys in report.problems())
         raise CheckpointMismatchError(f"{source} does not fit {target}: {details}{hint}")
     return report
+
+
+def unwrapped_state_dict(state, source):
+    """The parameter name -> tensor dict of a weights file's contents, in the layouts trainers write: a plain
+    state dict, or one under `state_dict` or `model`; DDP's `module.` prefixes stripped. ValueError naming
+    `source` for anything else."""
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state:
+        found = "an empty dict" if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source}: expected a state dict (parameter name -> tensor), got {found}")
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def count_by_module(keys):

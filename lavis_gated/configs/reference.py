@@ -16,8 +16,12 @@ Generated from the config dataclasses in `lavis_gated/configs/` by
 
 A project YAML has LAVIS's three blocks: `model`, `datasets` and `run`. Every key below has its default in
 exactly one place, the dataclass field. An unknown key in any block is an error that names the key, its
-block and the closest valid name (`unknown key run.save_lsat (did you mean run.save_last?)`). Model-type
-YAMLs (`lavis_gated/configs/models/blip2_opt_gated/<type>.yaml`) set what differs for their type.
+block and the closest valid name (`unknown key run.save_lsat (did you mean run.save_last?)`). A value of the
+wrong type for a key below, from the YAML or from `--options`, is an error that names the key, the value and
+the type (`model.gating.per_head is 'maybe'; expected true or false`); text that reads as the type converts
+(`'8'` for an integer). Booleans are spelt true or false: YAML's older yes/no/on/off are refused anywhere in
+the file, naming its line. Model-type YAMLs (`lavis_gated/configs/models/blip2_opt_gated/<type>.yaml`)
+set what differs for their type.
 """
 
 

@@ -271,11 +271,19 @@ def from_pretrained(load, source, **kwargs):
     return load(source, **kwargs)
 
 
+def hub_offline():
+    """Whether transformers or huggingface_hub is in offline mode: their own reading of TRANSFORMERS_OFFLINE
+    and HF_HUB_OFFLINE (1, on, yes, true in any case; "0" or "false" is online), taken as they were
+    imported, so exactly when the loaders themselves will not fetch."""
+    from huggingface_hub import constants
+    from transformers.utils import is_offline_mode
+
+    return is_offline_mode() or constants.HF_HUB_OFFLINE
+
+
 def _require_hub(timeout=5.0):
     """Raise OSError at once if the Hugging Face hub cannot be reached (no probe behind a proxy)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", "0"
-    ) not in ("0", ""):
+    if hub_offline():
         raise OSError("offline mode is set (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the cache")
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lavis_gated.common.checkpoints import check_state_dict
+from lavis_gated.common.checkpoints import check_state_dict, unwrapped_state_dict
 from lavis_gated.models.backbones import loading_source, seeded
 from lavis_gated.models.text_inputs import pad
 from lavis_gated.styles import StyleVocabulary, form_token_ids, identifying_tokens, normalise_style
@@ -264,11 +264,7 @@ class StyleEncoder(nn.Module):
         stripped; the classifier (timm's `classifier.*` or `fc.*`) is kept aside for the style head."""
         from lavis_gated.models.backbones import load_weights_file
 
-        state = load_weights_file(path)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = unwrapped_state_dict(load_weights_file(path), f"style encoder checkpoint {path}")
         head = self.cnn.default_cfg.get("classifier", "classifier")
         weight, bias = state.pop(f"{head}.weight", None), state.pop(f"{head}.bias", None)
         architecture = f"timm {self.cnn.default_cfg.get('architecture')} (model.style_encoder.arch)"

@@ -85,9 +85,9 @@ def save_figure(fig, path):
     return path
 
 
-def plot_training_curves(log_path, out_path):
+def training_curves_figure(log_path):
     """Left: loss parts per epoch (train solid, validation dashed). Right: agg_metrics per epoch, best
-    marked."""
+    marked. The caller saves and closes the figure."""
     entries = read_log(log_path)
     train, evaluations = epoch_history(entries)
     split = (
@@ -128,35 +128,40 @@ def plot_training_curves(log_path, out_path):
         title=f"selection metric: {select_by}, agg_metrics = {AGG_DEFINITION.get(select_by, select_by)}",
     )
     fig.suptitle(f"training curves ({os.path.basename(os.path.dirname(os.path.abspath(log_path)))})")
-    return save_figure(fig, out_path)
+    return fig
 
 
-def plot_modulation(summary_path, out_path):
+def modulation_summary_figure(summary_path):
     """Per modulated parameter: each style's deviation from the mean over styles, and its absolute strength
-    (styles x Q-Former layer/head; modulation_figure.py)."""
+    (styles x Q-Former layer/head; modulation_figure.py). The caller saves and closes the figure."""
     with open(summary_path, encoding="utf-8") as f:
         summary = json.load(f)
     epoch = f", epoch {summary['epoch']}" if "epoch" in summary else ""
     source = f"{os.path.basename(summary_path)}{epoch}; mean over the split's questions"
-    return save_figure(style_modulation_figure(summary, source), out_path)
+    return style_modulation_figure(summary, source)
+
+
+def run_figures(run_dir):
+    """(name, figure) of every picture the run folder has data for, one at a time: training_curves (from
+    its log.txt or the evaluated checkpoint's) and <split>_modulation (from each <split>_modulation.json).
+    The caller closes each figure (plt.close, or TensorBoard's add_figure does)."""
+    log_path = training_log_of(run_dir)
+    if log_path is not None:
+        yield "training_curves", training_curves_figure(log_path)
+    for name in sorted(os.listdir(run_dir)):
+        if name.endswith("_modulation.json"):
+            yield name[: -len(".json")], modulation_summary_figure(os.path.join(run_dir, name))
 
 
 def draw_run(run_dir):
-    """Draw every picture the run folder has data for; returns the written paths."""
+    """Draw every picture the run folder has data for, as <name>.png there; returns the written paths."""
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
-    written = []
-    log_path = training_log_of(run_dir)
-    if log_path is None:
+    written = [save_figure(fig, os.path.join(run_dir, f"{name}.png")) for name, fig in run_figures(run_dir)]
+    if training_log_of(run_dir) is None:
         logging.warning(
             "%s: no training epochs in its log.txt or the evaluated checkpoint's; no training curves", run_dir
         )
-    else:
-        written.append(plot_training_curves(log_path, os.path.join(run_dir, "training_curves.png")))
-    for name in sorted(os.listdir(run_dir)):
-        if name.endswith("_modulation.json"):
-            png = os.path.join(run_dir, name[: -len(".json")] + ".png")
-            written.append(plot_modulation(os.path.join(run_dir, name), png))
     return written
 
 

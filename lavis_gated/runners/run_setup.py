@@ -37,6 +37,7 @@ from omegaconf import OmegaConf, open_dict
 
 from lavis_gated.common.threads import set_num_threads
 from lavis_gated.configs.run_config import check_run_block, runner_config
+from lavis_gated.configs.schema import check_boolean_spellings
 from lavis_gated.datasets.feature_cache import attach_feature_cache
 
 
@@ -99,10 +100,14 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
 
 
 def check_config(cfg):
-    """Refuse unknown keys in every block before anything is built: run (the task's own keys, the runner's,
-    LAVIS's), model and datasets (through their classes' check_config, where they have one)."""
+    """Refuse unknown keys and values of the wrong type in every block before anything is built: run (the
+    task's own keys, the runner's, LAVIS's), model and datasets (through their classes' check_config, where
+    they have one)."""
     task_cls = registry.get_task_class(cfg.run_cfg.get("task"))
     check_run_block(cfg.run_cfg, getattr(task_cls, "RUN_KEYS", ()))
+    runner_config(cfg.run_cfg)
+    if hasattr(task_cls, "check_config"):
+        task_cls.check_config(cfg.run_cfg)
     model_cls = registry.get_model_class(cfg.model_cfg.get("arch"))
     if hasattr(model_cls, "check_config"):
         model_cls.check_config(cfg.model_cfg)
@@ -123,6 +128,7 @@ def record_model_settings(cfg, model):
 
 def build_runner(args, config_cls=Config):
     """Config, process group, seeds, logging, threads, task, datasets, model and runner, as LAVIS does."""
+    check_boolean_spellings(args.cfg_path, getattr(args, "options", None))
     import_user_modules(args.cfg_path)
     cfg = config_cls(args)
     if getattr(args, "resume", None):

@@ -10,7 +10,6 @@ events from the epoch it restarts, so each step appears once. The run's pictures
 import logging
 import os
 import re
-import tempfile
 
 from lavis_gated.reports.tables import numeric_metrics
 
@@ -82,31 +81,10 @@ class TensorBoardLog:
         if self.writer is None:
             return
         try:
-            import matplotlib.image
-
             from lavis_gated.reports import plots
 
-            with tempfile.TemporaryDirectory() as tmp:
-                log_path = plots.training_log_of(run_dir)
-                drawn = (
-                    [
-                        (
-                            "training_curves",
-                            plots.plot_training_curves(log_path, os.path.join(tmp, "curves.png")),
-                        )
-                    ]
-                    if log_path
-                    else []
-                )
-                for name in sorted(os.listdir(run_dir)):
-                    if name.endswith("_modulation.json"):
-                        png = os.path.join(tmp, name.replace(".json", ".png"))
-                        drawn.append(
-                            (name[: -len(".json")], plots.plot_modulation(os.path.join(run_dir, name), png))
-                        )
-                for name, path in drawn:
-                    pixels = matplotlib.image.imread(path)[..., :3]  # RGBA floats in [0, 1]
-                    self.writer.add_image(f"pictures/{name}", pixels, step, dataformats="HWC")
+            for name, figure in plots.run_figures(run_dir):
+                self.writer.add_figure(f"pictures/{name}", figure, step)  # renders, then closes it
         except Exception as err:  # pictures are a view of data already logged; never the reason a run fails
             logging.warning("TensorBoard pictures not drawn: %s: %s", type(err).__name__, err)
 

@@ -74,9 +74,14 @@ class StyleCaptioningTask(BaseTask):
         self.checkpoint_epoch = None  # set by the runner when it reloads checkpoint_best.pth to test it
         self.progress = None  # the runner's TrainingProgress (its lines, the run's ETA, TensorBoard's curves)
 
+    @staticmethod
+    def check_config(run_cfg):
+        """The task's settings of the run block, checked (keys and types)."""
+        return task_config(run_cfg)
+
     @classmethod
     def setup_task(cls, cfg):
-        return cls(task_config(cfg.run_cfg))
+        return cls(cls.check_config(cfg.run_cfg))
 
     # ---- building -------------------------------------------------------------------------------
 

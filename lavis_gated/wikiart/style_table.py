@@ -160,11 +160,11 @@ def metadata_rows(path, image_column, style_column, encoding="utf-8"):
             f"{path}: no column(s) {missing} (--image-column / --style-column); "
             f"columns found: {list(frame.columns)}"
         )
-    line = "line" if os.path.splitext(path)[1].lower() in (".csv", ".tsv") else "record"
+    # read_table's index is where each record is: the line it starts on, past blank lines and multi-line
+    # fields (CSV, TSV, JSON lines), or its position in a JSON list
+    line = "record" if os.path.splitext(path)[1].lower() == ".json" else "line"
     first, rows, conflicts, repeated, empty = {}, [], [], 0, 0
-    for number, (image, style) in enumerate(
-        zip(frame[image_column], frame[style_column]), 2 if line == "line" else 1
-    ):
+    for number, image, style in zip(frame.index, frame[image_column], frame[style_column]):
         image, style = image.strip(), style.strip()
         if not image or not normalise_style(style):
             empty += 1

@@ -1,25 +1,17 @@
 """timm weights files read into timm models, with errors that name the file and the keys that differ.
 
-Files are accepted in the layouts StyleEncoder accepts (a plain state dict, or one under `state_dict` or
-`model`, `module.` prefixes stripped), so a checkpoint from another trainer works with these commands too.
+Files are accepted in the layouts StyleEncoder accepts and checked by the same rule (checkpoint_keys), so a
+checkpoint from another trainer works with these commands too.
 """
 
 import timm
 
-from lavis_gated.common.checkpoints import load_checkpoint
+from lavis_gated.common.checkpoints import check_state_dict, load_checkpoint, unwrapped_state_dict
 
 
 def read_state_dict(path):
     """The tensors of a timm weights file, unwrapped and without `module.` prefixes."""
-    state = load_checkpoint(path)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise ValueError(
-            f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}"
-        )
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    return unwrapped_state_dict(load_checkpoint(path), path)
 
 
 def classifier_prefix(model):
@@ -27,23 +19,11 @@ def classifier_prefix(model):
     return model.default_cfg.get("classifier", "classifier") + "."
 
 
-def check_keys(model, state, path):
-    """Raise ValueError naming `path` unless `state` has exactly the model's keys and shapes."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{path} does not match timm {model.default_cfg.get('architecture')}: "
-            f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
-            f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
-            f"wrong shapes {wrong[:5]}"
-        )
+def load_checked(model, state, path):
+    """Load `state` into `model` when it has exactly the model's keys and shapes; else the one rule's
+    CheckpointMismatchError (a ValueError) naming `path` and the keys."""
+    check_state_dict(state, model.state_dict(), path, f"timm {model.default_cfg.get('architecture')}")
+    model.load_state_dict(state)
 
 
 def load_backbone(model, path):
@@ -54,8 +34,7 @@ def load_backbone(model, path):
     for key, value in model.state_dict().items():
         if key.startswith(head):
             state[key] = value
-    check_keys(model, state, path)
-    model.load_state_dict(state)
+    load_checked(model, state, path)
 
 
 def load_classifier(arch, path, class_names):
@@ -68,6 +47,5 @@ def load_classifier(arch, path, class_names):
             f"the classifier in {path} has {state[head].shape[0]} rows, "
             f"but {len(class_names)} class names were given"
         )
-    check_keys(model, state, path)
-    model.load_state_dict(state)
+    load_checked(model, state, path)
     return model.eval()
