@@ -6,10 +6,8 @@ import logging
 
 import pytest
 import torch
-from lavis.common.registry import registry
-from omegaconf import OmegaConf
+from helpers.tiny_model import batch, build_tiny
 
-import lavis_gated  # noqa: F401  (registration)
 from lavis_gated.configs.model_config import model_config
 from lavis_gated.configs.schema import ConfigKeyError
 from lavis_gated.models import precision
@@ -123,24 +121,6 @@ def test_precision_values_are_checked_by_the_config():
 # ---- the model stores and computes its frozen parts as decided ---------------------------------------------
 
 
-def tiny_model(**overrides):
-    model_cls = registry.get_model_class("blip2_opt_gated")
-    cfg = OmegaConf.load(model_cls.default_config_path("tiny")).model
-    cfg = OmegaConf.merge(cfg, {"style_names": ["cubism", "pop art"], "image_size": 32, **overrides})
-    torch.manual_seed(0)
-    return model_cls.from_config(cfg)
-
-
-def samples():
-    return {
-        "image": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
-        "text_input": ["what style is this painting", "which shape is in the middle"],
-        "answer": ["pop art", "circle"],
-        "style": ["pop art", "cubism"],
-        "question_type": ["style", "shape"],
-    }
-
-
 def computed_dtypes(model):
     """{part: the dtype its first matmul computed in} over one forward."""
     seen = {}
@@ -157,7 +137,7 @@ def computed_dtypes(model):
 
     hooks = [module.register_forward_hook(record(name)) for name, module in parts.items()]
     try:
-        loss = model(samples())["loss"]
+        loss = model(batch())["loss"]
     finally:
         for hook in hooks:
             hook.remove()
@@ -172,7 +152,7 @@ def computed_dtypes(model):
 )
 def test_auto_model_is_built_and_computes_as_the_cpu_decides(cpu, cpuinfo, capability, dtype):
     cpu(cpuinfo, capability)
-    model = tiny_model(vit_precision="auto", opt_precision="auto")
+    model = build_tiny(vit_precision="auto", opt_precision="auto")
     assert model.config.vit_precision == "auto"  # the setting is kept: another device decides again
     assert model.visual_encoder.blocks[0].mlp.fc1.weight.dtype == dtype
     assert model.opt_model.lm_head.weight.dtype == dtype
@@ -189,13 +169,13 @@ def test_parts_built_for_cuda_or_made_fp32_by_lavis_are_converted_at_first_use_o
     a CPU with native bf16."""
     cpu(EPYC_AVX2, "AVX2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    model = tiny_model(vit_precision="auto", opt_precision="auto")
+    model = build_tiny(vit_precision="auto", opt_precision="auto")
     assert model.opt_model.lm_head.weight.dtype == torch.float16
     assert computed_dtypes(model) == {"vit": torch.float32, "opt": torch.float32}
     assert model.opt_model.lm_head.weight.dtype == torch.float32
 
     cpu(SAPPHIRE_RAPIDS, "AVX512")
-    model = tiny_model(vit_precision="bf16", opt_precision="bf16").float()
+    model = build_tiny(vit_precision="bf16", opt_precision="bf16").float()
     assert computed_dtypes(model) == {"vit": torch.bfloat16, "opt": torch.bfloat16}
     assert model.opt_model.lm_head.weight.dtype == torch.bfloat16
 
@@ -223,7 +203,7 @@ def test_predict_and_the_app_load_a_checkpoint_in_the_cpus_precision(
         "vit_precision": setting,
         "opt_precision": setting,
     }
-    model = tiny_model(**block)
+    model = build_tiny(**block)
     trained = {
         k: v for k, v in model.state_dict().items() if not k.startswith(("visual_encoder.", "opt_model."))
     }

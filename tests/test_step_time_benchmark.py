@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_end_to_end import SUBPROCESS_TIMEOUT
+from helpers.runs import SUBPROCESS_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
 
