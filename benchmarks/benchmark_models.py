@@ -11,6 +11,7 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from step_timing import Trainer
 
+from lavis_gated.models.precision import compute_precision
 from lavis_gated.offline.standins import SIZES, build_lavis_blip2opt, write_sources
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
@@ -24,8 +25,10 @@ STYLE = "impressionism"
 
 
 def precision_for(device):
-    """Frozen ViT/OPT storage precision: LAVIS's fp16 on CUDA; fp32 on CPU (as load_model_and_preprocess)."""
-    return "fp16" if device.type == "cuda" else "fp32"
+    """Frozen ViT/OPT precision of both models: LAVIS's fp16 as it computes on `device`
+    (lavis_gated.models.precision): fp16 on CUDA, fp32 on CPU (as load_model_and_preprocess). LAVIS's
+    Blip2OPT, the baseline, knows no bf16, so the CPU's auto choice is not theirs to make."""
+    return compute_precision("fp16", device.type)
 
 
 def build_baseline(size, sources, image_size, device):

@@ -1,6 +1,6 @@
 """Real-size CPU smoke run: blip2_opt_gated `pretrain_opt2.7b` at its real size, random weights, offline.
 
-    python benchmarks/real_size_smoke.py                        # pretrain_opt2.7b, frozen parts in bf16
+    python benchmarks/real_size_smoke.py                        # pretrain_opt2.7b, --precision auto
     python benchmarks/real_size_smoke.py --precision fp32 --threads 2
     python benchmarks/real_size_smoke.py --model-type tiny      # the same run at toy size, in seconds
 
@@ -9,16 +9,22 @@ built from the type's YAML with every source a local stand-in (lavis_gated.offli
 configs and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one
 training step at batch 1 with the style_captioning task's loss (the demo's weights: lm 1, style_hit 0.1,
 style_kl 0.1, style_ce 1.0), backward and an AdamW step, failing if a frozen parameter got a gradient or a
-trainable one did not; one generate and one predict_answers (beam search, LAVIS's defaults). Printed: build,
-step and generation times, peak RSS (ru_maxrss) and parameter counts (total / trainable, per part), one per
-line, then all of it as one JSON line. Peak RSS 9.6 GiB with bf16 (2 CPU cores are enough).
+trainable one did not; one generate and one predict_answers (beam search, LAVIS's defaults). Printed first:
+the CPU (model, torch's CPU capability, its bf16 flags), the precision chosen and why, and the memory the run
+needs against what is available; then build, step and generation times, peak RSS (ru_maxrss), each with the
+precision and CPU capability beside it, and parameter counts (total / trainable, per part), one per line;
+then all of it as one JSON line.
 
-Frozen parts' precision (--precision, default bf16): the ViT and OPT are stored in bf16 and computed under
-CPU bf16 autocast (lavis_gated/models/precision.py). In fp32 they hold 3.9 + 10.6 GB (building the model
-alone peaked at 15.3 GiB RSS, a run at 15.8 GiB: most of a 24 GiB machine); bf16 halves them (2 + 5.3 GB),
-and CPUs with AVX512-BF16 or AMX compute bf16 natively: on an AMD EPYC with AVX512-BF16, an OPT-2.7B-sized
-matmul ran 5 to 7 times faster in bf16 than in fp32. fp16 would save nothing: fp16 parts are converted to
-fp32 at first use on CPU.
+Frozen parts' precision (--precision, default auto; lavis_gated/models/precision.py decides): auto computes
+the ViT and OPT in bf16 where the CPU does natively (AVX512-BF16 or AMX: an OPT-2.7B-sized matmul ran 5-7x
+faster than fp32 on an AMD EPYC with AVX512-BF16), in fp32 elsewhere: on an AVX2 CPU bf16 is emulated, and a
+training step in bf16 (batch 2) was still in its backward after 15 min where fp32 took 3 min (batch 1). An
+explicit bf16 runs anyway, with a warning. fp16 is computed in fp32 on CPU.
+
+Memory: measured peak RSS of this run, fp32 17.3 GiB (an AVX2 AMD EPYC), bf16 9.6 GiB (an AMD EPYC with
+AVX512-BF16). Before building, the run states what it needs (NEED_GIB) and refuses (exit status 2) when the
+memory available (MemAvailable of /proc/meminfo, plus what this process already holds) is less;
+--no-memory-check runs anyway.
 """
 
 import argparse
@@ -40,13 +46,66 @@ from benchmark_models import build_task  # noqa: E402  (this folder: the demo's 
 from lavis.common.registry import registry  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registration)
+from lavis_gated.configs.model_config import PRECISIONS  # noqa: E402
+from lavis_gated.models.precision import cpu_precision  # noqa: E402
 from lavis_gated.offline.standins import random_model_config  # noqa: E402
 
 QUESTION, ANSWER, STYLE = "what style is this painting?", "impressionism", "impressionism"
+GiB = 2**30
+# What a run needs at its peak, by model type and the precision the frozen parts compute in: the measured
+# peak RSS (module docstring) rounded up by about 4 %. Types not listed were not measured: no check.
+NEED_GIB = {"pretrain_opt2.7b": {"fp32": 18.0, "bf16": 10.0}}
+MEASURED_PEAK_GIB = {"fp32": 17.3, "bf16": 9.6}
 
 
 def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def meminfo_bytes(field, path="/proc/meminfo"):
+    """A /proc/meminfo (or /proc/self/status) field in bytes; None where the file or field is missing."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def memory_check(model_type, computed_in):
+    """(what the run needs against what is available, in words; whether it may run). Available: MemAvailable
+    plus this process's RSS (already part of the peak). Unknown need or memory: it may run."""
+    need = NEED_GIB.get(model_type, {}).get(computed_in)
+    if need is None:
+        return f"no measured need for {model_type} in {computed_in}: not checked", True
+    stated = (
+        f"{model_type} in {computed_in} needs about {need:.0f} GiB at its peak "
+        f"({MEASURED_PEAK_GIB[computed_in]} GiB peak RSS measured)"
+    )
+    available, held = meminfo_bytes("MemAvailable"), meminfo_bytes("VmRSS", "/proc/self/status") or 0
+    if available is None:
+        return f"{stated}; free memory unknown (no MemAvailable): not checked", True
+    usable = (available + held) / GiB
+    stated += (
+        f"; available {usable:.1f} GiB (MemAvailable {available / GiB:.1f} + this process {held / GiB:.1f})"
+    )
+    return stated, usable >= need
+
+
+def refusal(stated, choice):
+    """The message of a run refused for memory: what it needs, what there is, what to do instead."""
+    smaller = (
+        " or --precision bf16, which this CPU computes natively (about half of the memory)"
+        if choice.precision == "fp32" and choice.features.native_bf16
+        else ""
+    )
+    return (
+        f"real_size_smoke: not enough free memory to run: {stated}. Free memory or use a larger "
+        f"machine{smaller}; --model-type tiny runs the same code at toy size; --no-memory-check runs anyway "
+        "(the kernel may kill the run)."
+    )
 
 
 def parameter_counts(model):
@@ -88,6 +147,7 @@ def timed(function):
 
 
 def run(args, root):
+    # the setting as given: the model decides what it computes in with the same function (auto included)
     cfg, _ = random_model_config(
         args.model_type, root, vit_precision=args.precision, opt_precision=args.precision
     )
@@ -108,7 +168,8 @@ def run(args, root):
     counts = parameter_counts(model)
     return {
         "model_type": args.model_type,
-        "precision": args.precision,
+        "precision": model.opt_precision,  # what the frozen parts computed in
+        "vit_precision": model.vit_precision,
         "threads": torch.get_num_threads(),
         "image_size": size,
         "opt_vocab_rows": model.opt_model.config.vocab_size,
@@ -127,20 +188,55 @@ def run(args, root):
     }
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     model_types = sorted(registry.get_model_class("blip2_opt_gated").PRETRAINED_MODEL_CONFIG_DICT)
     parser.add_argument("--model-type", default="pretrain_opt2.7b", choices=model_types)
     parser.add_argument(
         "--precision",
-        choices=("bf16", "fp32", "fp16"),
-        default="bf16",
-        help="storage precision of the frozen ViT and OPT (fp16 is computed in fp32 on CPU)",
+        choices=PRECISIONS,
+        default="auto",
+        help="precision of the frozen ViT and OPT: auto (default) is bf16 where the CPU computes it "
+        "natively, fp32 otherwise; bf16 runs anyway, with a warning where it is emulated; fp16 is computed "
+        "in fp32",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--no-memory-check",
+        action="store_true",
+        help="run even when the memory available is less than the run needs",
+    )
+    return parser.parse_args(argv)
+
+
+def report(result):
+    """The figures, one per line, each timing and memory figure with the precision and CPU capability it
+    was measured with; then all of it as one JSON line."""
+    tag = f"[{result['precision']}, {result['cpu_capability']}]"
+    for key in ("model_type", "cpu", "precision", "precision_reason", "threads"):
+        print(f"{key}: {result[key]}")
+    for key in ("build_s", "step_s", "generate_s", "predict_answers_s"):
+        print(f"{key}: {result[key]}  {tag}")
+    print(f"peak_rss: {result['peak_rss_bytes'] / GiB:.2f} GiB  {tag}")
+    for key in ("loss", "generated", "answers", "total_params", "trainable_params"):
+        print(f"{key}: {result[key]}")
+    for part, count in result["params"].items():
+        print(f"params {part}: {count['total']:,} total, {count['trainable']:,} trainable")
+    print(json.dumps(result), flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    choice = cpu_precision(args.precision, "--precision")
+    print(f"cpu: {choice.features.describe()}")
+    print(f"precision: {choice.precision} ({choice.reason})")
+    stated, enough = memory_check(args.model_type, choice.precision)
+    print(f"memory: {stated}", flush=True)
+    if not enough and not args.no_memory_check:
+        print(refusal(stated, choice), file=sys.stderr)
+        return 2
     # A random EfficientNet's activations shrink towards the denormal range at every squeeze-excitation gate,
     # where x86 arithmetic is many times slower; a trained CNN's do not (as in benchmarks/step_time.py).
     torch.set_flush_denormal(True)
@@ -149,26 +245,16 @@ def main(argv=None):
         result = run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for key in (
-        "model_type",
-        "precision",
-        "threads",
-        "build_s",
-        "step_s",
-        "loss",
-        "generate_s",
-        "generated",
-        "predict_answers_s",
-        "answers",
-        "total_params",
-        "trainable_params",
-    ):
-        print(f"{key}: {result[key]}")
-    print(f"peak_rss: {result['peak_rss_bytes'] / 2**30:.2f} GiB")
-    for part, count in result["params"].items():
-        print(f"params {part}: {count['total']:,} total, {count['trainable']:,} trainable")
-    print(json.dumps(result), flush=True)
+    result.update(
+        precision_requested=args.precision,
+        precision_reason=choice.reason,
+        cpu=choice.features.describe(),
+        cpu_capability=choice.features.capability,
+        native_bf16=choice.features.native_bf16,
+    )
+    report(result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

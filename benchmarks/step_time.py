@@ -17,12 +17,14 @@ adds the gated model fed with precomputed frozen features (the batches run.froze
 `--compile MODE ...` that path with its trainable part compiled (model.compile_mode). Images (and, for the
 fast path, features) are already on the device, as with a prefetching loader.
 
-Output: one JSON line per model: median ms/step and quartiles, samples/s, peak memory (CUDA max allocated
-during a step less what the other models hold; on CPU the peak RSS of a separate process that builds only that
-model, less its RSS after the imports), trainable and total parameters, the share of step time in the frozen
-ViT, the style CNN and the OPT (forward, and backward through it), and for the gated models the ratios to the
-baseline. `--epochs N` instead times N epochs over synthetic ArtQuest data without and with the frozen-feature
-cache (the cached run's first epoch includes building the cache) and compares their losses step by step.
+Output: one JSON line per model: beside every figure the device and the CPU (its model, torch's CPU
+capability, whether it computes bf16 natively) and the frozen parts' precision; median ms/step and quartiles,
+samples/s, peak memory (CUDA max allocated during a step less what the other models hold; on CPU the peak RSS
+of a separate process that builds only that model, less its RSS after the imports), trainable and total
+parameters, the share of step time in the frozen ViT, the style CNN and the OPT (forward, and backward through
+it), and for the gated models the ratios to the baseline. `--epochs N` instead times N epochs over synthetic
+ArtQuest data without and with the frozen-feature cache (the cached run's first epoch includes building the
+cache) and compares their losses step by step.
 """
 
 import argparse
@@ -51,7 +53,7 @@ from step_timing import (
     Trainer,
     compile_counters,
     cuda_peak_memory,
-    device_name,
+    machine,
     parameter_counts,
     part_shares,
     quartiles,
@@ -151,7 +153,7 @@ def step_benchmark(args, root, device):
     common = {
         "size": args.size,
         "device": device.type,
-        "device_name": device_name(device),
+        **machine(device),
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "amp": args.amp,
@@ -290,7 +292,8 @@ def epoch_benchmark(args, root, device):
                 "mode": "epochs",
                 "size": args.size,
                 "device": device.type,
-                "device_name": device_name(device),
+                **machine(device),
+                "frozen_precision": precision_for(device),
                 "batch_size": args.batch_size,
                 "image_size": args.image_size,
                 "images": len({r["image"] for r in dataset.annotation}),

@@ -2,11 +2,12 @@
 step spent in named parts (frozen ViT, style CNN, OPT), peak memory, and small helpers the report uses.
 """
 
-import platform
 import statistics
 import time
 
 import torch
+
+from lavis_gated.models.precision import cpu_features
 
 
 class Trainer:
@@ -198,7 +199,19 @@ def quartiles(values):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_features().name}, {torch.get_num_threads()} threads"
+
+
+def machine(device):
+    """What every figure is printed beside: the device's name, the CPU (its model, torch's CPU capability and
+    whether it computes bf16 natively, which decides the frozen parts' CPU precision)."""
+    features = cpu_features()
+    return {
+        "device_name": device_name(device),
+        "cpu": features.describe(),
+        "cpu_capability": features.capability,
+        "native_bf16": features.native_bf16,
+    }
 
 
 def rss_bytes(field):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.runs import SUBPROCESS_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +28,15 @@ def benchmark(*args, **env_overrides):
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def assert_names_the_machine(line):
+    """Every figure is printed beside the CPU it ran on and the frozen parts' precision (LAVIS's fp16,
+    computed in fp32 on CPU)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert line["cpu_capability"] == capability and f"torch CPU capability {capability}" in line["cpu"]
+    assert isinstance(line["native_bf16"], bool) and line["frozen_precision"] == "fp32"
+    assert line["device_name"].endswith(", 1 threads")
+
+
 def test_steps_report_each_model_against_lavis_blip2opt():
     lines = benchmark("--batch-size", "2", "--rounds", "2", "--warmup", "1", "--share-steps", "1", "--fast")
     models = {line["model"]: line for line in lines}
@@ -37,6 +47,7 @@ def test_steps_report_each_model_against_lavis_blip2opt():
             2000 / line["ms_per_step"], rel=0.01
         )
         assert line["steps"] == 2 and line["peak_memory_bytes"] > 0 and line["device"] == "cpu"
+        assert_names_the_machine(line)
     assert (
         gated["total_params"] > baseline["total_params"]
         and gated["trainable_params"] > baseline["trainable_params"]
@@ -60,6 +71,7 @@ def test_epochs_with_the_cache_compute_the_uncached_losses():
     assert line["images"] == 6 and line["samples_per_epoch"] == 12 and line["steps"] == 2 * 3
     assert len(line["epoch_s"]["cached"]) == len(line["epoch_s"]["uncached"]) == 2
     assert line["max_abs_loss_diff_same_weights"] <= 1e-5
+    assert_names_the_machine(line)
 
 
 def test_a_failed_compile_costs_only_the_compiled_models_line(tmp_path):

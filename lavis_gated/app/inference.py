@@ -54,7 +54,7 @@ class DemoModel:
     @classmethod
     def load(cls, checkpoint, reference_images=()):
         """The model the checkpoint was trained as, with its weights, on the CPU (a checkpoint path is a
-        model type)."""
+        model type), its frozen parts in the precision this CPU computes them in (precision.py)."""
         from lavis.models import load_model_and_preprocess
 
         import lavis_gated  # noqa: F401  (registers blip2_opt_gated with LAVIS)
@@ -62,6 +62,8 @@ class DemoModel:
         model, vis, text = load_model_and_preprocess(
             "blip2_opt_gated", model_type=checkpoint, is_eval=True, device="cpu"
         )
+        # on CPU: undoes LAVIS's model.float() for the parts this CPU computes in bf16
+        model.prepare_frozen_parts(model.device)
         return cls(model, vis["eval"], text["eval"], reference_images)
 
     @property

@@ -9,7 +9,15 @@ from typing import Optional
 
 from lavis_gated.configs.schema import block, from_block, setting
 
-PRECISIONS = ("fp16", "bf16", "fp32")
+# The frozen ViT's and OPT's precisions, each with the torch dtype (by name: configs import no torch) that
+# stores the part; `auto` is chosen per device when the model is built and used (models/precision.py).
+STORED_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+PRECISIONS = (*STORED_DTYPES, "auto")
+PRECISION_HELP = (
+    "storage precision of the frozen {part}: on CUDA it computes in it (auto: LAVIS's fp16); on CPU fp16 "
+    "runs in fp32, bf16 in bf16 (warns where the CPU lacks native bf16: many times slower), auto in bf16 "
+    "where the CPU computes it natively (AVX512-BF16, AMX) and fp32 otherwise"
+)
 GATING_TYPES = ("film", "gate", "none")  # KVModulation's kinds; "none" builds no modulation part
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 
@@ -83,9 +91,7 @@ class ModelConfig:
     image_size: int = setting(224, "input size of the ViT (as LAVIS)")
     drop_path_rate: float = setting(0.0, "ViT drop path (as LAVIS)")
     use_grad_checkpoint: bool = setting(False, "ViT gradient checkpointing (as LAVIS)")
-    vit_precision: str = setting(
-        "fp16", "storage precision of the frozen ViT (on CPU: fp16 runs in fp32)", choices=PRECISIONS
-    )
+    vit_precision: str = setting("fp16", PRECISION_HELP.format(part="ViT"), choices=PRECISIONS)
     freeze_vit: bool = setting(True, "keep the ViT frozen (as LAVIS)")
     num_query_token: int = setting(32, "Q-Former queries (as LAVIS)")
     cross_attention_freq: int = setting(
@@ -102,9 +108,7 @@ class ModelConfig:
         "hub name or folder of OPT (slow-tokenizer files + weights, or config only when random)",
     )
     opt_random_init: bool = setting(False, "random OPT from the folder's config")
-    opt_precision: str = setting(
-        "fp16", "storage precision of the frozen OPT (on CPU: fp16 runs in fp32)", choices=PRECISIONS
-    )
+    opt_precision: str = setting("fp16", PRECISION_HELP.format(part="OPT"), choices=PRECISIONS)
     random_init_seed: int = setting(
         0,
         "seed of every randomly initialised part (frozen random parts are not in "

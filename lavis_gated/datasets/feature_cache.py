@@ -267,7 +267,8 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
             "require grad): set model.freeze_vit true or unset run.frozen_feature_cache"
         )
     device = torch.device(device)
-    model.to(device)
+    # the signature names the precision the ViT computes in on this device (auto: chosen by the CPU)
+    model.to(device).prepare_frozen_parts(device)
     frozen = frozen_signature(model, device, autocast_dtype)
     plan = {}  # (name, split) -> (store folder, signature, image paths, processor)
     for name, splits in datasets.items():

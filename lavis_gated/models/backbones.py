@@ -39,7 +39,7 @@ import torch.nn as nn
 from lavis.models.blip2_models.modeling_opt import OPTForCausalLM as LavisOPTForCausalLM
 
 from lavis_gated.common.checkpoints import load_checkpoint, local_checkpoint_path
-from lavis_gated.models.precision import PRECISIONS, check_precision, norms_in_fp32
+from lavis_gated.models.precision import dtype_of, norms_in_fp32
 
 # LAVIS eva_vit.py:create_eva_vit_g for eva_clip_g; eva_tiny and eva_mid are the same class at smaller sizes.
 VIT_ARCHITECTURES = {
@@ -80,10 +80,16 @@ def build_vision_encoder(
 def convert_matmul_weights(model, precision):
     """Store Linear/Conv weights in `precision` (fp16 | bf16 | fp32), norms in fp32, as LAVIS stores its
     fp16 ViT (eva_vit.py:convert_weights_to_fp16); autocast then runs the part in that precision."""
-    dtype = PRECISIONS[check_precision(precision)]
+    dtype = dtype_of(precision)
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             module.to(dtype)
+    return model
+
+
+def convert_opt(model, precision):
+    """OPT stored in `precision` (fp16 | bf16 | fp32), its LayerNorms in fp32 (precision.py)."""
+    return norms_in_fp32(model.to(dtype_of(precision)))
 
 
 def build_bert_tokenizer(source):
@@ -132,7 +138,7 @@ def build_opt(source, precision="fp16", random_init=False):
     from transformers import AutoTokenizer
 
     source = resolve_source(source)
-    dtype = PRECISIONS[check_precision(precision)]
+    dtype = dtype_of(precision)
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, source, use_fast=False)
     if random_init:
         model = random_opt(source, dtype)
@@ -153,7 +159,8 @@ def build_blip2_parts(config):
 
     As Blip2OPT.__init__ (blip2_opt.py:55-94) builds them, minus its fixed hub names and URL: every source
     is a config value, and each randomly initialised part draws from its own seed (random_init_seed + k),
-    so that it comes out identical in every process that rebuilds it.
+    so that it comes out identical in every process that rebuilds it. The ViT and OPT are stored in
+    config.vit_precision / opt_precision: fp16 | bf16 | fp32 (auto is chosen before: the model's __init__).
     """
     from lavis.models.blip2_models.blip2 import LayerNorm, disabled_train
 

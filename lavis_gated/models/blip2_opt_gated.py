@@ -30,7 +30,13 @@ from transformers import LogitsProcessorList
 
 from lavis_gated.configs.model_config import ModelConfig, model_config
 from lavis_gated.models import precision, style_parts, text_inputs
-from lavis_gated.models.backbones import PACKAGE_CONFIG_DIR, build_blip2_parts, compile_trainable_path
+from lavis_gated.models.backbones import (
+    PACKAGE_CONFIG_DIR,
+    build_blip2_parts,
+    compile_trainable_path,
+    convert_matmul_weights,
+    convert_opt,
+)
 from lavis_gated.models.checkpoint_loading import (
     checkpoint_config,
     is_checkpoint_path,
@@ -72,7 +78,13 @@ class Blip2OPTGated(Blip2OPT):
         if not config.style_names:
             raise ValueError("model.style_names is empty and no checkpoint provides a style vocabulary")
         self.config = config
-        blip2 = build_blip2_parts(config)
+        # the frozen parts are built before their device is known: auto is chosen here for storage, and
+        # prepare_frozen_parts settles what they compute in at first use on a device
+        stored = {
+            key: precision.storage_precision(getattr(config, key), f"model.{key}")
+            for key in ("vit_precision", "opt_precision")
+        }
+        blip2 = build_blip2_parts(replace(config, **stored))
         self.tokenizer = blip2.tokenizer
         self.visual_encoder, self.ln_vision = blip2.visual_encoder, blip2.ln_vision
         self.Qformer, self.query_tokens = blip2.Qformer, blip2.query_tokens
@@ -83,7 +95,8 @@ class Blip2OPTGated(Blip2OPT):
         )
         self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
-        self.vit_precision, self.opt_precision = config.vit_precision, config.opt_precision
+        self.vit_precision, self.opt_precision = stored["vit_precision"], stored["opt_precision"]
+        self._frozen_parts_device = None  # the device type prepare_frozen_parts last settled them for
 
         style_encoder = build_style_encoder(config)
         carrier, style_head = style_vocabulary_parts(config.style_names, self.opt_tokenizer, style_encoder)
@@ -142,19 +155,34 @@ class Blip2OPTGated(Blip2OPT):
     def _accept_plain_kv_keys(self, state_dict, prefix, *args):
         remap_plain_kv_keys(state_dict, prefix, set(self.state_dict().keys()))
 
-    def _frozen_parts_to_fp32_on_cpu(self, device):
-        """Frozen ViT/OPT stored in fp16 (for CUDA) run in fp32 on CPU, converted once on first use, as
-        LAVIS's load_model_and_preprocess does with model.float() on CPU; bf16 parts stay bf16
-        (precision.py)."""
-        for part, attribute in ((self.visual_encoder, "vit_precision"), (self.opt_model, "opt_precision")):
-            if precision.converted_to_fp32_on(device.type, getattr(self, attribute)):
-                logging.info("on CPU: %s stored in fp16 converted to fp32", type(part).__name__)
-                part.float()
-                setattr(self, attribute, "fp32")
+    def prepare_frozen_parts(self, device):
+        """Store the frozen ViT and OPT in the precision they compute in on `device`'s type
+        (precision.compute_precision: on CPU cpu_precision's choice, which fp16 parts built for CUDA
+        become, and bf16 parts that LAVIS's load_model_and_preprocess turned to fp32 with model.float() go
+        back to), converting them once per device type; vit_precision / opt_precision then name it. Called
+        at first use (frozen_features, encode_image); returns the model."""
+        device_type = torch.device(device).type
+        if self._frozen_parts_device == device_type or not torch.amp.is_autocast_available(device_type):
+            return (
+                self  # settled already, or a device without autocast (meta: shapes only) computes as stored
+            )
+        for key, part, convert in (
+            ("vit_precision", self.visual_encoder, convert_matmul_weights),
+            ("opt_precision", self.opt_model, convert_opt),
+        ):
+            chosen = precision.compute_precision(getattr(self.config, key), device_type, f"model.{key}")
+            stored = precision.stored_dtype(part)
+            if stored != precision.dtype_of(chosen):
+                logging.info("%s: %s converted to %s on %s", key, stored, chosen, device_type)
+                convert(part, chosen)
+            setattr(self, key, chosen)
+        self._frozen_parts_device = device_type
+        return self
 
-    def frozen_autocast(self, stored_as):
-        """The autocast a frozen part stored in `stored_as` computes under on this device (precision.py)."""
-        return precision.frozen_autocast(stored_as, self.device.type)
+    def frozen_autocast(self, computed_as):
+        """The autocast a frozen part that computes in `computed_as` runs under on this device
+        (precision.py)."""
+        return precision.frozen_autocast(computed_as, self.device.type)
 
     # ---- inputs ---------------------------------------------------------------------------------------
 
@@ -171,7 +199,7 @@ class Blip2OPTGated(Blip2OPT):
         """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision
         (trainable), "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache
         stores."""
-        self._frozen_parts_to_fp32_on_cpu(image.device)
+        self.prepare_frozen_parts(image.device)
         with self.frozen_autocast(self.vit_precision):
             vit_features = self.visual_encoder(image)
         return {"vit_features": vit_features, "style_features": self.style_encoder(image)}
@@ -204,7 +232,7 @@ class Blip2OPTGated(Blip2OPT):
         -> (OPT prefix (B, Q, D_opt), style logits (B, S) fp32)."""
         vit_features, style_feature = frozen["vit_features"], frozen["style_features"]
         device = vit_features.device
-        self._frozen_parts_to_fp32_on_cpu(device)
+        self.prepare_frozen_parts(device)
         with self.frozen_autocast(self.vit_precision):
             image_embeds = self.ln_vision(vit_features)
         image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=device)
