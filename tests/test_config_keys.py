@@ -49,7 +49,7 @@ def test_a_misspelt_key_in_any_block_is_refused_before_anything_runs(tmp_path, o
 
 
 def test_the_packaged_model_types_and_project_yamls_use_only_known_keys():
-    from lavis_gated.configs.dataset_config import artquest_config
+    from lavis_gated.configs.dataset_config import artquest_config, captions_config
     from lavis_gated.configs.model_config import model_config
     from lavis_gated.configs.run_config import task_config
 
@@ -57,8 +57,9 @@ def test_the_packaged_model_types_and_project_yamls_use_only_known_keys():
         model_config(OmegaConf.load(path).model, where=path.name)
     for path in sorted((REPO / "projects" / "gated").glob("*.yaml")):
         cfg = OmegaConf.load(path)
-        if "datasets" in cfg:
-            artquest_config(cfg.datasets.artquest, where=f"{path.name}: datasets.artquest")
+        for name, block in (cfg.get("datasets") or {}).items():
+            check = {"artquest": artquest_config, "art_captions": captions_config}[name]
+            check(block, where=f"{path.name}: datasets.{name}")
         if "run" in cfg and cfg.run.get("task") == "style_captioning":
             task_config(cfg.run, where=f"{path.name}: run")
 

@@ -62,6 +62,7 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
             setattr(self, name, part)
         self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
+        self.caption_prompt, self.max_caption_len = config.caption_prompt, config.max_caption_len
         self.vit_precision, self.opt_precision = config.vit_precision, config.opt_precision
 
         # the vocabulary's carrier first, as in BLIP-2 checkpoints' key order of the new modules
@@ -128,10 +129,14 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
 
     # ---- inputs ---------------------------------------------------------------------------------------
 
-    def prompt_batch(self, samples, budgets=None, left=True):
+    def prompt_batch(self, samples, budgets=None, left=True, questions=None):
         """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left
-        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget."""
-        prompts = text_inputs.format_prompts(samples, self.prompt)
+        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget.
+        questions: per row, its question or None for a caption row (default: text_inputs.row_texts'
+        generation rule)."""
+        if questions is None:
+            questions, _ = text_inputs.row_texts(samples, training=False)
+        prompts = text_inputs.format_prompts(samples, self.prompt, self.caption_prompt, questions)
         ids = text_inputs.prompt_ids(
             self.opt_tokenizer, prompts, budgets or [self.max_txt_len] * len(prompts)
         )
@@ -207,20 +212,34 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
     # ---- training -------------------------------------------------------------------------------------
 
     def forward(self, samples):
-        """LM loss on the answer tokens only, plus what the task's style terms need.
+        """LM loss on the target tokens only (answers of question rows, captions of caption rows), plus what
+        the task's style terms need.
 
-        Returns loss / lm_loss (scalar, the mean over answer tokens), logits (B, T, V) fp32 predicting targets
-        (B, T) (IGNORE where not an answer token), image_style_logits (B, S), style_ids (B,) and, for the rows
+        Rows (text_inputs.row_texts): a question row's prompt is model.prompt on its question, and it keeps
+        at most max_txt_len // 2 answer tokens, its prompt the rest of max_txt_len; a caption row's prompt is
+        model.caption_prompt, counted apart, and it keeps at most max_caption_len caption tokens. Either
+        target ends with the "\n" end token unless the budget cut it. The prompt is masked from the loss.
+
+        Returns loss / lm_loss (scalar, the mean over target tokens), logits (B, T, V) fp32 predicting targets
+        (B, T) (IGNORE where not a target token), image_style_logits (B, S), style_ids (B,) and, for the rows
         of samples["style_name_rows"] (B,) bool if given, style_name_log_probs (B, S) fp32: log P(each style's
         answer form | image, prompt) (style_name_scores.py), 0 in the other rows.
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
-        answers = text_inputs.answer_ids(
-            self.opt_tokenizer, samples["answer"], self.max_txt_len, self.eos_token_id
+        questions, texts = text_inputs.row_texts(samples, training=True)
+        captions = [q is None for q in questions]
+        answers = text_inputs.target_ids(
+            self.opt_tokenizer,
+            texts,
+            [self.max_caption_len if c else self.max_txt_len // 2 for c in captions],
+            self.eos_token_id,
         )
+        budgets = [
+            text_inputs.UNLIMITED if c else self.max_txt_len - len(a) for c, a in zip(captions, answers)
+        ]
         (prompt_tokens, prompt_mask), prompts = self.prompt_batch(
-            samples, [self.max_txt_len - len(a) for a in answers], left=False
+            samples, budgets, left=False, questions=questions
         )
         inputs_opt, image_style_logits = self.encode_image(
             frozen, prompt_tokens.to(device), prompt_mask.to(device)

@@ -27,9 +27,10 @@ class AnswerGeneration:
         num_captions=1,
         temperature=1,
     ):
-        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
-        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
-        prompt."""
+        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features): an answer
+        for a row with a question, a caption (after model.caption_prompt) for a row without one
+        (text_inputs.row_texts); list of B * num_captions str. Prompts are left-padded, so each answer
+        follows its prompt."""
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
         (input_ids, prompt_mask), _ = self.prompt_batch(samples)

@@ -58,7 +58,8 @@ def _mean(scores, index):
 
 
 def answer_metrics(records):
-    """records: dicts with prediction, answer, question_type -> em, vqa_acc, em_by_type, vqa_acc_by_type."""
+    """records: dicts with prediction, answer, question_type -> em, vqa_acc (None without records),
+    em_by_type, vqa_acc_by_type."""
     by_type = defaultdict(list)
     for r in records:
         by_type[r["question_type"]].append(
@@ -66,8 +67,8 @@ def answer_metrics(records):
         )
     everything = [s for scores in by_type.values() for s in scores]
     return {
-        "em": _mean(everything, 0),
-        "vqa_acc": _mean(everything, 1),
+        "em": _mean(everything, 0) if everything else None,
+        "vqa_acc": _mean(everything, 1) if everything else None,
         "em_by_type": {t: _mean(s, 0) for t, s in sorted(by_type.items())},
         "vqa_acc_by_type": {t: _mean(s, 1) for t, s in sorted(by_type.items())},
     }
@@ -80,3 +81,17 @@ def style_word_hit_rate(records, style_names):
     if not referenced:
         return None
     return sum(mentions_style(r["prediction"], style_names) for r in referenced) / len(referenced)
+
+
+def style_naming_rates(records):
+    """(rate, {style: rate}): the share of generated texts that name their image's own style (record "style",
+    a normalised label; datasets/style_text's whole-word match), over the records with a style, and per
+    style; (None, {}) when no record has one. What a caption says of its image's style."""
+    by_style = defaultdict(list)
+    for r in records:
+        if r["style"]:
+            by_style[r["style"]].append(mentions_style(r["prediction"], [r["style"]]))
+    named = [hit for hits in by_style.values() for hit in hits]
+    if not named:
+        return None, {}
+    return sum(named) / len(named), {style: sum(h) / len(h) for style, h in sorted(by_style.items())}

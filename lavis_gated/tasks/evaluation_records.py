@@ -1,4 +1,5 @@
-"""What evaluating a split produces: one record per question (the generated answer, the reference, every
+"""What evaluating a split produces: one record per question or captioned image (the generated text, the
+reference(s), every
 loss part, the style ids and hits, and for gated models the modulation strength), gathered on rank 0 once per
 question_id. split_metrics turns the records into the reported numbers; evaluation_outputs writes them."""
 
@@ -9,6 +10,7 @@ from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialize
 from lavis.datasets.data_utils import prepare_sample
 from tqdm import tqdm
 
+from lavis_gated.datasets.caption_dataset import REFERENCE_SEPARATOR
 from lavis_gated.tasks import loss_terms
 
 
@@ -25,6 +27,11 @@ def batch_records(model, samples, parts, generation, with_modulation):
             "question": samples["text_input"][i],
             "prediction": predictions[i],
             "answer": samples["answer"][i],
+            **(
+                {"references": samples["references"][i].split(REFERENCE_SEPARATOR)}
+                if "references" in samples
+                else {}
+            ),
             "question_type": samples["question_type"][i],
             "style": samples["style"][i],
             "style_id": int(parts["style_ids"][i]),

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized
 
+from lavis_gated.models.text_inputs import row_texts
 from lavis_gated.tasks import style_losses
 
 TERMS = ("lm_loss", "style_hit_loss", "style_kl", "style_ce")
@@ -40,12 +41,13 @@ def per_sample_parts(model, samples, row_rule, kl_temperature=1.0, score_names=T
     model's log-probability of each style's name, for the style rows: extra work, skipped when unweighted).
     """
     core = model.module if hasattr(model, "module") else model
-    size = len(samples["answer"])
+    _, targets = row_texts(samples, training=True)  # answers, or captions (LAVIS's caption rows too)
+    size = len(targets)
     names = core.vocabulary.names
     rows = row_rule.rows(
         core.vocabulary.ids(samples.get("style") or [None] * size),
         samples.get("question_type") or [""] * size,
-        samples["answer"],
+        targets,
         names,
     )
     out = model({**samples, "style_name_rows": rows} if score_names else samples)

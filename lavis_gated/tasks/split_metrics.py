@@ -4,7 +4,7 @@ defines each one). A metric of rows that the split does not have (no style row, 
 
 import math
 
-from lavis_gated.tasks.answer_metrics import answer_metrics, style_word_hit_rate
+from lavis_gated.tasks.answer_metrics import answer_metrics, style_naming_rates, style_word_hit_rate
 from lavis_gated.tasks.loss_terms import TERMS, weighted_total
 from lavis_gated.tasks.text_metrics import caption_metrics
 
@@ -17,9 +17,18 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
-def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto"):
+def is_caption(record):
+    """A caption row's record: it has no question (text_inputs.row_texts' rule)."""
+    return not str(record.get("question") or "").strip()
+
+
+def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto", meteor=False):
     """records: valid_step's dicts; weights: {term: weight}; select_by: what agg_metrics is;
-    caption_tokenizer: text_metrics' choice (auto, ptb or words)."""
+    caption_tokenizer: text_metrics' choice (auto, ptb or words); meteor: compute METEOR (run.meteor).
+
+    Question rows give the answer metrics (em, vqa_acc, bleu1-4, meteor, rougeL, cider); caption rows the
+    caption metrics (caption_*: each image's one caption against all its references), and the rate at which
+    captions name their image's style, overall and per style."""
     style_rows = [r for r in records if r["style_row"]]
     hit_rows = [r for r in style_rows if r["style_positions"] > 0]
     labelled = [r for r in records if r["style_id"] >= 0]
@@ -45,8 +54,16 @@ def split_metrics(records, weights, select_by, style_names, caption_tokenizer="a
     m["loss"] = weighted_total({term: m[term] or 0.0 for term in TERMS}, weights) if records else None
     if not weights["style_ce"]:
         del m["style_ce"]  # not trained: the style head is random
-    m.update(answer_metrics(records))
-    m.update(caption_metrics(records, caption_tokenizer))
+    answers = [r for r in records if not is_caption(r)]
+    captions = [r for r in records if is_caption(r)]
+    m["num_caption_rows"] = len(captions)
+    m.update(answer_metrics(answers))
+    answer_text = caption_metrics(answers, caption_tokenizer, meteor)
+    caption_text = caption_metrics(captions, caption_tokenizer, meteor, prefix="caption_", spice=True)
+    m.update(answer_text)
+    m.update(caption_text)
+    m["not_computed"] = {**answer_text["not_computed"], **caption_text["not_computed"]}
+    m["caption_style_naming_rate"], m["caption_style_naming_rate_by_style"] = style_naming_rates(captions)
     if select_by == "loss":
         m["agg_metrics"] = None if m["loss"] is None else 1.0 / (1.0 + m["loss"])
     else:

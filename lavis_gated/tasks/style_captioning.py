@@ -20,7 +20,7 @@ from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task
 from lavis_gated.configs.schema import from_block
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.tasks import loss_terms, train_styles
-from lavis_gated.tasks.answer_lengths import report_answer_lengths
+from lavis_gated.tasks.answer_lengths import report_answer_lengths, report_caption_lengths
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.evaluation_records import batch_records, evaluate_split
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
@@ -61,6 +61,8 @@ class StyleCaptioningTask(BaseTask):
         self.split_styles = {}
         self.split_answers = {}  # "<dataset>/<split>" -> reference answers, checked against the token budgets
         self.answer_lengths = None  # {split: answers over run.max_len / model.max_txt_len // 2}
+        self.split_captions = {}  # "<dataset>/<split>" -> reference captions, checked against max_caption_len
+        self.caption_lengths = None  # {split: captions cut by model.max_caption_len, over run.max_len}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -112,11 +114,14 @@ class StyleCaptioningTask(BaseTask):
         # the question types first (a clear message); the terms' coverage by run.style_rows once the model's
         # tokens are known (build_model, train_styles.check_coverage)
         check_style_coverage(self.train_rows, self.style_question_types, self.weights)
-        self.split_answers = {
-            f"{name}/{split}": [row["answer"] for row in d.annotation]
-            for name, splits in datasets.items()
-            for split, d in splits.items()
-        }
+        self.split_answers, self.split_captions = {}, {}
+        for name, splits in datasets.items():
+            for split, d in splits.items():
+                rows = d.annotation
+                self.split_answers[f"{name}/{split}"] = [r["answer"] for r in rows if r["question"].strip()]
+                self.split_captions[f"{name}/{split}"] = [
+                    c for r in rows if not r["question"].strip() for c in r.get("references") or [r["answer"]]
+                ]
 
     def build_model(self, cfg):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
@@ -141,6 +146,13 @@ class StyleCaptioningTask(BaseTask):
             model.eos_token_id,
             self.config.max_len,
             model.max_txt_len,
+        )
+        self.caption_lengths = report_caption_lengths(
+            model.opt_tokenizer,
+            self.split_captions,
+            model.eos_token_id,
+            self.config.max_len,
+            model.max_caption_len,
         )
         return model
 
@@ -266,7 +278,12 @@ class StyleCaptioningTask(BaseTask):
 
     def metrics(self, records):
         return split_metrics(
-            records, self.weights, self.select_by, self.style_names, self.config.caption_tokenizer
+            records,
+            self.weights,
+            self.select_by,
+            self.style_names,
+            self.config.caption_tokenizer,
+            self.config.meteor,
         )
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
