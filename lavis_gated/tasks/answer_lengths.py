@@ -54,7 +54,7 @@ def report_answer_lengths(tokenizer, split_answers, eos_token_id, max_len, max_t
         if stats["over_answer_budget"]:
             logging.warning(
                 "%s: %d of %d reference answers are longer than model.max_txt_len // 2 = %d tokens: training "
-                "targets keep only that many; first: %s",
+                "targets keep only that many, and no end token; first: %s",
                 split,
                 stats["over_answer_budget"],
                 len(answers),

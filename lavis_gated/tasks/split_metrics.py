@@ -17,9 +17,11 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
-def is_caption(record):
-    """A caption row's record: it has no question (text_inputs.row_texts' rule)."""
-    return not str(record.get("question") or "").strip()
+def is_caption(row):
+    """A caption row (or its record): its question is blank (text_inputs.row_texts' rule); a row without a
+    "question" key is not one."""
+    question = row.get("question")
+    return question is not None and not str(question).strip()
 
 
 def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto", meteor=False):

@@ -24,7 +24,7 @@ from lavis_gated.tasks.answer_lengths import report_answer_lengths, report_capti
 from lavis_gated.tasks.evaluation_outputs import write_split_outputs
 from lavis_gated.tasks.evaluation_records import batch_records, evaluate_split
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
-from lavis_gated.tasks.split_metrics import split_metrics
+from lavis_gated.tasks.split_metrics import is_caption, split_metrics
 from lavis_gated.tasks.style_coverage import check_style_coverage
 from lavis_gated.tasks.style_rows import StyleRowRule
 from lavis_gated.tasks.training_loop import train_inner_loop
@@ -118,9 +118,9 @@ class StyleCaptioningTask(BaseTask):
         for name, splits in datasets.items():
             for split, d in splits.items():
                 rows = d.annotation
-                self.split_answers[f"{name}/{split}"] = [r["answer"] for r in rows if r["question"].strip()]
+                self.split_answers[f"{name}/{split}"] = [r["answer"] for r in rows if not is_caption(r)]
                 self.split_captions[f"{name}/{split}"] = [
-                    c for r in rows if not r["question"].strip() for c in r.get("references") or [r["answer"]]
+                    c for r in rows if is_caption(r) for c in r.get("references") or [r["answer"]]
                 ]
 
     def build_model(self, cfg):
@@ -147,13 +147,14 @@ class StyleCaptioningTask(BaseTask):
             self.config.max_len,
             model.max_txt_len,
         )
-        self.caption_lengths = report_caption_lengths(
-            model.opt_tokenizer,
-            self.split_captions,
-            model.eos_token_id,
-            self.config.max_len,
-            model.max_caption_len,
-        )
+        if any(self.split_captions.values()):
+            self.caption_lengths = report_caption_lengths(
+                model.opt_tokenizer,
+                self.split_captions,
+                model.eos_token_id,
+                self.config.max_len,
+                model.max_caption_len,
+            )
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
