@@ -14,8 +14,8 @@ from PIL import Image
 
 import lavis_gated  # noqa: F401  (registers the builder)
 from lavis_gated.datasets.caption_dataset import REFERENCE_SEPARATOR, leading_sentences
-from lavis_gated.datasets.style_text import mentions_style
 from lavis_gated.datasets.synthetic_artquest import STYLES, generate
+from lavis_gated.styles import mentions_style
 
 # SemArt's file names: <number>-<painter's name>.jpg
 MONET, HOKUSAI, SEURAT = "19873-1monet.jpg", "11304-hokusai1.jpg", "35880-seurat2.jpg"

@@ -8,16 +8,16 @@ import logging
 import pytest
 from transformers import AutoTokenizer
 
-from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
-from lavis_gated.tasks import text_metrics
-from lavis_gated.tasks.answer_lengths import report_caption_lengths
-from lavis_gated.tasks.answer_metrics import style_naming_rates
-from lavis_gated.tasks.split_metrics import split_metrics
-from lavis_gated.tasks.text_metrics import (
+from lavis_gated.models.backbones import PACKAGE_CONFIG_DIR
+from lavis_gated.tasks import metrics
+from lavis_gated.tasks.checks import report_caption_lengths
+from lavis_gated.tasks.metrics import (
     caption_metrics,
     meteor_problem,
     ptb_tokenise,
     spice_problem,
+    split_metrics,
+    style_naming_rates,
     tokenise,
 )
 
@@ -95,7 +95,7 @@ def test_meteor_matches_pycocoevalcaps_meteor_on_crafted_captions():
 
 
 def test_meteor_is_named_missing_without_java(monkeypatch):
-    monkeypatch.setattr(text_metrics.shutil, "which", lambda name: None)
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
     m = caption_metrics(CAPTIONS, "words", meteor=True, prefix="caption_")
     assert m["caption_meteor"] is None
     assert m["not_computed"]["caption_meteor"] == "needs a Java runtime (none on PATH)"

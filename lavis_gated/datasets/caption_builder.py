@@ -8,10 +8,9 @@ from dataclasses import asdict
 from lavis.common.registry import registry
 
 from lavis_gated.configs.dataset_config import captions_config
-from lavis_gated.datasets.artquest_builder import ArtQuestBuilder
+from lavis_gated.datasets.artquest_builder import ArtQuestBuilder, log_summary, summarise
 from lavis_gated.datasets.caption_dataset import CaptionDataset, read_caption_split
-from lavis_gated.datasets.dataset_summary import log_summary, summarise
-from lavis_gated.datasets.image_files import ImageCheck
+from lavis_gated.datasets.checks import ImageCheck
 from lavis_gated.datasets.style_sources import StyleTable
 
 CONFIG_DIR = os.path.join(

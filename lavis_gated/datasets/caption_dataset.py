@@ -12,7 +12,7 @@ source and the missing-style policy; every error names the file and its lines (r
 
 Several references per image: training uses every caption, a row each (as LAVIS's coco_caption train split
 does); evaluation has one row per image, generated once and scored against all of its references
-(tasks/text_metrics.py); its LM loss is computed on its first reference.
+(tasks/metrics.py); its LM loss is computed on its first reference.
 """
 
 import logging
@@ -23,7 +23,7 @@ from PIL import Image
 
 from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, attach_images
-from lavis_gated.datasets.row_checks import (
+from lavis_gated.datasets.checks import (
     DUPLICATE_ROW_POLICIES,
     MISSING_STYLE_POLICIES,
     apply_missing_style,
