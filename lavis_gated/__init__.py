@@ -39,7 +39,7 @@ def _file_only_command():
 
 if not _file_only_command():
     # registration by import: each module registers its class with LAVIS's registry
-    from lavis_gated.datasets import artquest_builder  # noqa: F401
+    from lavis_gated.datasets import artquest_builder, caption_builder  # noqa: F401
     from lavis_gated.models import blip2_opt_gated  # noqa: F401
     from lavis_gated.runners import runner_gated  # noqa: F401
     from lavis_gated.tasks import style_captioning  # noqa: F401

@@ -113,7 +113,7 @@ def test_answer_metrics_overall_is_per_sample_not_mean_of_types():
 
 
 def test_answer_metrics_of_no_records_is_zero():
-    assert answer_metrics([]) == {"em": 0.0, "vqa_acc": 0.0, "em_by_type": {}, "vqa_acc_by_type": {}}
+    assert answer_metrics([]) == {"em": None, "vqa_acc": None, "em_by_type": {}, "vqa_acc_by_type": {}}
 
 
 STYLES = ["pop art", "ukiyo e", "art nouveau (modern)", "cubism"]

@@ -247,7 +247,6 @@ def test_uploaded_image_gets_both_answers_top_styles_and_heatmap(browser, app_ur
     [
         ("no image", "No image: upload one or pick a demo test image."),
         ("not an image", "notes.png is not an image"),
-        ("empty question", "The question is empty"),
         ("oversized image", "the limit is 8000 pixels a side"),
     ],
 )
@@ -259,8 +258,6 @@ def test_bad_input_gets_a_message_in_the_page(browser, app_url, trained, tmp_pat
     elif case == "not an image":
         image_path = tmp_path / "notes.png"
         image_path.write_text("a shopping list, not a picture")
-    elif case == "empty question":
-        question = ""
     elif case == "oversized image":
         image_path = tmp_path / "panorama.png"
         Image.new("RGB", (8001, 8), "white").save(image_path)

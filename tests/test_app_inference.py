@@ -112,11 +112,10 @@ def test_read_image_file_names_a_missing_file_and_a_folder(tmp_path):
         read_image_file(tmp_path)
 
 
-def test_question_is_stripped_and_must_not_be_empty():
+def test_question_is_stripped_and_a_blank_one_is_none_a_caption():
     assert check_question("  what style?  ") == "what style?"
     for empty in ("", "   ", None):
-        with pytest.raises(InputError, match="The question is empty"):
-            check_question(empty)
+        assert check_question(empty) is None
 
 
 # ---- the checkpoint and its run's files -------------------------------------------------------------
@@ -244,6 +243,31 @@ def test_predict_prints_the_answer_and_top_3(demo, tiny_checkpoint):
     assert lines[0] == f"answer: {expected.answer}" and lines[1].count(" | ") == 2
 
 
+def test_without_a_question_predict_and_the_demo_caption_the_image(demo, tiny_checkpoint, capsys):
+    image = tiny_checkpoint.parent / "images" / "img1.png"
+    pil = read_image_file(image)
+    caption = demo.predict(pil, None, num_beams=1, max_length=4)
+    direct = demo.model.generate({"image": demo.vis_processor(pil).unsqueeze(0)}, num_beams=1, max_length=4)
+    assert caption.answer == direct[0]  # generate() without a question: a caption after model.caption_prompt
+    # the prompt differs from a question's: the modulation's control tokens are the caption prompt's
+    asked = demo.predict(pil, QUESTION, num_beams=1, max_length=4)
+    assert not np.allclose(caption.strength, asked.strength)
+    assert caption.reference is not None and caption.strength.shape == caption.reference.shape
+    argv = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--image",
+        str(image),
+        "--num-beams",
+        "1",
+        "--max-length",
+        "4",
+    ]
+    assert predict.main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"caption: {caption.answer}"
+
+
 def unsafe_checkpoint(path):
     class SystemCall:
         def __reduce__(self):
@@ -256,7 +280,6 @@ def unsafe_checkpoint(path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--question", "   "], "The question is empty"),
         (["--image", "nowhere.png"], "No image file at nowhere.png"),
         (["--image", "notes.png"], "notes.png is not an image"),
         (["--checkpoint", "unsafe.pth"], "Refusing to load checkpoint unsafe.pth"),

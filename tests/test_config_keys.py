@@ -131,7 +131,7 @@ def test_values_are_converted_to_their_fields_types():
 
 
 def test_the_packaged_model_types_and_project_yamls_use_only_known_keys_and_typed_values():
-    from lavis_gated.configs.dataset_config import artquest_config
+    from lavis_gated.configs.dataset_config import artquest_config, captions_config
     from lavis_gated.configs.model_config import model_config
     from lavis_gated.configs.run_config import runner_config, task_config
 
@@ -141,15 +141,17 @@ def test_the_packaged_model_types_and_project_yamls_use_only_known_keys_and_type
         model_config(OmegaConf.load(path).model, where=path.name)
     for path in sorted((REPO / "lavis_gated" / "configs" / "datasets").glob("*/*.yaml")):
         check_boolean_spellings(path)
-        artquest_config(OmegaConf.load(path).datasets.artquest, where=path.name)
+        for name, block in OmegaConf.load(path).datasets.items():
+            {"artquest": artquest_config, "art_captions": captions_config}[name](block, where=path.name)
     for path in sorted((REPO / "projects" / "gated").glob("*.yaml")):
         check_boolean_spellings(path)
         cfg = OmegaConf.load(path)
         if "model" in cfg:  # over its model type's YAML, as LAVIS's Config merges them
             type_yaml = OmegaConf.load(model_types / f"{cfg.model.model_type}.yaml")
             model_config(OmegaConf.merge(type_yaml.model, cfg.model), where=f"{path.name}: model")
-        if "datasets" in cfg:
-            artquest_config(cfg.datasets.artquest, where=f"{path.name}: datasets.artquest")
+        for name, block in (cfg.get("datasets") or {}).items():
+            check = {"artquest": artquest_config, "art_captions": captions_config}[name]
+            check(block, where=f"{path.name}: datasets.{name}")
         if "run" in cfg and cfg.run.get("task") == "style_captioning":
             task_config(cfg.run, where=f"{path.name}: run")
             runner_config(cfg.run, where=f"{path.name}: run")

@@ -257,7 +257,7 @@ def test_synthetic_generator_is_deterministic(tmp_path):
     assert sorted(first) == ["test", "train", "val"]
     assert first["train"] == str(tmp_path / "a" / "artquest_train.csv")
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert len(a) == 3 + len(STYLES) * 4  # 3 CSVs and (2 + 1 + 1) images per style
+    assert len(a) == 6 + len(STYLES) * 4  # 3 CSVs, 3 caption JSONs and (2 + 1 + 1) images per style
     assert a == b  # byte-identical
     assert sorted(a) == sorted(c)
     images = [name for name in a if name.endswith(".png")]

@@ -236,7 +236,8 @@ def test_prompt_template_is_configurable():
     model = build_tiny(prompt="Q: {} A:")
     model.eval()
     samples = batch()
-    assert format_prompts(samples, model.prompt)[0] == "Q: what style is this painting A:"
+    questions = samples["text_input"]
+    assert format_prompts(samples, model.prompt, "", questions)[0] == "Q: what style is this painting A:"
     explicit = dict(samples, prompt=[f"Q: {q} A:" for q in samples["text_input"]])
     assert model.generate(samples, num_beams=2, max_length=4) == model.generate(
         explicit, num_beams=2, max_length=4

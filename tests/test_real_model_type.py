@@ -122,7 +122,9 @@ def test_type_has_lavis_dimensions_sources_and_defaults(model_type):
         lavis.preprocess.vis_processor
     )
     if lavis.model.load_finetuned:
-        assert ours.model.finetuned == lavis.model.finetuned and ours.model.prompt == lavis.model.prompt
+        assert (
+            ours.model.finetuned == lavis.model.finetuned and ours.model.caption_prompt == lavis.model.prompt
+        )
         assert OmegaConf.to_container(ours.preprocess) == OmegaConf.to_container(lavis.preprocess)
     # the style CNN's input size and filter: those of the weights' timm config (EfficientNet-B3: 320 px,
     # bicubic)

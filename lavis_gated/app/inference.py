@@ -87,17 +87,16 @@ class DemoModel:
         return [i for i, layer in enumerate(layers) if layer.has_cross_attention]
 
     def samples(self, image, question):
-        """A batch of one: the RGB PIL image and the question through the checkpoint's eval processors."""
-        return {
-            "image": self.vis_processor(image).unsqueeze(0),
-            "text_input": [self.text_processor(question)],
-        }
+        """A batch of one: the RGB PIL image and the question through the checkpoint's eval processors;
+        without a question (None) the image alone, which the model captions (text_inputs.row_texts)."""
+        samples = {"image": self.vis_processor(image).unsqueeze(0)}
+        return samples if question is None else {**samples, "text_input": [self.text_processor(question)]}
 
     @torch.no_grad()
     def predict(self, image, question, num_beams=DEFAULT_NUM_BEAMS, max_length=DEFAULT_MAX_LENGTH, top_k=5):
         """Answer (modulation on, and off when the model has one), the top_k styles with probabilities
         (highest first), the modulation strength (L, P, H) and its reference, for one RGB PIL image and its
-        question."""
+        question; with question None, its caption in place of the answer."""
         samples = self.samples(image, question)
         generation = {"num_beams": int(num_beams), "max_length": int(max_length)}
         with self._lock:
@@ -106,7 +105,7 @@ class DemoModel:
             if self.model.kv_modulation is not None:
                 with self.model.modulation_bypassed():
                     unmodulated = self.model.generate(samples, **generation)[0]
-                reference = self._reference_strength(samples["text_input"][0])
+                reference = self._reference_strength(samples.get("text_input", [None])[0])
             probabilities = self.model.style_probabilities(samples)[0]
             strength = self.model.modulation_strength(samples)
         return Prediction(
@@ -119,16 +118,16 @@ class DemoModel:
         )
 
     def _reference_strength(self, question):
-        """(L, P, H) mean strength over the reference images for this (processed) question, or None. Their
+        """(L, P, H) mean strength over the reference images for this (processed) question (None: captioning),
+        or None. Their
         style features are computed once; per question only the prompt mapper and modulation MLP run."""
         if self._reference_features is None:
             self._reference_features = self._style_features(self.reference_images)
         features = self._reference_features
         if not len(features):
             return None
-        strength = self.model.modulation_strength(
-            {"style_features": features, "text_input": [question] * len(features)}
-        )
+        asked = {} if question is None else {"text_input": [question] * len(features)}
+        strength = self.model.modulation_strength({"style_features": features, **asked})
         return strength.float().mean(0).numpy()
 
     def _style_features(self, paths):

@@ -1,4 +1,4 @@
-"""What a user hands the demo (an image file, a question) checked before the model sees it.
+"""What a user hands the demo (an image file, a question or none) checked before the model sees it.
 
 Each refusal is an InputError whose message is written for the person at the page or the command line:
 what was wrong and what to do instead. PIL only reads the header before the size checks, so an oversized
@@ -63,8 +63,6 @@ def read_image_file(path):
 
 
 def check_question(question):
-    """The question, stripped; InputError when it is empty."""
+    """The question, stripped; None when there is none (blank): the model then captions the image."""
     question = (question or "").strip()
-    if not question:
-        raise InputError("The question is empty: type a question about the image.")
-    return question
+    return question or None

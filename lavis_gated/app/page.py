@@ -120,13 +120,17 @@ def main():
             format_func=lambda p: p if p == NO_DEMO_IMAGE else os.path.basename(p),
             key="demo-image",
         )
-        question = right.text_input("Question", placeholder="What style is this painting?", key="question")
+        question = right.text_input(
+            "Question (blank: caption the image)", placeholder="What style is this painting?", key="question"
+        )
         beams, length = right.columns(2)
         num_beams = beams.slider("Beams", 1, 10, DEFAULT_NUM_BEAMS, key="num-beams")
         max_length = length.slider("Max length (new tokens)", 1, 40, DEFAULT_MAX_LENGTH, key="max-length")
         submitted = st.form_submit_button("Answer", type="primary")
     if not submitted:
-        st.info("Upload an image or pick a test image, type a question, and press Answer.")
+        st.info(
+            "Upload an image or pick a test image, type a question (or none: a caption), and press Answer."
+        )
         return
     try:
         image, name = chosen_image(uploaded, picked)
@@ -138,7 +142,7 @@ def main():
     with st.spinner("Answering (modulation on, then off) ..."):
         prediction = demo.predict(image, question, num_beams=num_beams, max_length=max_length)
     picture, results = st.columns([1, 4])
-    picture.image(image, caption=f"{name}: {question}", width="stretch")
+    picture.image(image, caption=f"{name}: {question or '(caption)'}", width="stretch")
     with results:
         show_answers(prediction)
         styles, heatmap = st.columns([1, 2])

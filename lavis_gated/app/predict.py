@@ -4,9 +4,10 @@
     answer: pop art
     styles: pop art 0.930 | cubism 0.031 | minimalism 0.012
 
---json prints {"answer", "answer_unmodulated", "styles": [{"style", "probability"}]} instead. Bad input (no
-such image, not an image, an empty question, no or an unsafe checkpoint) is a one-line message on stderr and
-exit status 2.
+Without --question (or with a blank one) the image is captioned: the first line reads "caption: ...".
+--json prints {"answer", "answer_unmodulated", "styles": [{"style", "probability"}]} instead ("answer" holds
+the caption when no question is given). Bad input (no such image, not an image, no or an unsafe checkpoint) is
+a one-line message on stderr and exit status 2.
 """
 
 import argparse
@@ -24,7 +25,9 @@ TOP_K = 3
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="lavis-gated-predict",
-        description="Answer one question about one image with a lavis-gated checkpoint; prints the answer "
+        description="Answer one question about one image (or caption it) with a lavis-gated checkpoint; "
+        "prints "
+        "the answer "
         f"and the style head's top {TOP_K} styles.",
     )
     parser.add_argument(
@@ -34,7 +37,9 @@ def parse_args(argv=None):
         f"{checkpoint_files.DEFAULT_PATTERN})",
     )
     parser.add_argument("--image", required=True, metavar="PATH", help="an image file (PNG, JPEG, ...)")
-    parser.add_argument("--question", required=True, help="the question about the image")
+    parser.add_argument(
+        "--question", default=None, help="the question about the image (omitted or blank: caption the image)"
+    )
     parser.add_argument(
         "--num-beams", type=int, default=DEFAULT_NUM_BEAMS, help="beam search width (default %(default)s)"
     )
@@ -51,9 +56,9 @@ def parse_args(argv=None):
     return args
 
 
-def format_lines(prediction):
+def format_lines(prediction, question=True):
     styles = " | ".join(f"{name} {probability:.3f}" for name, probability in prediction.styles)
-    return f"answer: {prediction.answer}\nstyles: {styles}"
+    return f"{'answer' if question else 'caption'}: {prediction.answer}\nstyles: {styles}"
 
 
 def format_json(prediction):
@@ -77,7 +82,7 @@ def main(argv=None):
         return 2
     demo = DemoModel.load(checkpoint)
     prediction = demo.predict(image, question, args.num_beams, args.max_length, top_k=TOP_K)
-    print(format_json(prediction) if args.json else format_lines(prediction))
+    print(format_json(prediction) if args.json else format_lines(prediction, question is not None))
     return 0
 
 

@@ -114,8 +114,22 @@ class ModelConfig:
         "seed of every randomly initialised part (frozen random parts are not in "
         "checkpoints, so they must be rebuilt identically)",
     )
-    prompt: str = setting("Question: {} Answer:", "prompt template; {} is the question")
-    max_txt_len: int = setting(32, "token budget for prompt + answer")
+    prompt: str = setting(
+        "Question: {} Answer:",
+        "template of a question row's prompt; {} is the question (required: a template without it is "
+        "refused, since every question would become the same prompt)",
+    )
+    caption_prompt: str = setting(
+        "",
+        "prompt of a caption row (no question), e.g. LAVIS's captioning types' 'a photo of'; masked from "
+        "the loss",
+    )
+    max_txt_len: int = setting(32, "token budget for a question row's prompt + answer (answer: half of it)")
+    max_caption_len: int = setting(
+        40,
+        "token budget of a caption target, the caption prompt counted apart; a caption cut by it gets no end "
+        "token",
+    )
     style_names: list[str] = setting(
         [],
         "style vocabulary; replaced by the train split's styles when training, by "
@@ -136,4 +150,18 @@ class ModelConfig:
 
 def model_config(block_values, where="model"):
     """A checked ModelConfig from a YAML `model:` block."""
-    return from_block(ModelConfig, block_values, where)
+    config = from_block(ModelConfig, block_values, where)
+    check_prompts(config, where)
+    return config
+
+
+def check_prompts(config, where="model"):
+    """The question template holds one {}: LAVIS's captioning types set `prompt: "a photo of"`, under which
+    every question would silently become the same prompt; their caption prompt is model.caption_prompt."""
+    if config.prompt.count("{}") != 1:
+        raise ValueError(
+            f"{where}.prompt {config.prompt!r} must hold {{}} once, where the question goes (e.g. "
+            f"'Question: {{}} Answer:'); a captioning prompt such as 'a photo of' is {where}.caption_prompt"
+        )
+    if config.max_caption_len < 1:
+        raise ValueError(f"{where}.max_caption_len is {config.max_caption_len}; it must be at least 1")

@@ -4,7 +4,7 @@ the code's defaults (a test checks the file is current).
     python -m lavis_gated.configs.reference > docs/configuration.md
 """
 
-from lavis_gated.configs.dataset_config import BUILD_INFO_KEYS, ArtQuestConfig
+from lavis_gated.configs.dataset_config import BUILD_INFO_KEYS, ArtQuestConfig, CaptionsConfig
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.configs.run_config import LAVIS_RUN_KEYS, RunnerConfig, TaskConfig
 from lavis_gated.configs.schema import rows
@@ -65,6 +65,14 @@ def reference():
                     + "; ".join(f"`build_info.{k}`: {v}" for k, v in BUILD_INFO_KEYS.items())
                     + ".",
                     rows(ArtQuestConfig, "datasets.artquest."),
+                ),
+                table(
+                    "datasets.art_captions",
+                    "The `datasets.art_captions:` block (`CaptionsConfig`, "
+                    "`lavis_gated/configs/dataset_config.py`), beside LAVIS's `vis_processor`, "
+                    "`text_processor` and `build_info` (`annotations` and `images`, as for artquest); the "
+                    "layouts are in docs/data.md.",
+                    rows(CaptionsConfig, "datasets.art_captions."),
                 ),
                 table(
                     "run: the style_captioning task",

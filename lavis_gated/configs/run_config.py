@@ -8,7 +8,15 @@ from typing import Optional
 
 from lavis_gated.configs.schema import check_keys, from_block, plain, setting
 
-SELECT_BY = ("loss", "em", "vqa_acc", "style_head_acc", "style_hit_rate")
+SELECT_BY = (
+    "loss",
+    "em",
+    "vqa_acc",
+    "style_head_acc",
+    "style_hit_rate",
+    "caption_cider",
+    "caption_style_naming_rate",
+)
 
 
 @dataclass
@@ -55,9 +63,15 @@ class TaskConfig:
     )
     caption_tokenizer: str = setting(
         "auto",
-        "tokenisation of bleu4/rougeL/cider: ptb (pycocoevalcap's PTB tokenizer, needs Java), words "
+        "tokenisation of the text metrics (bleu, meteor, rougeL, cider): ptb (pycocoevalcap's PTB tokenizer, "
+        "needs Java), words "
         "(lower-cased runs of letters and digits) or auto (ptb when Java runs, else words)",
         choices=("auto", "ptb", "words"),
+    )
+    meteor: bool = setting(
+        True,
+        "compute METEOR (pycocoevalcap's Meteor: needs Java, named in not_computed without it; its first use "
+        "in a process loads paraphrase tables, about 25 s)",
     )
     amp: bool = setting(False, "autocast on CUDA")
     amp_dtype: str = setting(

@@ -1,2 +1,2 @@
-"""ArtQuest-format data: files, shards, style sources, checks, the builder `artquest` (registered by importing
-lavis_gated), synthetic data and the frozen-feature cache."""
+"""ArtQuest-format data and caption files: files, shards, style sources, checks, the builders `artquest` and
+`art_captions` (registered by importing lavis_gated), synthetic data and the frozen-feature cache."""

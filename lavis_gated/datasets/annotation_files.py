@@ -35,10 +35,16 @@ def decode_text(path, encoding="utf-8"):
     return text[1:] if text.startswith("\ufeff") else text  # a byte-order mark is not part of the header
 
 
-def _as_strings(frame):
-    return frame.apply(
-        lambda column: column.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
-    )
+def _as_text(value, keep_lists=False):
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if keep_lists and isinstance(value, list):
+        return [_as_text(v) for v in value]
+    return str(value)
+
+
+def _as_strings(frame, keep_lists=False):
+    return frame.apply(lambda column: column.map(lambda v: _as_text(v, keep_lists)))
 
 
 def _json_records(text, path, lines):
@@ -101,11 +107,12 @@ def _delimited_records(text, path, delimiter):
     return header, rows, starts
 
 
-def read_table(path, encoding="utf-8", delimiter=None):
+def read_table(path, encoding="utf-8", delimiter=None, keep_lists=False):
     """Rows of an annotation file as a DataFrame of strings, the format chosen by the file extension.
 
     .csv / .tsv (or `delimiter`), .json (a list of objects, e.g. AQUA), .jsonl (one object per line).
-    The index holds each record's line (its position from 1 in a .json list). Raises FileNotFoundError
+    The index holds each record's line (its position from 1 in a .json list). keep_lists: a JSON list value
+    (an image's captions) stays a list of strings. Raises FileNotFoundError
     for a missing file and ValueError, naming the file and line, for an empty, undecodable or malformed
     one.
     """
@@ -128,4 +135,4 @@ def read_table(path, encoding="utf-8", delimiter=None):
             raise ValueError(f"{path}: the header names column(s) {repeated} more than once")
         frame = pd.DataFrame(rows, columns=header, index=starts, dtype=object)
     frame.columns = [str(c).strip() for c in frame.columns]
-    return _as_strings(frame)
+    return _as_strings(frame, keep_lists)

@@ -93,7 +93,7 @@ def read_split(
     )
     records, skipped = check_rows(records, path, fields, duplicate_rows)
     if images is not None:
-        records, bad = _attach_images(records, path, split, images)
+        records, bad = attach_images(records, path, split, images)
         skipped.update(bad)
     kept = frame.loc[records.index]
     styles = style_labels(kept, fields["style"], fields["image"], style_table)
@@ -110,7 +110,7 @@ def read_split(
     return records.to_dict("records"), {**skipped, **no_style}
 
 
-def _attach_images(records, source, split, images: ImageCheck):
+def attach_images(records, source, split, images: ImageCheck):
     """records (a frame of rows) with their resolved "image_path"; a relative image path leading out of the
     image root is an error (unless images.allow_outside_root); rows whose image is missing or does not
     decode are an error listing the first few (bad_image: error) or dropped and counted (bad_image: skip).

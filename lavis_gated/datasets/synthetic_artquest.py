@@ -1,4 +1,4 @@
-"""A deterministic synthetic data set in the ArtQuest CSV layout, for the demo and the tests.
+"""A deterministic synthetic data set in the ArtQuest CSV layout, with captions, for the demo and the tests.
 
 Each painting is drawn procedurally in one of several visually distinct "styles" (palette plus brush
 texture) and carries a central shape drawn independently of the style, so the data asks two kinds of
@@ -9,6 +9,7 @@ question: one about the style (what the style regularisers are for) and one abou
 
 import argparse
 import csv
+import json
 import math
 import os
 
@@ -153,7 +154,8 @@ def answers_and_label(style, shape, real_looking=False):
 
 
 def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False, shared_palette=False):
-    """Write images/ and artquest_{train,val,test}.csv under out_dir; return {split: csv path}.
+    """Write images/, artquest_{train,val,test}.csv and captions_{train,val,test}.json under out_dir; return
+    {split: csv path}.
 
     Every image gets one question of each type; the shape is balanced per style and split. real_looking:
     answers such as "Ukiyo-e", "Pop Art", "Minimalism (Modern)", "Circle" and labels such as "Ukiyo_e"
@@ -164,31 +166,76 @@ def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False
     image_dir = os.path.join(out_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
     paths = {}
-    for split_index, (split, count) in enumerate(sorted(images_per_style.items())):
+    for split, paintings in split_paintings(images_per_style, seed).items():
         rows = []
-        for style_index, style in enumerate(STYLES):
-            for i in range(count):
-                image_seed, shape = _seed_and_shape(seed, split_index, style_index, i)
-                file_name = f"{split}_{style.replace(' ', '_')}_{i:04d}.png"
-                painting = draw_painting(style, shape, image_seed, size, shared_palette)
-                painting.save(os.path.join(image_dir, file_name))
-                answers, label = answers_and_label(style, shape, real_looking)
-                for question_type, templates in QUESTION_TEMPLATES.items():
-                    rows.append(
-                        {
-                            "question_id": f"{split}-{len(rows):06d}",
-                            "image": file_name,
-                            "question": templates[(i + style_index) % len(templates)],
-                            "answer": answers[question_type],
-                            "question_type": question_type,
-                            "style": label,
-                        }
-                    )
+        for file_name, style, shape, image_seed, variant in paintings:
+            painting = draw_painting(style, shape, image_seed, size, shared_palette)
+            painting.save(os.path.join(image_dir, file_name))
+            answers, label = answers_and_label(style, shape, real_looking)
+            for question_type, templates in QUESTION_TEMPLATES.items():
+                rows.append(
+                    {
+                        "question_id": f"{split}-{len(rows):06d}",
+                        "image": file_name,
+                        "question": templates[variant % len(templates)],
+                        "answer": answers[question_type],
+                        "question_type": question_type,
+                        "style": label,
+                    }
+                )
         paths[split] = os.path.join(out_dir, f"artquest_{split}.csv")
         with open(paths[split], "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
+    write_captions(out_dir, images_per_style, seed, real_looking)
+    return paths
+
+
+def split_paintings(images_per_style, seed=0):
+    """{split: [(image file name, style, shape, drawing seed, variant)]}: every painting generate() draws, in
+    its order; variant picks the question (and caption) wording."""
+    out = {}
+    for split_index, (split, count) in enumerate(sorted(images_per_style.items())):
+        out[split] = [
+            (f"{split}_{style.replace(' ', '_')}_{i:04d}.png", style, shape, image_seed, i + style_index)
+            for style_index, style in enumerate(STYLES)
+            for i in range(count)
+            for image_seed, shape in [_seed_and_shape(seed, split_index, style_index, i)]
+        ]
+    return out
+
+
+def captions_of(style, shape, real_looking=False):
+    """Three reference captions of a painting, each naming its style and its shape ("an ukiyo-e print of a
+    circle"), as the answers spell the style."""
+    name = answers_and_label(style, shape, real_looking)[0]["style"] if real_looking else style
+    work = "print" if style == "ukiyo-e" else "painting"
+    article = "an" if name[0].lower() in "aeiou" else "a"
+    return [
+        f"{article} {name} {work} of a {shape}",
+        f"a {shape} in the center of {article} {name} {work}",
+        f"{article} {name} {work} with a {shape} in the middle",
+    ]
+
+
+def write_captions(out_dir, images_per_style, seed=0, real_looking=False):
+    """captions_<split>.json beside the ArtQuest files, in the ArtCap-style JSON layout ({"image",
+    "captions": [three captions], "style"} per painting) read by the art_captions builder; the images are
+    generate()'s. Returns {split: path}."""
+    paths = {}
+    for split, paintings in split_paintings(images_per_style, seed).items():
+        records = [
+            {
+                "image": file_name,
+                "captions": captions_of(style, shape, real_looking),
+                "style": answers_and_label(style, shape, real_looking)[1],
+            }
+            for file_name, style, shape, _, _ in paintings
+        ]
+        paths[split] = os.path.join(out_dir, f"captions_{split}.json")
+        with open(paths[split], "w", encoding="utf-8") as handle:
+            json.dump(records, handle, indent=1)
     return paths
 
 
@@ -207,7 +254,9 @@ def write_style_folders(out_dir, per_style, seed=0, size=64, shared_palette=Fals
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder (images/ and artquest_*.csv)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (images/, artquest_*.csv and captions_*.json)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument(

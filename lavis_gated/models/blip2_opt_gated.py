@@ -95,6 +95,7 @@ class Blip2OPTGated(Blip2OPT):
         )
         self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
+        self.caption_prompt, self.max_caption_len = config.caption_prompt, config.max_caption_len
         self.vit_precision, self.opt_precision = stored["vit_precision"], stored["opt_precision"]
         self._frozen_parts_device = None  # the device type prepare_frozen_parts last settled them for
 
@@ -186,10 +187,14 @@ class Blip2OPTGated(Blip2OPT):
 
     # ---- inputs ---------------------------------------------------------------------------------------
 
-    def prompt_batch(self, samples, budgets=None, left=True):
+    def prompt_batch(self, samples, budgets=None, left=True, questions=None):
         """(prompt token ids, their per-row id lists): (ids (B, T), mask (B, T)) padded on the left
-        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget."""
-        prompts = text_inputs.format_prompts(samples, self.prompt)
+        (generation, the modulation heatmap) or the right (training), and the ids within each row's budget.
+        questions: per row, its question or None for a caption row (default: text_inputs.row_texts'
+        generation rule)."""
+        if questions is None:
+            questions, _ = text_inputs.row_texts(samples, training=False)
+        prompts = text_inputs.format_prompts(samples, self.prompt, self.caption_prompt, questions)
         ids = text_inputs.prompt_ids(
             self.opt_tokenizer, prompts, budgets or [self.max_txt_len] * len(prompts)
         )
@@ -265,20 +270,34 @@ class Blip2OPTGated(Blip2OPT):
     # ---- training -------------------------------------------------------------------------------------
 
     def forward(self, samples):
-        """LM loss on the answer tokens only, plus what the task's style terms need.
+        """LM loss on the target tokens only (answers of question rows, captions of caption rows), plus what
+        the task's style terms need.
 
-        Returns loss / lm_loss (scalar, the mean over answer tokens), logits (B, T, V) fp32 predicting targets
-        (B, T) (IGNORE where not an answer token), image_style_logits (B, S), style_ids (B,) and, for the rows
+        Rows (text_inputs.row_texts): a question row's prompt is model.prompt on its question, and it keeps
+        at most max_txt_len // 2 answer tokens, its prompt the rest of max_txt_len; a caption row's prompt is
+        model.caption_prompt, counted apart, and it keeps at most max_caption_len caption tokens. Either
+        target ends with the "\n" end token unless the budget cut it. The prompt is masked from the loss.
+
+        Returns loss / lm_loss (scalar, the mean over target tokens), logits (B, T, V) fp32 predicting targets
+        (B, T) (IGNORE where not a target token), image_style_logits (B, S), style_ids (B,) and, for the rows
         of samples["style_name_rows"] (B,) bool if given, style_name_log_probs (B, S) fp32: log P(each style's
         answer form | image, prompt) (style_parts.py), 0 in the other rows.
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
-        answers = text_inputs.answer_ids(
-            self.opt_tokenizer, samples["answer"], self.max_txt_len, self.eos_token_id
+        questions, texts = text_inputs.row_texts(samples, training=True)
+        captions = [q is None for q in questions]
+        answers = text_inputs.target_ids(
+            self.opt_tokenizer,
+            texts,
+            [self.max_caption_len if c else self.max_txt_len // 2 for c in captions],
+            self.eos_token_id,
         )
+        budgets = [
+            text_inputs.UNLIMITED if c else self.max_txt_len - len(a) for c, a in zip(captions, answers)
+        ]
         (prompt_tokens, prompt_mask), prompts = self.prompt_batch(
-            samples, [self.max_txt_len - len(a) for a in answers], left=False
+            samples, budgets, left=False, questions=questions
         )
         inputs_opt, image_style_logits = self.encode_image(
             frozen, prompt_tokens.to(device), prompt_mask.to(device)
@@ -374,9 +393,10 @@ class Blip2OPTGated(Blip2OPT):
         num_captions=1,
         temperature=1,
     ):
-        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
-        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
-        prompt."""
+        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features): an answer
+        for a row with a question, a caption (after model.caption_prompt) for a row without one
+        (text_inputs.row_texts); list of B * num_captions str. Prompts are left-padded, so each answer
+        follows its prompt."""
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
         (input_ids, prompt_mask), _ = self.prompt_batch(samples)

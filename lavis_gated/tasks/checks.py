@@ -10,12 +10,13 @@ With `style_question_types: [style]` on data without a `style` question type (th
 artist, school, timeframe, type, technique, title), the hit-rate and KL terms apply to no row, so they are
 silently off and their metrics read as if perfect.
 
-Reference answers against the model's token budgets, counted per split at build time.
+Reference answers and captions against the model's token budgets, counted per split at build time.
 
 Generation stops after run.max_len new tokens, and training keeps at most model.max_txt_len // 2 tokens
 of an answer (text_inputs.answer_ids). Both count tokens of the model's tokenizer, not words: with the
 tiny model's 599-token vocabulary "1951-2000" is 7 tokens, so run.max_len: 6 can never produce it and
-caps exact match below 1 with no other hint.
+caps exact match below 1 with no other hint. A caption keeps at most model.max_caption_len tokens (its
+prompt counted apart); a caption cut there is trained without the end token.
 """
 
 import logging
@@ -23,7 +24,7 @@ import logging
 from lavis_gated.common.checkpoints import load_checkpoint, local_checkpoint_path
 from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
 from lavis_gated.models.style_parts import set_answer_forms
-from lavis_gated.models.text_inputs import answer_ids
+from lavis_gated.models.text_inputs import UNLIMITED, answer_ids
 from lavis_gated.styles import StyleVocabulary, answer_forms, mentions_style, unseen_styles
 from lavis_gated.tasks.losses import coverage, uncovered_terms
 
@@ -147,9 +148,6 @@ def check_style_coverage(train_rows, style_question_types, weights):
     return covered
 
 
-UNLIMITED = 1 << 30  # a token budget no answer reaches
-
-
 def answer_token_counts(tokenizer, answers, eos_token_id):
     """{answer: its tokens} of the distinct answers, tokenised as training targets are (end token not
     counted)."""
@@ -192,11 +190,51 @@ def report_answer_lengths(tokenizer, split_answers, eos_token_id, max_len, max_t
         if stats["over_answer_budget"]:
             logging.warning(
                 "%s: %d of %d reference answers are longer than model.max_txt_len // 2 = %d tokens: training "
-                "targets keep only that many; first: %s",
+                "targets keep only that many, and no end token; first: %s",
                 split,
                 stats["over_answer_budget"],
                 len(answers),
                 max_txt_len // 2,
                 _first(counts, max_txt_len // 2),
+            )
+    return report
+
+
+def report_caption_lengths(tokenizer, split_captions, eos_token_id, max_len, max_caption_len):
+    """{split: {"captions", "cut", "over_max_len", "longest"}} for {split: reference captions}: "cut" counts
+    the captions model.max_caption_len cuts (trained without their end token); a warning per split and budget
+    that some caption exceeds."""
+    report = {}
+    for split, captions in split_captions.items():
+        if not captions:
+            continue
+        counts = answer_token_counts(tokenizer, captions, eos_token_id)
+        lengths = [counts[c] for c in captions]
+        stats = {
+            "captions": len(captions),
+            "cut": sum(n > max_caption_len for n in lengths),
+            "over_max_len": sum(n > max_len for n in lengths),
+            "longest": max(lengths),
+        }
+        report[split] = stats
+        if stats["cut"]:
+            logging.warning(
+                "%s: %d of %d captions are longer than model.max_caption_len = %d tokens: they are cut there "
+                "and trained without the end token (the longest has %d); first: %s",
+                split,
+                stats["cut"],
+                len(captions),
+                max_caption_len,
+                stats["longest"],
+                _first(counts, max_caption_len),
+            )
+        if stats["over_max_len"]:
+            logging.warning(
+                "%s: %d of %d reference captions are longer than run.max_len = %d tokens: generation stops "
+                "before their end",
+                split,
+                stats["over_max_len"],
+                len(captions),
+                max_len,
             )
     return report

@@ -1,6 +1,7 @@
-"""What evaluating a split produces: one record per question (the generated answer, the reference, every
-loss part, the style ids and hits, and for gated models the modulation strength), gathered on rank 0 once per
-question_id. tasks/metrics.py turns the records into the reported numbers; write_split_outputs writes them.
+"""What evaluating a split produces: one record per question or captioned image (the generated text, the
+reference(s), every loss part, the style ids and hits, and for gated models the modulation strength),
+gathered on rank 0 once per question_id. tasks/metrics.py turns the records into the reported numbers;
+write_split_outputs writes them.
 
 What an evaluated split leaves in the run folder, written atomically (readers never see half a file):
 <split>_metrics.json, <split>_predictions.json, <split>_modulation.json (gated models): the latest
@@ -29,6 +30,7 @@ from lavis.datasets.data_utils import prepare_sample
 from tqdm import tqdm
 
 from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.datasets.caption_dataset import REFERENCE_SEPARATOR
 from lavis_gated.styles import normalise_style
 from lavis_gated.tasks.metrics import TERMS
 
@@ -46,6 +48,11 @@ def batch_records(model, samples, parts, generation, with_modulation):
             "question": samples["text_input"][i],
             "prediction": predictions[i],
             "answer": samples["answer"][i],
+            **(
+                {"references": samples["references"][i].split(REFERENCE_SEPARATOR)}
+                if "references" in samples
+                else {}
+            ),
             "question_type": samples["question_type"][i],
             "style": samples["style"][i],
             "style_id": int(parts["style_ids"][i]),

@@ -30,6 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized
 
+from lavis_gated.models.text_inputs import row_texts
 from lavis_gated.styles import NO_STYLE, mentions_style
 from lavis_gated.tasks.metrics import weighted_total
 
@@ -51,12 +52,13 @@ def per_sample_parts(model, samples, row_rule, kl_temperature=1.0, score_names=T
     model's log-probability of each style's name, for the style rows: extra work, skipped when unweighted).
     """
     core = model.module if hasattr(model, "module") else model
-    size = len(samples["answer"])
+    _, answers = row_texts(samples, training=True)  # answers, or captions (LAVIS's caption rows too)
+    size = len(answers)
     names = core.vocabulary.names
     rows = row_rule.rows(
         core.vocabulary.ids(samples.get("style") or [None] * size),
         samples.get("question_type") or [""] * size,
-        samples["answer"],
+        answers,
         names,
     )
     out = model({**samples, "style_name_rows": rows} if score_names else samples)

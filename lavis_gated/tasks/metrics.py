@@ -6,7 +6,8 @@ contractions; this module calls those methods), then matches the prediction agai
 normalised the same way, as LAVIS's GQA task does for single-reference data. It is not the VQAv2 accuracy
 min(1, matches among 10 annotators / 3), which needs several references per question (docs/evaluation.md).
 
-Caption metrics over generated text: BLEU-4, ROUGE-L and CIDEr with pycocoevalcap's own scorers.
+Text metrics over generated text, against every reference of an item: BLEU-1 to 4, METEOR, ROUGE-L and
+CIDEr (and SPICE where it runs) with pycocoevalcap's own scorers, as COCO caption evaluation computes them.
 
 The COCO evaluation tokenises with pycocoevalcap's PTBTokenizer (the Stanford PTB tokenizer; it runs Java):
 lower case, "don't" -> "do n't", "Ukiyo-e" stays one token, "." "," "?" "-" and quotes dropped, and brackets
@@ -14,6 +15,11 @@ kept as the tokens -lrb- / -rrb- (its punctuation list spells them in upper case
 runtime runs ("ptb"). Without Java each text is lower-cased and split into runs of letters and digits
 ("words": "Ukiyo-e" -> "ukiyo e", "don't" -> "don t"); the scores then differ from the COCO ones wherever
 the two tokenisations differ. The metrics name the one used (caption_tokenizer).
+
+METEOR is pycocoevalcap's Meteor (its meteor-1.5.jar; Java): one process per Python process, started on first
+use (it loads its paraphrase tables: about 25 s on two busy cores) and reused. SPICE needs Stanford CoreNLP
+models that pycocoevalcap downloads on first use; offline, without them, it is not computed. A metric that
+cannot run is None and named, with the reason, in `not_computed`.
 
 Every number reported for an evaluated split, from its per-sample records (pure; docs/evaluation.md
 defines each one). A metric of rows that the split does not have (no style row, no labelled row) is None
@@ -86,7 +92,8 @@ def _mean(scores, index):
 
 
 def answer_metrics(records):
-    """records: dicts with prediction, answer, question_type -> em, vqa_acc, em_by_type, vqa_acc_by_type."""
+    """records: dicts with prediction, answer, question_type -> em, vqa_acc (None without records),
+    em_by_type, vqa_acc_by_type."""
     by_type = defaultdict(list)
     for r in records:
         by_type[r["question_type"]].append(
@@ -94,8 +101,8 @@ def answer_metrics(records):
         )
     everything = [s for scores in by_type.values() for s in scores]
     return {
-        "em": _mean(everything, 0),
-        "vqa_acc": _mean(everything, 1),
+        "em": _mean(everything, 0) if everything else None,
+        "vqa_acc": _mean(everything, 1) if everything else None,
         "em_by_type": {t: _mean(s, 0) for t, s in sorted(by_type.items())},
         "vqa_acc_by_type": {t: _mean(s, 1) for t, s in sorted(by_type.items())},
     }
@@ -108,6 +115,20 @@ def style_word_hit_rate(records, style_names):
     if not referenced:
         return None
     return sum(mentions_style(r["prediction"], style_names) for r in referenced) / len(referenced)
+
+
+def style_naming_rates(records):
+    """(rate, {style: rate}): the share of generated texts that name their image's own style (record "style",
+    a normalised label; styles.py's whole-word match), over the records with a style, and per
+    style; (None, {}) when no record has one. What a caption says of its image's style."""
+    by_style = defaultdict(list)
+    for r in records:
+        if r["style"]:
+            by_style[r["style"]].append(mentions_style(r["prediction"], [r["style"]]))
+    named = [hit for hits in by_style.values() for hit in hits]
+    if not named:
+        return None, {}
+    return sum(named) / len(named), {style: sum(h) / len(h) for style, h in sorted(by_style.items())}
 
 
 _WORD = re.compile(r"\w+")
@@ -160,25 +181,91 @@ def chosen_tokenizer(choice="auto") -> str:
     return "ptb"
 
 
-def caption_metrics(records, tokenizer="auto"):
-    """records: dicts with prediction and answer (one reference each) -> bleu4, rougeL, cider (corpus
-    level) and caption_tokenizer (ptb or words)."""
+@functools.lru_cache(maxsize=1)
+def _meteor():
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
+
+
+def meteor_problem():
+    """None when pycocoevalcap's METEOR runs here, else why it does not."""
+    if shutil.which("java") is None:
+        return "needs a Java runtime (none on PATH)"
+    try:
+        _meteor()
+    except (OSError, subprocess.SubprocessError, ImportError) as error:
+        return f"pycocoevalcap's Meteor did not start ({error})"
+    return None
+
+
+def spice_problem():
+    """None when pycocoevalcap's SPICE can run offline here, else why not."""
+    if shutil.which("java") is None:
+        return "needs a Java runtime (none on PATH)"
+    try:
+        from pycocoevalcap.spice import spice
+    except ImportError as error:
+        return f"pycocoevalcap's SPICE does not import ({error})"
+    lib = os.path.join(os.path.dirname(spice.__file__), "lib")
+    if not os.path.isfile(os.path.join(lib, "stanford-corenlp-3.6.0.jar")):
+        return (
+            "needs Stanford CoreNLP 3.6.0 in pycocoevalcap/spice/lib, which pycocoevalcap downloads on first "
+            "use (not offline)"
+        )
+    return None
+
+
+TEXT_SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider")
+
+
+def text_scores(references, predictions, tokenizer="auto", meteor=False, spice=False):
+    """references: per item its reference texts (one or more); predictions: per item one text -> (scores,
+    not_computed, tokenizer used). scores: TEXT_SCORES (corpus level; meteor None unless asked and Java runs)
+    and, with spice, "spice"; not_computed: {metric: why} for those asked for that cannot run."""
     # Imported here: training (and the GPU benchmark host, which has no pycocoevalcap) never needs them.
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
     used = chosen_tokenizer(tokenizer)
-    if not records:
-        return {"bleu4": None, "rougeL": None, "cider": None, "caption_tokenizer": used}
-    texts = [r["answer"] for r in records] + [r["prediction"] for r in records]
+    scores = {name: None for name in TEXT_SCORES + (("spice",) if spice else ())}
+    problems = {"meteor": meteor_problem() if meteor else None, "spice": spice_problem() if spice else None}
+    not_computed = {name: why for name, why in problems.items() if why}
+    if not predictions:
+        return scores, not_computed, used
+    texts = [t for refs in references for t in refs] + list(predictions)
     tokens = ptb_tokenise(texts) if used == "ptb" else [tokenise(t) for t in texts]
-    refs = {i: [tokens[i]] for i in range(len(records))}
-    hyps = {i: [tokens[len(records) + i]] for i in range(len(records))}
+    refs, start = {}, 0
+    for i, item in enumerate(references):
+        refs[i], start = tokens[start : start + len(item)], start + len(item)
+    hyps = {i: [tokens[start + i]] for i in range(len(predictions))}
     bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
-    rouge, _ = Rouge().compute_score(refs, hyps)
-    cider, _ = Cider().compute_score(refs, hyps)
-    return {"bleu4": float(bleu[3]), "rougeL": float(rouge), "cider": float(cider), "caption_tokenizer": used}
+    scores.update({f"bleu{n + 1}": float(bleu[n]) for n in range(4)})
+    scores["rougeL"] = float(Rouge().compute_score(refs, hyps)[0])
+    scores["cider"] = float(Cider().compute_score(refs, hyps)[0])
+    if meteor and "meteor" not in not_computed:
+        scores["meteor"] = float(_meteor().compute_score(refs, hyps)[0])
+    if spice and "spice" not in not_computed:
+        from pycocoevalcap.spice.spice import Spice
+
+        scores["spice"] = float(Spice().compute_score(refs, hyps)[0])
+    return scores, not_computed, used
+
+
+def caption_metrics(records, tokenizer="auto", meteor=False, prefix="", spice=False):
+    """records: dicts with prediction and answer, and "references" (all of the item's) where it has several
+    -> TEXT_SCORES named with `prefix` (corpus level), caption_tokenizer (ptb or words) and not_computed
+    ({prefixed metric: why}). meteor / spice: compute them (the task passes run.meteor)."""
+    references = [r.get("references") or [r["answer"]] for r in records]
+    scores, not_computed, used = text_scores(
+        references, [r["prediction"] for r in records], tokenizer, meteor, spice
+    )
+    return {
+        **{prefix + name: value for name, value in scores.items()},
+        "caption_tokenizer": used,
+        "not_computed": {prefix + name: why for name, why in not_computed.items()},
+    }
 
 
 def _mean_or_none(values):
@@ -189,9 +276,20 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
-def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto"):
+def is_caption(row):
+    """A caption row (or its record): its question is blank (text_inputs.row_texts' rule); a row without a
+    "question" key is not one."""
+    question = row.get("question")
+    return question is not None and not str(question).strip()
+
+
+def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto", meteor=False):
     """records: valid_step's dicts; weights: {term: weight}; select_by: what agg_metrics is;
-    caption_tokenizer: caption_metrics' choice (auto, ptb or words)."""
+    caption_tokenizer: caption_metrics' choice (auto, ptb or words); meteor: compute METEOR (run.meteor).
+
+    Question rows give the answer metrics (em, vqa_acc, bleu1-4, meteor, rougeL, cider); caption rows the
+    caption metrics (caption_*: each image's one caption against all its references), and the rate at which
+    captions name their image's style, overall and per style."""
     style_rows = [r for r in records if r["style_row"]]
     hit_rows = [r for r in style_rows if r["style_positions"] > 0]
     labelled = [r for r in records if r["style_id"] >= 0]
@@ -219,8 +317,16 @@ def split_metrics(records, weights, select_by, style_names, caption_tokenizer="a
     m["loss"] = weighted_total({term: m[term] or 0.0 for term in TERMS}, weights) if records else None
     if not weights["style_ce"]:
         del m["style_ce"]  # not trained: the style head is random
-    m.update(answer_metrics(records))
-    m.update(caption_metrics(records, caption_tokenizer))
+    answers = [r for r in records if not is_caption(r)]
+    captions = [r for r in records if is_caption(r)]
+    m["num_caption_rows"] = len(captions)
+    m.update(answer_metrics(answers))
+    answer_text = caption_metrics(answers, caption_tokenizer, meteor)
+    caption_text = caption_metrics(captions, caption_tokenizer, meteor, prefix="caption_", spice=True)
+    m.update(answer_text)
+    m.update(caption_text)
+    m["not_computed"] = {**answer_text["not_computed"], **caption_text["not_computed"]}
+    m["caption_style_naming_rate"], m["caption_style_naming_rate_by_style"] = style_naming_rates(captions)
     if select_by == "loss":
         m["agg_metrics"] = None if m["loss"] is None else 1.0 / (1.0 + m["loss"])
     else:

@@ -30,10 +30,10 @@ from lavis_gated.configs.run_config import TaskConfig, run_keys, task_config
 from lavis_gated.configs.schema import from_block
 from lavis_gated.styles import StyleVocabulary
 from lavis_gated.tasks import checks, losses
-from lavis_gated.tasks.checks import check_style_coverage, report_answer_lengths
+from lavis_gated.tasks.checks import check_style_coverage, report_answer_lengths, report_caption_lengths
 from lavis_gated.tasks.evaluation import batch_records, evaluate_split, write_split_outputs
 from lavis_gated.tasks.losses import StyleRowRule
-from lavis_gated.tasks.metrics import split_metrics
+from lavis_gated.tasks.metrics import is_caption, split_metrics
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 
 AMP_DTYPES = {
@@ -68,6 +68,8 @@ class StyleCaptioningTask(BaseTask):
         self.split_styles = {}
         self.split_answers = {}  # "<dataset>/<split>" -> reference answers, checked against the token budgets
         self.answer_lengths = None  # {split: answers over run.max_len / model.max_txt_len // 2}
+        self.split_captions = {}  # "<dataset>/<split>" -> reference captions, checked against max_caption_len
+        self.caption_lengths = None  # {split: captions cut by model.max_caption_len, over run.max_len}
         self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
@@ -124,11 +126,14 @@ class StyleCaptioningTask(BaseTask):
         # the question types first (a clear message); the terms' coverage by run.style_rows once the model's
         # tokens are known (build_model, checks.check_coverage)
         check_style_coverage(self.train_rows, self.style_question_types, self.weights)
-        self.split_answers = {
-            f"{name}/{split}": [row["answer"] for row in d.annotation]
-            for name, splits in datasets.items()
-            for split, d in splits.items()
-        }
+        self.split_answers, self.split_captions = {}, {}
+        for name, splits in datasets.items():
+            for split, d in splits.items():
+                rows = d.annotation
+                self.split_answers[f"{name}/{split}"] = [r["answer"] for r in rows if not is_caption(r)]
+                self.split_captions[f"{name}/{split}"] = [
+                    c for r in rows if is_caption(r) for c in r.get("references") or [r["answer"]]
+                ]
 
     def build_model(self, cfg):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
@@ -157,6 +162,14 @@ class StyleCaptioningTask(BaseTask):
             self.config.max_len,
             model.max_txt_len,
         )
+        if any(self.split_captions.values()):
+            self.caption_lengths = report_caption_lengths(
+                model.opt_tokenizer,
+                self.split_captions,
+                model.eos_token_id,
+                self.config.max_len,
+                model.max_caption_len,
+            )
         return model
 
     def warn_unscaled_fp16(self, model, run_cfg):
@@ -298,7 +311,12 @@ class StyleCaptioningTask(BaseTask):
 
     def metrics(self, records):
         return split_metrics(
-            records, self.weights, self.select_by, self.style_names, self.config.caption_tokenizer
+            records,
+            self.weights,
+            self.select_by,
+            self.style_names,
+            self.config.caption_tokenizer,
+            self.config.meteor,
         )
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):

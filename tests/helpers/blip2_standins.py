@@ -44,7 +44,7 @@ def gated_config(sources, **overrides):
         {
             "image_size": IMAGE_SIZE,
             "num_query_token": NUM_QUERY_TOKEN,
-            "prompt": PROMPT,
+            "caption_prompt": PROMPT,  # LAVIS Blip2OPT's prompt: the prompt of rows without a question
             "qformer_bert": sources["bert"],
             "qformer_random_init": False,
             "opt_model": sources["opt"],

@@ -19,11 +19,38 @@ TASK_METRIC_KEYS = {
     "vqa_acc",
     "em_by_type",
     "vqa_acc_by_type",
+    "bleu1",
+    "bleu2",
+    "bleu3",
     "bleu4",
+    "meteor",
     "rougeL",
     "cider",
+    "num_caption_rows",
+    "caption_bleu1",
+    "caption_bleu2",
+    "caption_bleu3",
+    "caption_bleu4",
+    "caption_meteor",
+    "caption_rougeL",
+    "caption_cider",
+    "caption_spice",
+    "caption_style_naming_rate",
+    "caption_style_naming_rate_by_style",
+    "not_computed",
     "agg_metrics",
 }
-COUNT_KEYS = {"num_samples", "num_unknown_style", "num_style_rows", "num_hit_rows"}
-# the values that are neither counts nor floats: the tokenizer's name and the per-question-type dicts
-FLOAT_METRIC_KEYS = TASK_METRIC_KEYS - COUNT_KEYS - {"caption_tokenizer", "em_by_type", "vqa_acc_by_type"}
+COUNT_KEYS = {"num_samples", "num_unknown_style", "num_style_rows", "num_hit_rows", "num_caption_rows"}
+# the values that are neither counts nor floats: the tokenizer's name, the per-type and per-style dicts and
+# the metrics not computed (with why)
+FLOAT_METRIC_KEYS = (
+    TASK_METRIC_KEYS
+    - COUNT_KEYS
+    - {
+        "caption_tokenizer",
+        "em_by_type",
+        "vqa_acc_by_type",
+        "caption_style_naming_rate_by_style",
+        "not_computed",
+    }
+)
