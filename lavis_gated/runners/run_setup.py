@@ -6,7 +6,6 @@ before the config is resolved, so that models, builders, tasks or runners of you
 run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
 """
 
-import argparse
 import dataclasses
 import importlib
 import logging
@@ -26,18 +25,6 @@ from lavis_gated.datasets.feature_cache import attach_feature_cache
 from lavis_gated.runners.distributed import init_distributed_mode
 from lavis_gated.runners.reproducibility import seed_everything
 from lavis_gated.runners.threads import set_num_threads
-
-
-def argument_parser(description):
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
-    parser.add_argument(
-        "--options",
-        nargs="+",
-        action="extend",
-        help="override settings of the config file, as key=value pairs merged into it.",
-    )
-    return parser
 
 
 def import_user_modules(cfg_path):

@@ -13,8 +13,6 @@ import math
 import os
 import re
 
-import torch
-
 
 def usable_cores():
     """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota if one is set."""
@@ -65,6 +63,8 @@ def set_num_threads(run_cfg=None):
             f"{cores} usable cores, about {busy} busy with other work (load average), "
             f"{local_processes} process(es) on this node; run.num_threads overrides"
         )
+    import torch  # here, not at the top: commands import this module before parsing their arguments
+
     torch.set_num_threads(threads)
     logging.info("intra-op threads: %d (%s)", threads, why)
     return threads

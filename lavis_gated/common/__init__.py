@@ -1,0 +1,1 @@
+"""The bottom part of the package: modules that import nothing else of lavis_gated."""
