@@ -161,7 +161,8 @@ def test_eval_from_the_checkpoint_alone_uses_its_saved_data_and_style_table(publ
     assert f"lavis-gated-eval: config {config_path} (the run config saved in {checkpoint})" in result.stdout
     used = OmegaConf.load(config_path)
     data = used.datasets.artquest
-    assert data.style_table.storage == str(moved / "painting_styles.csv") and data.style_table.key == "painting"
+    assert data.style_table.storage == str(moved / "painting_styles.csv")
+    assert data.style_table.key == "painting"
     assert dict(data.build_info.annotations) == {"val": {"storage": str(moved / "public_val.csv")}}
     assert data.build_info.images.storage == str(moved / "images")
     assert used.model.model_type == "tiny" and used.run.test_splits == ["val"]

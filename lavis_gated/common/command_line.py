@@ -50,8 +50,9 @@ RUN_KEYS = {
     "num_beams": "run.num_beams",
 }
 
-# names other commands used to give these flags: refused by tests/test_command_line.py
-RETIRED = ("--cfg", "--max-length", "--out", "--data", "--num-thread", "--max_len", "--output")
+# names commands used to give these flags (--output-dir is a folder, --output a file);
+# tests/test_commands.py checks that no command offers them
+RETIRED = ("--cfg", "--max-length", "--out", "--data", "--num-thread", "--max_len")
 
 
 def command_parser(prog, purpose, example, docs_page):
