@@ -88,9 +88,11 @@ def main(argv=None):
         args.cfg_path = checkpoint_eval_config(
             args.checkpoint, args.output_dir, args.data_dir, args.images, args.style_table
         )
-        print(f"lavis-gated-eval: config {args.cfg_path} (the run config saved in {args.checkpoint})")
+        used = f"{args.cfg_path} (the run config saved in {args.checkpoint})"
     else:
-        print(f"lavis-gated-eval: config {args.cfg_path}")
+        used = args.cfg_path
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun
+        print(f"lavis-gated-eval: config {used}", flush=True)
     runner = build_runner(args, config_cls=EvaluationConfig)
     available = {split for splits in runner.datasets.values() for split in splits}
     missing = sorted(set(runner.test_splits) - available)

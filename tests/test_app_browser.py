@@ -185,14 +185,22 @@ def find(driver, css):
 
 
 def choose(driver, key, option):
-    """Pick `option` in the Streamlit selectbox with key `key` (type it, then Enter)."""
+    """Pick `option` in the Streamlit selectbox with key `key`: type it into the combo box and click the
+    listed option of exactly that text; returns when the box holds it."""
     from selenium.webdriver.common.keys import Keys
 
     box = find(driver, f".st-key-{key} input")[0]
     box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
     box.send_keys(option)
-    box.send_keys(Keys.ENTER)
-    wait(driver, lambda d: option in find(d, f".st-key-{key}")[0].text, f"{option} chosen in {key}")
+    listed = wait(
+        driver,
+        lambda d: [o for o in find(d, "[role=option]") if o.text == option],
+        f"{option} listed in {key}",
+    )
+    listed[0].click()
+    wait(driver, lambda d: box.get_attribute("value") == option, f"{option} chosen in {key}")
 
 
 def ask(driver, url, question, image_path=None, picked=None, swap_style=None):
