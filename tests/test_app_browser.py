@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import free_port, only_run_dir, run, write_config
 from PIL import Image
-from test_end_to_end import free_port, only_run_dir, run, write_config
 
 from lavis_gated.app import checkpoint_files
 from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS, SWAP_IMAGES_PER_STYLE, DemoModel

@@ -72,8 +72,11 @@ def test_file_reading_commands_import_neither_lavis_nor_torch(tmp_path):
         ("lavis-gated-compare", [tmp_path / "a", tmp_path / "b"]),
         ("lavis-gated-plots", [tmp_path / "a"]),
         ("lavis-gated-ablate", ablate),
-        ([sys.executable, "-m", "lavis_gated.ablate"], ablate),
-        ([sys.executable, "-X", "utf8", "-m", "lavis_gated.report"], [tmp_path / "a" / "test_metrics.json"]),
+        ([sys.executable, "-m", "lavis_gated.ablation.harness"], ablate),
+        (
+            [sys.executable, "-X", "utf8", "-m", "lavis_gated.reports.tables"],
+            [tmp_path / "a" / "test_metrics.json"],
+        ),
     ):
         modules, stdout = imported_modules(command, *args)
         assert "lavis_gated" in modules and not {"lavis", "torch"} & modules, (command, sorted(modules))
@@ -133,9 +136,20 @@ SHARED_FLAGS = {
 }
 
 
+def entry_point(command):
+    """[python, -c, ...] running the command's pyproject.toml entry point as its console script does (its
+    name as sys.argv[0]), whatever scripts the environment has installed."""
+    block = (REPO / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    target = dict(
+        (line.split("=")[0].strip(), line.split('"')[1]) for line in block.splitlines() if "=" in line
+    )[command]
+    module, function = target.split(":")
+    code = f"import sys; sys.argv[0] = {command!r}; from {module} import {function}; sys.exit({function}())"
+    return [sys.executable, "-c", code]
+
+
 def help_of(command):
-    modules, text = imported_modules(command, "--help")
-    return modules, text
+    return imported_modules(entry_point(command), "--help")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

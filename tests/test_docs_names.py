@@ -15,7 +15,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-BIN = Path(sys.executable).parent
 USER_FILES = ("output/", "data/", "checkpoints/", "test-artifacts/", "my_", "~", "/", "http", "node0")
 REPO_FILE = re.compile(r"^[\w.-]+(/[\w.-]+)*/?$")
 PATH_SUFFIXES = (".py", ".sh", ".yaml", ".md", ".toml", ".txt", ".cff", ".png", ".json")
@@ -58,17 +57,24 @@ def all_names():
 def help_texts():
     """--help of each command (and the text of each run_scripts/*.sh): what accepts which flags."""
     texts = {}
-    for command in scripts():
-        result = subprocess.run([str(BIN / command), "--help"], capture_output=True, text=True, timeout=300)
+    for command, target in scripts().items():
+        # the pyproject.toml entry point, as its console script runs it (whatever the environment installed)
+        module, function = target.split(":")
+        code = (
+            f"import sys; sys.argv[0] = {command!r}; from {module} import {function}; sys.exit({function}())"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr
         texts[command] = result.stdout
     texts["lavis_gated/train.py"] = texts["-m lavis_gated.train"] = texts["lavis-gated-train"]
     texts["lavis_gated/evaluate.py"] = texts["-m lavis_gated.evaluate"] = texts["lavis-gated-eval"]
     for module, command in (
         ("-m lavis_gated.app", "lavis-gated-app"),
-        ("-m lavis_gated.ablate", "lavis-gated-ablate"),
-        ("-m lavis_gated.report", "lavis-gated-report"),
-        ("-m lavis_gated.plots", "lavis-gated-plots"),
+        ("-m lavis_gated.ablation.harness", "lavis-gated-ablate"),
+        ("-m lavis_gated.reports.tables", "lavis-gated-report"),
+        ("-m lavis_gated.reports.plots", "lavis-gated-plots"),
         ("-m lavis_gated.datasets.make_shards", "lavis-gated-make-shards"),
         ("-m lavis_gated.datasets.synthetic_artquest", "lavis-gated-make-demo-data"),
     ):

@@ -30,7 +30,7 @@ def choose_checkpoint(path=None):
     """(path, run config dict) of the checkpoint to serve: `path`, else the newest
     output/*/*/checkpoint_best.pth.
 
-    Raises CheckpointChoiceError when there is none or it holds no run config, and checkpoint_io's
+    Raises CheckpointChoiceError when there is none or it holds no run config, and common/checkpoints.py's
     UnsafeCheckpointError (nothing from the file run) when it carries pickled code."""
     if path is None:
         path = newest_checkpoint()
@@ -38,7 +38,9 @@ def choose_checkpoint(path=None):
             raise CheckpointChoiceError(f"No checkpoint found at {DEFAULT_PATTERN}: {HOW_TO_MAKE_ONE}.")
     if not os.path.isfile(path):
         raise CheckpointChoiceError(f"No checkpoint file at {path}: {HOW_TO_MAKE_ONE}.")
-    from lavis_gated.checkpoint_io import load_checkpoint  # torch: imported only once a checkpoint is read
+    from lavis_gated.common.checkpoints import (
+        load_checkpoint,  # torch: imported only once a checkpoint is read
+    )
 
     config = load_checkpoint(path, mmap=True).get("config") or {}
     if not config.get("model"):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from lavis_gated.app import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS
-from lavis_gated.modulation_figure import input_modulation_figure
-from lavis_gated.tasks.modulation_summary import PARAMETER_NAMES
+from lavis_gated.reports.modulation_figure import input_modulation_figure
+from lavis_gated.tasks.evaluation import PARAMETER_NAMES
 
 REFERENCE_BATCH = 32
 # train images per style whose mean CNN feature stands for the style in the style swap: enough for a stable

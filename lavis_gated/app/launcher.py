@@ -75,7 +75,7 @@ def streamlit_arguments(checkpoints, host, port, device=None, num_threads=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from lavis_gated.checkpoint_io import UnsafeCheckpointError
+    from lavis_gated.common.checkpoints import UnsafeCheckpointError
 
     try:
         checkpoints = [checkpoint_files.choose_checkpoint(path)[0] for path in args.checkpoint or [None]]

@@ -23,8 +23,8 @@ from lavis_gated.app.inputs import (
     read_image,
     read_image_file,
 )
-from lavis_gated.checkpoint_io import UnsafeCheckpointError
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.checkpoints import UnsafeCheckpointError
+from lavis_gated.common.threads import set_num_threads
 
 NO_DEMO_IMAGE = "(none: use the upload)"
 NO_SWAP = "(no swap)"

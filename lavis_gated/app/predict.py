@@ -251,7 +251,7 @@ class PredictionWriter:
         # drops a last row cut short by an interruption before appending after it
         import csv
 
-        from lavis_gated.atomic_files import atomic_file
+        from lavis_gated.common.atomic_files import atomic_file
 
         with atomic_file(self.path, "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
@@ -259,7 +259,7 @@ class PredictionWriter:
             writer.writerows(done)
 
     def _rewrite_jsonl(self, done):
-        from lavis_gated.atomic_files import atomic_file
+        from lavis_gated.common.atomic_files import atomic_file
 
         with atomic_file(self.path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in done)
@@ -272,7 +272,7 @@ class PredictionWriter:
             self.handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
             self.handle.flush()
         else:
-            from lavis_gated.atomic_files import atomic_file
+            from lavis_gated.common.atomic_files import atomic_file
 
             self.records += records
             with atomic_file(self.path, "w", encoding="utf-8") as f:
@@ -318,7 +318,7 @@ def predict_many(demo, rows, output, batch_size, top_k, unmodulated, generation,
 def main(argv=None):
     args = parse_args(argv)
     from lavis_gated.app.inputs import InputError, check_question, read_image_file
-    from lavis_gated.checkpoint_io import UnsafeCheckpointError
+    from lavis_gated.common.checkpoints import UnsafeCheckpointError
 
     try:
         if args.image:
@@ -331,7 +331,7 @@ def main(argv=None):
         print(f"lavis-gated-predict: {err}", file=sys.stderr)
         return 2
     from lavis_gated.app.inference import DemoModel
-    from lavis_gated.runners.threads import set_num_threads
+    from lavis_gated.common.threads import set_num_threads
 
     set_num_threads({"num_threads": args.num_threads})
     try:

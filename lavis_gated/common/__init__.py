@@ -1,1 +1,2 @@
-"""The bottom part of the package: modules that import nothing else of lavis_gated."""
+"""The bottom of the package: atomic files, checkpoint I/O and its key rule, threads, run log, progress,
+the commands' shared flags."""

@@ -12,10 +12,10 @@ import json
 import logging
 import os
 
-from lavis_gated.atomic_files import atomic_file
+from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser
-from lavis_gated.datasets.row_checks import ROW_KEYS
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.threads import set_num_threads
+from lavis_gated.datasets.checks import ROW_KEYS
 
 # webdataset, OmegaConf and the builder (which imports LAVIS) are imported where used, so that --help and
 # a wrong flag answer before seconds of imports

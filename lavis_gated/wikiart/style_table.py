@@ -12,10 +12,10 @@ import logging
 import os
 from collections import Counter
 
-from lavis_gated.atomic_files import atomic_file
+from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser, resolve_device
-from lavis_gated.datasets.style_vocabulary import normalise_style
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.threads import set_num_threads
+from lavis_gated.styles import normalise_style
 
 # torch, timm, pandas and the image modules are imported in the functions that use them, so that --help and
 # a wrong flag answer before seconds of imports
@@ -126,7 +126,7 @@ def predict(model, paths, data_config, args):
 
 def predicted_rows(args):
     """Rows (image, style, confidence) for the images under --images, and what was left out."""
-    from lavis_gated.models.style_encoder import cnn_data_config, recorded_input
+    from lavis_gated.models.style_parts import cnn_data_config, recorded_input
     from lavis_gated.wikiart.style_folders import IMAGE_EXTENSIONS, drop_bad_images, list_images
     from lavis_gated.wikiart.timm_weights import load_classifier
 

@@ -12,9 +12,9 @@ import os
 import random
 from collections import Counter
 
-from lavis_gated.atomic_files import atomic_file
+from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser, resolve_device
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.threads import set_num_threads
 
 # torch, timm and the data modules are imported in the functions that use them, so that --help and a wrong
 # flag answer before seconds of imports
@@ -190,8 +190,8 @@ def train(args):
     import timm
     import torch
 
-    from lavis_gated.checkpoint_io import save_checkpoint
-    from lavis_gated.models.style_encoder import cnn_data_config
+    from lavis_gated.common.checkpoints import save_checkpoint
+    from lavis_gated.models.style_parts import cnn_data_config
     from lavis_gated.wikiart.style_folders import scan_style_folders, split_per_class
     from lavis_gated.wikiart.timm_weights import load_backbone
 
