@@ -10,14 +10,14 @@ source run_scripts/setup_env.sh
 
 data=data/synthetic_texture
 cnn=output/style_cnn_texture
-lavis-gated-make-demo-data --out "$data" --shared-palette --train "${TEXTURE_TRAIN_PER_STYLE:-8}" \
+lavis-gated-make-demo-data --output-dir "$data" --shared-palette --train "${TEXTURE_TRAIN_PER_STYLE:-8}" \
     --style-folders "${TEXTURE_CNN_PER_STYLE:-200}"
 if [ ! -f "$cnn/style_cnn.pth" ]; then
-    lavis-gated-train-style-cnn --data "$data/style_folders" --out "$cnn" --arch resnet18 --image-size 64 \
+    lavis-gated-train-style-cnn --images "$data/style_folders" --output-dir "$cnn" --arch resnet18 --image-size 64 \
         --epochs 15 --batch-size 32 --lr 1e-3 --device cpu --num-workers 0
 fi
-lavis-gated-ablate --cfg projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml --seeds 3 \
-    --out output/ablation/texture \
+lavis-gated-ablate --cfg-path projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml --seeds 3 \
+    --output-dir output/ablation/texture \
     --options "datasets.artquest.build_info.annotations.train.storage=$data/artquest_train.csv" \
     "datasets.artquest.build_info.annotations.val.storage=$data/artquest_val.csv" \
     "datasets.artquest.build_info.annotations.test.storage=$data/artquest_test.csv" \

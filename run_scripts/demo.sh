@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_scripts/setup_env.sh
 
-lavis-gated-make-demo-data --out data/synthetic_artquest
+lavis-gated-make-demo-data --output-dir data/synthetic_artquest
 lavis-gated-train --cfg-path projects/gated/demo.yaml "$@"
 
 run_dir=$(ls -d output/demo/*/ | sort | tail -n 1)

@@ -36,13 +36,13 @@ SEEDS = 2
 def harness(root, *extra, out="out"):
     return [
         str(BIN / "lavis-gated-ablate"),
-        "--cfg",
+        "--cfg-path",
         str(root / "base.yaml"),
         "--variants",
         str(root / "variants.yaml"),
         "--seeds",
         str(SEEDS),
-        "--out",
+        "--output-dir",
         str(root / out),
         *extra,
     ]

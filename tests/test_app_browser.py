@@ -1,12 +1,15 @@
 """lavis-gated-app in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium): a
 checkpoint trained here for a few epochs is served on a free 127.0.0.1 port, an image is uploaded and a
-question asked, and the page must show what the model gives directly; bad inputs give in-page messages.
+question asked, and the page must show what the model gives directly; a picked test image shows its
+reference answer and style label and the style swap's answer; two checkpoints are shown side by side; bad
+inputs give in-page messages.
 
 Without Chromium (run_scripts/install_browser.sh installs it) the tests are skipped, except under CI=true,
 where they fail. A screenshot of the answered page is saved under the test's tmp dir and, under CI=true,
 as test-artifacts/app_browser.png.
 """
 
+import csv
 import os
 import re
 import shutil
@@ -16,10 +19,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.runs import free_port, only_run_dir, run, write_config
 from PIL import Image
 
-from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS
+from lavis_gated.app import checkpoint_files
+from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS, SWAP_IMAGES_PER_STYLE, DemoModel
+from lavis_gated.app.inputs import read_image_file
 from lavis_gated.datasets.synthetic_artquest import generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +33,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 QUESTION = "What shape is in the center of the painting?"
 # Hang guards, not speed checks: a busy 2-core machine can take minutes to import LAVIS and load a model.
 PAGE_TIMEOUT = 600
+MODULATION_PREFIXES = ("kv_modulation.", "prompt_mapper.", "style_to_qformer.", "cross_attention_lora")
 STYLE_LINE = re.compile(r"^([1-5])\. (.+): (\d+\.\d)%$")  # "2. pop art: 12.5%"
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -89,11 +96,36 @@ def trained(tmp_path_factory):
 def app_url(trained, tmp_path_factory):
     """lavis-gated-app serving the trained checkpoint on a free 127.0.0.1 port."""
     checkpoint, _ = trained
+    yield from serve([checkpoint], tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def unmodulated_checkpoint(trained, tmp_path_factory):
+    """The trained checkpoint as a gating.type none run: the same weights without the K/V modulation (a
+    second, different checkpoint to show beside the first)."""
+    checkpoint, _ = trained
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved["model"] = {k: v for k, v in saved["model"].items() if not k.startswith(MODULATION_PREFIXES)}
+    saved["config"]["model"]["gating"]["type"] = "none"
+    path = tmp_path_factory.mktemp("none_run") / "checkpoint_best.pth"
+    torch.save(saved, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_two_url(trained, unmodulated_checkpoint, tmp_path_factory):
+    """lavis-gated-app serving the trained checkpoint beside its gating-none version."""
+    checkpoint, _ = trained
+    yield from serve([checkpoint, unmodulated_checkpoint], tmp_path_factory)
+
+
+def serve(checkpoints, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("app_log") / "app.log"
+    arguments = [a for checkpoint in checkpoints for a in ("--checkpoint", str(checkpoint))]
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "lavis_gated.app", "--checkpoint", str(checkpoint), "--port", str(port)],
+            [sys.executable, "-m", "lavis_gated.app", *arguments, "--port", str(port), "--device", "cpu"],
             cwd=log.parent,  # no output/ here: the checkpoint must come from --checkpoint
             # this checkout's lavis_gated, whichever one the environment has installed
             env=dict(
@@ -152,9 +184,29 @@ def find(driver, css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
-def ask(driver, url, question, image_path=None):
-    """Open a fresh page, upload image_path (if any), type the question, press Answer; returns when the
-    page shows either the results or an in-page message."""
+def choose(driver, key, option):
+    """Pick `option` in the Streamlit selectbox with key `key`: type it into the combo box and click the
+    listed option of exactly that text; returns when the box holds it."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = find(driver, f".st-key-{key} input")[0]
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
+    box.send_keys(option)
+    listed = wait(
+        driver,
+        lambda d: [o for o in find(d, "[role=option]") if o.text == option],
+        f"{option} listed in {key}",
+    )
+    listed[0].click()
+    wait(driver, lambda d: box.get_attribute("value") == option, f"{option} chosen in {key}")
+
+
+def ask(driver, url, question, image_path=None, picked=None, swap_style=None):
+    """Open a fresh page, upload image_path (if any) or pick a test image by name, choose a style to swap
+    in (if any), type the question, press Answer; returns when the page shows either the results or an
+    in-page message."""
     driver.get(url)
     for part in ("input[type=file]", ".st-key-question input", "[data-testid=stFormSubmitButton] button"):
         wait(driver, lambda d, part=part: find(d, part), f"the form's {part}")
@@ -163,6 +215,10 @@ def ask(driver, url, question, image_path=None):
         name = Path(image_path).name
         # uploaded: the chip's button turns from "Cancel upload of <name>" into "Remove <name>"
         wait(driver, lambda d: find(d, f'button[aria-label="Remove {name}"]'), f"{name} uploaded")
+    if picked is not None:
+        choose(driver, "demo-image", picked)
+    if swap_style is not None:
+        choose(driver, "swap-style", swap_style)
     if question:
         find(driver, ".st-key-question input")[0].send_keys(question)
     find(driver, "[data-testid=stFormSubmitButton] button")[0].click()
@@ -268,3 +324,56 @@ def test_bad_input_gets_a_message_in_the_page(browser, app_url, trained, tmp_pat
     assert errors and message in errors[0].text, page_text(browser)
     assert not find(browser, ".st-key-heatmap"), "results shown for bad input"
     assert "Traceback" not in page_text(browser)
+
+
+def demo_of(checkpoint):
+    """The checkpoint as the page loads it (its train images per style for the swap), without a page."""
+    _, config = checkpoint_files.choose_checkpoint(str(checkpoint))
+    train = checkpoint_files.split_rows(config, "train", limit_per_style=SWAP_IMAGES_PER_STYLE)
+    swap = {style: list(dict.fromkeys(group.image_path)) for style, group in train.groupby("style")}
+    return DemoModel.load(str(checkpoint), swap_images=swap, device="cpu")
+
+
+def test_picked_test_image_shows_its_reference_and_the_style_swap(browser, app_url, trained):
+    checkpoint, data = trained
+    image_path = sorted((data / "images").glob("test_pop_art_*.png"))[0]
+    ask(browser, app_url, QUESTION, picked=image_path.name, swap_style="ukiyo e")
+    assert not find(browser, ".st-key-input-error"), page_text(browser)
+
+    reference = find(browser, ".st-key-reference")[0].text
+    truth = next(
+        row
+        for row in csv.DictReader(open(data / "artquest_test.csv", encoding="utf-8"))
+        if row["image"] == image_path.name and row["question"] == QUESTION
+    )
+    assert "style label: pop art" in reference
+    assert f"reference answer to {QUESTION}: {truth['answer']}" in reference
+
+    demo = demo_of(checkpoint)
+    image = read_image_file(image_path)
+    settings = {"num_beams": DEFAULT_NUM_BEAMS, "max_length": DEFAULT_MAX_LENGTH}
+    swapped = demo.predict_swapped(image, QUESTION, "ukiyo e", **settings)
+    box = find(browser, ".st-key-answer-swapped")[0]
+    assert shown(box.find_elements("css selector", "h4")[0].text) == shown(swapped.answer)
+    assert f"ukiyo e (its mean style-CNN feature over {swapped.image_count} train images)" in box.text
+    assert shown(find(browser, ".st-key-answer-modulated h4")[0].text) == shown(
+        demo.predict(image, QUESTION, **settings).answer
+    )
+
+
+def test_two_checkpoints_are_shown_side_by_side(browser, app_two_url, trained, unmodulated_checkpoint):
+    checkpoint, data = trained
+    image_path = sorted((data / "images").glob("test_cubism_*.png"))[0]
+    ask(browser, app_two_url, QUESTION, image_path)
+    assert not find(browser, ".st-key-input-error"), page_text(browser)
+    settings = {"num_beams": DEFAULT_NUM_BEAMS, "max_length": DEFAULT_MAX_LENGTH}
+    image = read_image_file(image_path)
+    for suffix, path in (("", checkpoint), ("-2", unmodulated_checkpoint)):
+        expected = demo_of(path).predict(image, QUESTION, **settings)
+        assert shown(find(browser, f".st-key-answer-modulated{suffix} h4")[0].text) == shown(expected.answer)
+        lines = find(browser, f".st-key-top-styles{suffix}")[0].text.splitlines()
+        names = [STYLE_LINE.match(line).group(2) for line in lines if STYLE_LINE.match(line)]
+        assert names == [name for name, _ in expected.styles]
+    assert "gating.type none" in find(browser, ".st-key-answer-unmodulated-2")[0].text
+    assert "no K/V modulation" in find(browser, ".st-key-heatmap-2")[0].text
+    assert "gating: film" in page_text(browser) and "gating: none" in page_text(browser)

@@ -4,6 +4,7 @@ evaluation and to load_model_and_preprocess, and a style seen only at evaluation
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -139,3 +140,48 @@ def test_public_layout_with_style_table_trains_and_the_vocabulary_travels(public
     trainable = [k for k in checkpoint["model"] if k.startswith("style_head.")]
     assert trainable and all(torch.equal(state[k], checkpoint["model"][k]) for k in trainable)
     assert vis_processors["eval"] is not None
+
+
+def test_eval_from_the_checkpoint_alone_uses_its_saved_data_and_style_table(public_root, tmp_path):
+    """lavis-gated-eval --checkpoint: no YAML; the run config saved in the checkpoint (the public layout, its
+    style table) is the config, with its files found under --data-dir after the data moved."""
+    train_cfg = project(tmp_path, public_root, "train", "demo.yaml", max_epoch=1, warmup_steps=1)
+    run(["lavis_gated/train.py", "--cfg-path", str(train_cfg)])
+    run_dir = only_run_dir(tmp_path / "train")
+    trained = json.loads((run_dir / "val_metrics.json").read_text())
+    moved = tmp_path / "moved"
+    shutil.copytree(public_root, moved)
+    output = tmp_path / "eval"
+    checkpoint = run_dir / "checkpoint_best.pth"
+    result = run(
+        ["-m", "lavis_gated.evaluate", "--checkpoint", str(checkpoint), "--split", "val"]
+        + ["--data-dir", str(moved), "--output-dir", str(output)]
+    )
+    config_path = output / f"eval_config_{run_dir.name}.yaml"
+    assert f"lavis-gated-eval: config {config_path} (the run config saved in {checkpoint})" in result.stdout
+    used = OmegaConf.load(config_path)
+    data = used.datasets.artquest
+    assert data.style_table.storage == str(moved / "painting_styles.csv")
+    assert data.style_table.key == "painting"
+    assert dict(data.build_info.annotations) == {"val": {"storage": str(moved / "public_val.csv")}}
+    assert data.build_info.images.storage == str(moved / "images")
+    assert used.model.model_type == "tiny" and used.run.test_splits == ["val"]
+    evaluated = json.loads((only_run_dir(output) / "val_metrics.json").read_text())
+    assert evaluated["num_samples"] == trained["num_samples"] and evaluated["num_unknown_style"] == 2
+    for key in ("lm_loss", "style_kl", "style_head_acc", "em"):
+        assert_same_results(evaluated[key], trained[key], where=key)
+
+
+def test_eval_from_a_checkpoint_without_a_run_config_says_to_pass_a_yaml(tmp_path):
+    checkpoint = tmp_path / "bare.pth"
+    torch.save({"model": {}}, checkpoint)
+    result = subprocess.run(
+        [sys.executable, "-m", "lavis_gated.evaluate", "--checkpoint", str(checkpoint)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert result.returncode != 0
+    assert f"{checkpoint} holds no model/datasets/run block" in result.stderr
+    assert "--cfg-path" in result.stderr

@@ -38,7 +38,7 @@ def test_real_looking_answers_and_labels(tmp_path):
 def test_the_command_line_flag(tmp_path):
     main(
         [
-            "--out",
+            "--output-dir",
             str(tmp_path),
             "--train",
             "1",

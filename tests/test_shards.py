@@ -90,7 +90,7 @@ def test_shards_hold_the_validated_rows_and_the_image_bytes(data):
 def test_make_shards_is_reproducible_and_refuses_to_mix_runs(data, tmp_path, capsys):
     root, patterns = data
     cfg = project_yaml(tmp_path / "make.yaml", root / "csv")
-    make_shards_main(["--cfg-path", str(cfg), "--out", str(tmp_path / "again"), "--maxcount", "5"])
+    make_shards_main(["--cfg-path", str(cfg), "--output-dir", str(tmp_path / "again"), "--maxcount", "5"])
     assert f"storage: {tmp_path / 'again'}/val-{{000000..000004}}.tar" in capsys.readouterr().out
     for name in os.listdir(root / "shards"):
         assert (tmp_path / "again" / name).read_bytes() == (root / "shards" / name).read_bytes(), name

@@ -104,12 +104,13 @@ def test_random_cnn_only_when_the_config_says_so():
 
 
 def test_input_size_and_filter_follow_the_weights_timm_config_unless_set():
-    """A frozen CNN sees images as its weights were evaluated: EfficientNet-B3's timm config is bicubic at 320
-    px (288 for training); an explicit model.style_encoder.image_size / interpolation wins."""
+    """A frozen CNN sees images as its trainer (lavis-gated-train-style-cnn, timm's input_size) trained and
+    validated it: EfficientNet-B3 bicubic at 288 px, not timm's test_input_size (320 px); an explicit
+    model.style_encoder.image_size / interpolation wins."""
     from lavis_gated.models.style_parts import StyleEncoder
 
     default = StyleEncoder("efficientnet_b3", allow_random=True)
-    assert (default.image_size, default.interpolation) == (320, "bicubic")
+    assert (default.image_size, default.interpolation) == (288, "bicubic")
     chosen = StyleEncoder("efficientnet_b3", image_size=300, interpolation="bilinear", allow_random=True)
     assert (chosen.image_size, chosen.interpolation) == (300, "bilinear")
     image = torch.randn(1, 3, 224, 224)

@@ -61,9 +61,9 @@ def run(main, *argv):
 
 def train_args(data, out, *extra):
     return [
-        "--data",
+        "--images",
         data,
-        "--out",
+        "--output-dir",
         out,
         "--arch",
         ARCH,
@@ -171,7 +171,7 @@ def test_predicted_style_table_is_read_by_style_table_and_beats_chance(trained, 
         trained.out / "class_names.json",
         "--images",
         tmp_path / "images",
-        "--out",
+        "--output",
         out,
         "--num-workers",
         0,
@@ -201,7 +201,7 @@ def test_predicted_style_table_is_read_by_style_table_and_beats_chance(trained, 
         trained.out / "class_names.json",
         "--images",
         tmp_path / "images",
-        "--out",
+        "--output",
         out,
         "--num-workers",
         0,
@@ -268,7 +268,7 @@ def test_metadata_table_keeps_each_image_once_and_is_read_by_style_table(tmp_pat
         "file",
         "--style-column",
         "genre",
-        "--out",
+        "--output",
         out,
     )
     assert read_rows(out) == [
@@ -295,7 +295,7 @@ def test_metadata_image_with_two_styles_names_the_lines(tmp_path):
         match=r"meta\.csv: 1 images have two different styles: 'x\.jpg' is "
         r"'Baroque' on line 2 and 'Rococo' on line 4",
     ):
-        run(style_table.main, "--from-metadata", metadata, "--out", tmp_path / "out.csv")
+        run(style_table.main, "--from-metadata", metadata, "--output", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -390,3 +390,21 @@ def test_commands_are_declared_in_pyproject():
         scripts = tomllib.load(handle)["project"]["scripts"]
     assert scripts["lavis-gated-train-style-cnn"] == "lavis_gated.wikiart.train_style_cnn:main"
     assert scripts["lavis-gated-style-table"] == "lavis_gated.wikiart.style_table:main"
+
+
+def test_the_model_sees_images_at_the_size_and_filter_the_trainer_recorded(trained):
+    """One rule (style_encoder.cnn_input): the trainer's size reaches the model with image_size null."""
+    from lavis_gated.models.style_parts import StyleEncoder, cnn_input
+
+    metrics = json.loads((trained.out / "metrics.json").read_text())
+    encoder = StyleEncoder(arch=ARCH, checkpoint=str(trained.out / "style_cnn.pth"))
+    assert (encoder.image_size, encoder.interpolation) == (SIZE, metrics["interpolation"])
+    # an explicit model.style_encoder.image_size still wins
+    assert (
+        StyleEncoder(arch=ARCH, image_size=64, checkpoint=str(trained.out / "style_cnn.pth")).image_size == 64
+    )
+    # without a record: the weights' timm input_size (the size they are trained and validated at), not
+    # timm's larger test_input_size
+    b3 = timm.create_model("efficientnet_b3", pretrained=False, num_classes=0)
+    assert b3.default_cfg["test_input_size"][-1] == 320
+    assert cnn_input(b3) == (288, "bicubic")

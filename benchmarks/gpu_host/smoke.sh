@@ -78,7 +78,7 @@ fi
 
 t0=$(date +%s)
 # shellcheck disable=SC2086
-if ! timeout -k 5 "$(limit 120)" "$PY" -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest \
+if ! timeout -k 5 "$(limit 120)" "$PY" -m lavis_gated.datasets.synthetic_artquest --output-dir data/synthetic_artquest \
         ${SMOKE_DATA_ARGS:-} >"$SCRATCH" 2>&1; then
     tail -n 20 "$SCRATCH" | tee -a "$SUMMARY"
     say "SMOKE FAILED: synthetic data"

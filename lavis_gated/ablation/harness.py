@@ -1,9 +1,10 @@
 """Seeded ablations: every variant x seed trained and tested by the ordinary training command, then the
 comparison with its intervals (docs/ablation.md).
 
-    lavis-gated-ablate --cfg projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml --seeds 3
-    python -m lavis_gated.ablation.harness ... [--nproc N] [--out DIR] [--reference none] [--split test]
-                                     [--options k=v ...]
+    lavis-gated-ablate --cfg-path projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml \
+        --seeds 3
+    python -m lavis_gated.ablation.harness ... [--nproc N] [--output-dir DIR] [--reference none]
+                                               [--split test] [--options k=v ...]
 
 Each run is a subprocess (lavis-gated-train, or torchrun --standalone --no-python lavis-gated-train with
 --nproc > 1) with run.seed=k and run.output_dir=OUT/runs/<variant>/seed<k>. A run whose metrics file exists
@@ -12,7 +13,6 @@ command again resumes the ablation. This module only launches processes and read
 LAVIS nor torch (lavis_gated/__init__.py skips the registration for it).
 """
 
-import argparse
 import json
 import logging
 import os
@@ -27,6 +27,7 @@ import yaml
 from lavis_gated.ablation import report as ablation_report
 from lavis_gated.ablation.stats import BOOTSTRAP_RESAMPLES
 from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.command_line import add_flags, command_parser
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names a folder
 OPTION = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+=")
@@ -104,7 +105,7 @@ def run_options(args, variant_options, seed, seed_dir):
 
 def launch(args, name, options, seed, provenance):
     """Train and test one variant x seed in a fresh OUT/runs/<variant>/seed<k>; returns its exit status."""
-    seed_dir = ablation_report.seed_folder(args.out, name, seed)
+    seed_dir = ablation_report.seed_folder(args.output_dir, name, seed)
     if os.path.isdir(seed_dir):
         logging.info("%s seed %d: clearing the unfinished run in %s", name, seed, seed_dir)
         shutil.rmtree(seed_dir)
@@ -112,7 +113,7 @@ def launch(args, name, options, seed, provenance):
     command = [
         *train_command(args.nproc),
         "--cfg-path",
-        os.path.abspath(args.cfg),
+        os.path.abspath(args.cfg_path),
         "--options",
         *run_options(args, options, seed, seed_dir),
     ]
@@ -128,7 +129,7 @@ def run_all(args, variants, provenance):
     jobs = [(name, seed) for seed in range(args.seeds) for name in variants]
     failed = []
     for number, (name, seed) in enumerate(jobs, 1):
-        where = ablation_report.seed_folder(args.out, name, seed)
+        where = ablation_report.seed_folder(args.output_dir, name, seed)
         if ablation_report.finished_run(where, args.split):
             logging.info(
                 "[%d/%d] %s seed %d: finished before, skipped (%s)", number, len(jobs), name, seed, where
@@ -156,22 +157,36 @@ def run_all(args, variants, provenance):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cfg", required=True, help="project YAML every run starts from")
+    parser = command_parser(
+        "lavis-gated-ablate",
+        "Seeded ablations: train and test every variant x seed with lavis-gated-train, then report each "
+        "metric with its interval and the paired comparison against a reference variant.",
+        "lavis-gated-ablate --cfg-path projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml "
+        "--seeds 3",
+        "ablation.md",
+    )
+    add_flags(
+        parser,
+        "cfg-path",
+        "output-dir",
+        "nproc",
+        "split",
+        "options",
+        cfg_path={"required": True, "help": "project YAML every run starts from"},
+        output_dir={"help": "ablation folder (default: output/ablation/<variants file name>)"},
+        nproc={"help": "processes per run (torchrun; default 1)"},
+        split={"default": "test", "help": "split each run tests its best checkpoint on (default test)"},
+        options={"help": "key=value overrides for every run (before the variant's own)"},
+    )
     parser.add_argument("--variants", required=True, help="YAML: variants: {name: [key=value, ...]}")
     parser.add_argument(
         "--seeds", type=int, default=3, help="seeds per variant: run.seed = 0 .. N-1 (default 3)"
     )
-    parser.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun; default 1)")
-    parser.add_argument("--out", help="ablation folder (default: output/ablation/<variants file name>)")
     parser.add_argument(
         "--reference",
         default="none",
         help="variant the others are paired against (default: the variant named none); "
         "'' for no paired comparison",
-    )
-    parser.add_argument(
-        "--split", default="test", help="split each run tests its best checkpoint on (default test)"
     )
     parser.add_argument(
         "--resamples",
@@ -180,19 +195,12 @@ def parse_args(argv=None):
         help=f"bootstrap resamples (default {BOOTSTRAP_RESAMPLES})",
     )
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
-    parser.add_argument(
-        "--options",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="key=value overrides for every run (before the variant's own)",
-    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.nproc < 1 or args.resamples < 1:
         parser.error("--seeds, --nproc and --resamples must be at least 1")
-    if not os.path.isfile(args.cfg):
-        parser.error(f"--cfg {args.cfg}: no such file")
-    args.out = args.out or os.path.join(
+    if not os.path.isfile(args.cfg_path):
+        parser.error(f"--cfg-path {args.cfg_path}: no such file")
+    args.output_dir = args.output_dir or os.path.join(
         "output", "ablation", os.path.splitext(os.path.basename(args.variants))[0]
     )
     return args
@@ -215,23 +223,23 @@ def main(argv=None):
             "code that runs",
             commit,
         )
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.output_dir, exist_ok=True)
     provenance = {"commit": commit, "uncommitted_changes": dirty}
     failed = [] if args.report_only else run_all(args, variants, provenance)
     report = ablation_report.build_report(
-        args.out,
+        args.output_dir,
         variants,
         args.seeds,
         args.split,
         reference,
         commit,
         args.resamples,
-        cfg=os.path.abspath(args.cfg),
+        cfg=os.path.abspath(args.cfg_path),
         options=args.options,
     )
     report["uncommitted_changes"] = dirty  # of the code making this report; each run's commit is in its row
     print(ablation_report.format_markdown(report))
-    for path in ablation_report.write_report(args.out, report):
+    for path in ablation_report.write_report(args.output_dir, report):
         print(f"ablation: {os.path.abspath(path)}")
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: " + ", ".join(f"{n} seed {s}" for n, s in failed))

@@ -1,13 +1,12 @@
 """The files the demo reads around a checkpoint: the checkpoint (the newest by default, refused unless the
-safe loader reads it and it carries its run config) and its run's test images (to pick from, and the
-reference of the demo's deviation heatmap).
+safe loader reads it and it carries its run config), its run's test images (to pick from, with their
+reference answers and style labels, and the reference of the demo's deviation heatmap) and its train split's
+labelled images (each style's mean CNN feature, for the style swap).
 """
 
 import glob
 import math
 import os
-
-from lavis_gated.common.checkpoints import load_checkpoint
 
 DEFAULT_PATTERN = os.path.join("output", "*", "*", "checkpoint_best.pth")
 HOW_TO_MAKE_ONE = (
@@ -39,6 +38,10 @@ def choose_checkpoint(path=None):
             raise CheckpointChoiceError(f"No checkpoint found at {DEFAULT_PATTERN}: {HOW_TO_MAKE_ONE}.")
     if not os.path.isfile(path):
         raise CheckpointChoiceError(f"No checkpoint file at {path}: {HOW_TO_MAKE_ONE}.")
+    from lavis_gated.common.checkpoints import (
+        load_checkpoint,  # torch: imported only once a checkpoint is read
+    )
+
     config = load_checkpoint(path, mmap=True).get("config") or {}
     if not config.get("model"):
         raise CheckpointChoiceError(
@@ -67,6 +70,64 @@ def demo_images(config, limit=120):
         if found:
             return found[:: math.ceil(len(found) / limit)]
     return []
+
+
+def split_rows(config, split, limit_per_style=None):
+    """The rows of the run's `split` whose image is on this machine, as a DataFrame with columns image_path,
+    question, answer and style ("" where the run has no style for the row), read with the run's own column
+    names and style source (fields.*, style_table); limit_per_style keeps at most that many images of each
+    style (labelled rows only). An empty frame when the split's files are not here."""
+    import pandas as pd
+
+    from lavis_gated.datasets.annotation_files import read_table
+    from lavis_gated.datasets.style_sources import StyleTable, style_labels
+
+    columns = ["image_path", "question", "answer", "style"]
+    for dataset in (config.get("datasets") or {}).values():
+        info = dataset.get("build_info") or {}
+        annotation = ((info.get("annotations") or {}).get(split) or {}).get("storage")
+        root = (info.get("images") or {}).get("storage")
+        if not (isinstance(annotation, str) and isinstance(root, str) and os.path.isfile(annotation)):
+            continue
+        fields = {"image": "image", "question": "question", "answer": "answer", "style": "style"}
+        fields.update({k: v for k, v in (dataset.get("fields") or {}).items() if k in fields and v})
+        table = dataset.get("style_table") or {}
+        try:
+            frame = read_table(annotation)
+            style_table = (
+                StyleTable.read(table["storage"], table.get("key", "image"), table.get("style", "style"))
+                if table.get("storage")
+                else None
+            )
+        except (ValueError, KeyError, OSError):
+            continue  # not readable as the run read it: the demo works without references
+        if fields["image"] not in frame.columns:
+            continue
+        styles = style_labels(frame, fields["style"], fields["image"], style_table)
+        rows = pd.DataFrame(
+            {
+                "image_path": [os.path.join(root, name) for name in frame[fields["image"]]],
+                "question": frame.get(fields["question"], pd.Series([""] * len(frame), index=frame.index)),
+                "answer": frame.get(fields["answer"], pd.Series([""] * len(frame), index=frame.index)),
+                "style": styles if styles is not None else "",
+            }
+        ).fillna("")
+        rows = rows[[os.path.isfile(p) for p in rows.image_path]]
+        if limit_per_style:
+            labelled = rows[rows["style"] != ""]
+            images = labelled.drop_duplicates("image_path").groupby("style").head(limit_per_style)
+            rows = labelled[labelled.image_path.isin(set(images.image_path))]
+        return rows.reset_index(drop=True)
+    return pd.DataFrame(columns=columns)
+
+
+def image_references(rows):
+    """image path -> {"style": its label ("" if none), "answers": [(question, reference answer)]}."""
+    references = {}
+    for row in rows.itertuples():
+        entry = references.setdefault(row.image_path, {"style": row.style, "answers": []})
+        entry["answers"].append((row.question, row.answer))
+    return references
 
 
 def _images_listed(annotation, root, column):

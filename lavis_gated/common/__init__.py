@@ -1,1 +1,2 @@
-"""The bottom of the package: atomic files, checkpoint I/O and its key rule, threads, run log, progress."""
+"""The bottom of the package: atomic files, checkpoint I/O and its key rule, threads, run log, progress,
+the commands' shared flags."""

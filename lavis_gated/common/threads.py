@@ -2,7 +2,8 @@
 
 PyTorch's default is one OpenMP thread per core the machine has, whatever else runs there. On a shared
 2-core machine that oversubscribes the cores: OpenMP threads spin-wait for each other while another
-process holds a core, and a tiny-model epoch took 1.8-3.4 min with 2 threads against 18-25 s with 1.
+process holds a core, and a tiny-model epoch took 52-168 s with 2 threads against 15-23 s with 1
+(docs/reliability.md).
 So each process takes its share of the cores it may use (CPU affinity and cgroup quota) that other
 work does not already keep busy, split between the processes of its node (torchrun's LOCAL_WORLD_SIZE).
 Precedence: run.num_threads, then an OMP_NUM_THREADS the user set, then that choice.
@@ -12,8 +13,6 @@ import logging
 import math
 import os
 import re
-
-import torch
 
 
 def usable_cores():
@@ -65,6 +64,8 @@ def set_num_threads(run_cfg=None):
             f"{cores} usable cores, about {busy} busy with other work (load average), "
             f"{local_processes} process(es) on this node; run.num_threads overrides"
         )
+    import torch  # here, not at the top: commands import this module before parsing their arguments
+
     torch.set_num_threads(threads)
     logging.info("intra-op threads: %d (%s)", threads, why)
     return threads

@@ -26,11 +26,14 @@ EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAV
 class StyleEncoderConfig:
     arch: str = setting("efficientnet_b3", "timm architecture of the frozen style CNN")
     image_size: Optional[int] = setting(
-        None, "its input size (the batch is resized to it); null: the size of the weights' timm config"
+        None,
+        "its input size (the batch is resized to it); null: the size its trainer recorded in metrics.json "
+        "beside `checkpoint`, else the weights' timm config's input_size (288 for EfficientNet-B3)",
     )
     interpolation: Optional[str] = setting(
         None,
-        "resize filter; null: the weights' timm config's (bicubic for EfficientNet-B3)",
+        "resize filter; null: the one recorded beside `checkpoint`, else the weights' timm config's "
+        "(bicubic for EfficientNet-B3)",
         choices=(None, "bilinear", "bicubic", "nearest"),
     )
     checkpoint: Optional[str] = setting(None, "its WikiArt-trained weights: a timm state dict file or URL")

@@ -4,10 +4,9 @@ Each painting is drawn procedurally in one of several visually distinct "styles"
 texture) and carries a central shape drawn independently of the style, so the data asks two kinds of
 question: one about the style (what the style regularisers are for) and one about the content.
 
-    python -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest
+    python -m lavis_gated.datasets.synthetic_artquest --output-dir data/synthetic_artquest
 """
 
-import argparse
 import csv
 import json
 import math
@@ -16,6 +15,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lavis_gated.common.command_line import add_flags, command_parser
 from lavis_gated.common.threads import set_num_threads
 from lavis_gated.styles import normalise_style
 
@@ -253,9 +253,18 @@ def write_style_folders(out_dir, per_style, seed=0, size=64, shared_palette=Fals
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", required=True, help="output folder (images/, artquest_*.csv and captions_*.json)"
+    parser = command_parser(
+        "lavis-gated-make-demo-data",
+        "Write synthetic ArtQuest-format data (paintings whose style and shape are known, split CSVs) for "
+        "the demo, the tests and the ablations.",
+        "lavis-gated-make-demo-data --output-dir data/synthetic_artquest",
+        "data.md",
+    )
+    add_flags(
+        parser,
+        "output-dir",
+        "num-threads",
+        output_dir={"required": True, "help": "output folder (images/, artquest_*.csv and captions_*.json)"},
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -284,10 +293,10 @@ def main(argv=None):
         "to train a style CNN on",
     )
     args = parser.parse_args(argv)
-    set_num_threads()
+    set_num_threads({"num_threads": args.num_threads})
     counts = {"train": args.train, "val": args.val, "test": args.test}
     paths = generate(
-        args.out,
+        args.output_dir,
         counts,
         seed=args.seed,
         size=args.size,
@@ -297,7 +306,7 @@ def main(argv=None):
     for split, path in paths.items():
         print(f"{split}: {path}")
     if args.style_folders:
-        folders = os.path.join(args.out, "style_folders")
+        folders = os.path.join(args.output_dir, "style_folders")
         write_style_folders(folders, args.style_folders, args.seed, args.size, args.shared_palette)
         print(f"style folders: {folders}")
 

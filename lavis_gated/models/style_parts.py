@@ -26,6 +26,7 @@ scored row, sum over styles of (form length - 1) extra tokens (27 for the packag
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -181,6 +182,45 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+TRAINING_RECORD = "metrics.json"  # written beside style_cnn.pth by lavis-gated-train-style-cnn
+
+
+def recorded_input(checkpoint):
+    """{"arch", "image_size", "interpolation"} that lavis-gated-train-style-cnn recorded in metrics.json
+    beside `checkpoint` (those present); {} for weights trained elsewhere."""
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), TRAINING_RECORD)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    return {k: recorded[k] for k in ("arch", "image_size", "interpolation") if recorded.get(k)}
+
+
+def cnn_input(cnn, image_size=None, interpolation=None, checkpoint=None):
+    """(side in pixels, interpolation) at which the style CNN sees images: the one rule shared by its
+    trainer (lavis-gated-train-style-cnn), the style-table maker (lavis-gated-style-table) and the model.
+
+    Precedence: the explicit setting (model.style_encoder.image_size / interpolation, --image-size), then
+    what the trainer recorded beside `checkpoint`, then the weights' timm config: `input_size`, the size the
+    weights are trained and validated at (EfficientNet-B3: 288 px, bicubic). timm's `test_input_size`
+    (320 px for B3) is not used: a frozen CNN should see images as its own validation saw them."""
+    recorded = recorded_input(checkpoint) if checkpoint else {}
+    default = cnn.default_cfg
+    side = image_size or recorded.get("image_size") or default["input_size"][-1]
+    return int(side), interpolation or recorded.get("interpolation") or default.get(
+        "interpolation", "bilinear"
+    )
+
+
+def cnn_data_config(cnn, image_size=None, checkpoint=None):
+    """timm's data config (mean, std, crop, input_size, interpolation) for images fed to `cnn` from files,
+    at cnn_input's size and interpolation."""
+    from timm.data import resolve_data_config
+
+    side, interpolation = cnn_input(cnn, image_size, checkpoint=checkpoint)
+    return resolve_data_config({"input_size": (3, side, side), "interpolation": interpolation}, model=cnn)
+
+
 @dataclass
 class CheckpointClassifier:
     """The style CNN checkpoint's own classifier, kept (outside the state dict) to initialise the style
@@ -225,11 +265,8 @@ class StyleEncoder(nn.Module):
 
         self.cnn = timm.create_model(arch, pretrained=False, num_classes=0)
         self.num_features = self.cnn.num_features
-        # the weights' own preprocessing when not set: timm's config of the architecture (EfficientNet-B3:
-        # bicubic, 288 px for training, 320 px for testing; a frozen CNN is always testing)
-        default = self.cnn.default_cfg
-        self.image_size = image_size or (default.get("test_input_size") or default["input_size"])[-1]
-        self.interpolation = interpolation or default.get("interpolation", "bilinear")
+        # the size and interpolation its trainer used (cnn_input: the one rule)
+        self.image_size, self.interpolation = cnn_input(self.cnn, image_size, interpolation, checkpoint)
         self.classifier = None
         if class_names and not checkpoint:
             raise ValueError(

@@ -6,10 +6,10 @@ RUN_* is a run folder (its <split>_metrics.json is read) or a metrics JSON file.
 column gives B - A.
 """
 
-import argparse
 import json
 import os
 
+from lavis_gated.common.command_line import add_flags, command_parser
 from lavis_gated.common.run_log import logged_config, read_log
 from lavis_gated.reports.tables import format_value, metric_rows
 
@@ -58,9 +58,17 @@ def format_comparison(labels, all_metrics):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command_parser(
+        "lavis-gated-compare",
+        "Put runs side by side: one column per run, its metrics and the config keys in which the runs "
+        "differ.",
+        "lavis-gated-compare output/demo/<job1> output/demo/<job2> --split test",
+        "evaluation.md",
+    )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders or metrics JSON files")
-    parser.add_argument("--split", default="test", help="split whose metrics are compared (default: test)")
+    add_flags(
+        parser, "split", split={"default": "test", "help": "split whose metrics are compared (default: test)"}
+    )
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two runs to compare")

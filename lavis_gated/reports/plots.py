@@ -9,20 +9,27 @@
   strength.
 """
 
-import argparse
 import json
 import logging
 import os
 
-import matplotlib
+from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.command_line import command_parser
+from lavis_gated.common.run_log import logged_config, read_log
 
-matplotlib.use("Agg")  # files only: no display on training hosts
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# matplotlib (and numpy) are imported where a picture is drawn: lavis-gated-compare, which imports this
+# module, and --help never draw, and matplotlib takes about a second to import
 
-from lavis_gated.common.atomic_files import atomic_file  # noqa: E402
-from lavis_gated.common.run_log import logged_config, read_log  # noqa: E402
-from lavis_gated.reports.modulation_figure import style_modulation_figure  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on training hosts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
@@ -81,7 +88,7 @@ def save_figure(fig, path):
         with atomic_file(path) as handle:
             fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -99,7 +106,7 @@ def training_curves_figure(log_path):
         r for r in evaluations if r["split"] == split
     ]  # the split that selects the best checkpoint
     select_by = logged_config(entries).get("run", {}).get("select_by", "loss")
-    fig, (losses, metric) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (losses, metric) = pyplot().subplots(1, 2, figsize=(12, 4.5))
     for i, part in enumerate(LOSS_PARTS):
         color = f"C{i}"
         for rows, style, where in ((train, "-", "train"), (evaluations, "--", split)):
@@ -112,7 +119,7 @@ def training_curves_figure(log_path):
     if points:
         epochs, values = zip(*points)
         metric.plot(epochs, values, "-o", color="C5", label=f"{split} agg_metrics")
-        best = int(np.argmax(values))
+        best = max(range(len(values)), key=values.__getitem__)  # the first best, as numpy's argmax
         metric.plot(
             [epochs[best]],
             [values[best]],
@@ -138,6 +145,8 @@ def modulation_summary_figure(summary_path):
         summary = json.load(f)
     epoch = f", epoch {summary['epoch']}" if "epoch" in summary else ""
     source = f"{os.path.basename(summary_path)}{epoch}; mean over the split's questions"
+    from lavis_gated.reports.modulation_figure import style_modulation_figure
+
     return style_modulation_figure(summary, source)
 
 
@@ -166,7 +175,12 @@ def draw_run(run_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command_parser(
+        "lavis-gated-plots",
+        "Draw a run folder's pictures: training_curves.png and <split>_modulation.png.",
+        "lavis-gated-plots output/demo/<job>",
+        "evaluation.md",
+    )
     parser.add_argument(
         "run_dir", help="a run folder (output_dir/<job_id>) with log.txt and *_modulation.json"
     )

@@ -3,9 +3,10 @@
 python -m lavis_gated.reports.tables output/demo/<job>/test_metrics.json
 """
 
-import argparse
 import json
 import math
+
+from lavis_gated.common.command_line import command_parser
 
 ORDER = (
     "num_samples",
@@ -104,8 +105,13 @@ def epoch_summary(epoch, train_stats, split_name, metrics, select_by):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("metrics_json")
+    parser = command_parser(
+        "lavis-gated-report",
+        "Print a run's metrics JSON (<split>_metrics.json) as a table, metrics in a fixed order.",
+        "lavis-gated-report output/demo/<job>/test_metrics.json",
+        "evaluation.md",
+    )
+    parser.add_argument("metrics_json", help="a <split>_metrics.json written by evaluation")
     args = parser.parse_args(argv)
     with open(args.metrics_json, encoding="utf-8") as f:
         print(format_table(json.load(f)))

@@ -17,7 +17,6 @@ e do not depend on what ran before, so a run resumed at epoch e draws the same o
 never stopped, without storing generator states in checkpoints.
 """
 
-import argparse
 import dataclasses
 import datetime
 import importlib
@@ -39,18 +38,6 @@ from lavis_gated.common.threads import set_num_threads
 from lavis_gated.configs.run_config import check_run_block, runner_config
 from lavis_gated.configs.schema import check_boolean_spellings
 from lavis_gated.datasets.feature_cache import attach_feature_cache
-
-
-def argument_parser(description):
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--cfg-path", required=True, help="path to configuration file.")
-    parser.add_argument(
-        "--options",
-        nargs="+",
-        action="extend",
-        help="override settings of the config file, as key=value pairs merged into it.",
-    )
-    return parser
 
 
 def import_user_modules(cfg_path):

@@ -6,33 +6,42 @@ uncertain ones), or taken from a metadata table that has a style column (--from-
 images listed twice with different styles.
 """
 
-import argparse
 import csv
 import json
 import logging
 import os
 from collections import Counter
 
-import torch
-from timm.data import create_transform, resolve_data_config
-from tqdm import tqdm
-
 from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.command_line import add_flags, command_parser, resolve_device
 from lavis_gated.common.threads import set_num_threads
-from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.styles import normalise_style
-from lavis_gated.wikiart.style_folders import IMAGE_EXTENSIONS, ImageDataset, drop_bad_images, list_images
-from lavis_gated.wikiart.timm_weights import load_classifier
+
+# torch, timm, pandas and the image modules are imported in the functions that use them, so that --help and
+# a wrong flag answer before seconds of imports
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="the CSV to write (columns image,style[,confidence])")
+    parser = command_parser(
+        "lavis-gated-style-table",
+        "Write the image -> style table that datasets.artquest.style_table joins on: styles predicted by the "
+        "trained style CNN, or taken from a metadata table.",
+        "lavis-gated-style-table --images data/artquest/images "
+        "--checkpoint checkpoints/wikiart_b3/style_cnn.pth "
+        "--class-names checkpoints/wikiart_b3/class_names.json --output data/artquest/image_styles.csv",
+        "real_run.md",
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="CSV", help="the CSV to write (columns image,style[,confidence])"
+    )
+    add_flags(parser, "num-threads")
     predicted = parser.add_argument_group("predicted styles")
     predicted.add_argument(
         "--images", help="folder of images (e.g. SemArt's Images/); names are relative to it"
     )
-    predicted.add_argument("--checkpoint", help="style_cnn.pth written by lavis-gated-train-style-cnn")
+    add_flags(
+        predicted, "checkpoint", checkpoint={"help": "style_cnn.pth written by lavis-gated-train-style-cnn"}
+    )
     predicted.add_argument("--class-names", help="class_names.json written beside it")
     predicted.add_argument(
         "--arch", help="timm architecture (default: metrics.json beside the checkpoint, else efficientnet_b3)"
@@ -40,7 +49,7 @@ def parse_args(argv=None):
     predicted.add_argument(
         "--image-size",
         type=int,
-        help="input side (default: metrics.json beside the checkpoint, else the arch's timm default)",
+        help="input side (default: metrics.json beside the checkpoint, else the arch's timm input_size)",
     )
     predicted.add_argument(
         "--min-confidence",
@@ -48,9 +57,7 @@ def parse_args(argv=None):
         default=0.0,
         help="leave out images whose top class has a lower softmax probability (counted)",
     )
-    predicted.add_argument("--batch-size", type=int, default=64)
-    predicted.add_argument("--device", default=None, help="cuda, cpu (default: cuda if available)")
-    predicted.add_argument("--num-workers", type=int, default=4)
+    add_flags(predicted, "batch-size", "device", "num-workers", batch_size={"default": 64})
     predicted.add_argument(
         "--skip-bad-images", action="store_true", help="leave out unreadable images (counted)"
     )
@@ -76,8 +83,6 @@ def parse_args(argv=None):
         parser.error("--from-metadata takes the styles from the table; leave out --images/--checkpoint")
     if not 0 <= args.min_confidence <= 1:
         parser.error(f"--min-confidence {args.min_confidence} must be a probability in [0, 1]")
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
 
 
@@ -89,19 +94,14 @@ def read_class_names(path):
     return names
 
 
-def training_settings(checkpoint):
-    """arch and image_size recorded by lavis-gated-train-style-cnn in metrics.json beside the checkpoint."""
-    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "metrics.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        recorded = json.load(handle)
-    return {k: recorded[k] for k in ("arch", "image_size") if k in recorded}
-
-
-@torch.no_grad()
 def predict(model, paths, data_config, args):
     """(top class index, its softmax probability) per image, in the order of `paths`."""
+    import torch
+    from timm.data import create_transform
+    from tqdm import tqdm
+
+    from lavis_gated.wikiart.style_folders import ImageDataset
+
     dataset = ImageDataset(
         paths,
         list(range(len(paths))),
@@ -113,7 +113,10 @@ def predict(model, paths, data_config, args):
     model.to(device)
     tops, confidences = [], []
     for images, _ in tqdm(loader, desc="predicting styles", leave=False, dynamic_ncols=True):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with (
+            torch.no_grad(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+        ):
             probabilities = model(images.to(device)).float().softmax(-1)
         confidence, top = probabilities.max(-1)
         tops += top.tolist()
@@ -123,14 +126,16 @@ def predict(model, paths, data_config, args):
 
 def predicted_rows(args):
     """Rows (image, style, confidence) for the images under --images, and what was left out."""
+    from lavis_gated.models.style_parts import cnn_data_config, recorded_input
+    from lavis_gated.wikiart.style_folders import IMAGE_EXTENSIONS, drop_bad_images, list_images
+    from lavis_gated.wikiart.timm_weights import load_classifier
+
     if not os.path.isdir(args.images):
         raise FileNotFoundError(f"image folder not found: {args.images} (--images)")
     names = read_class_names(args.class_names)
-    recorded = training_settings(args.checkpoint)
-    arch = args.arch or recorded.get("arch", "efficientnet_b3")
+    arch = args.arch or recorded_input(args.checkpoint).get("arch", "efficientnet_b3")
     model = load_classifier(arch, args.checkpoint, names)
-    size = args.image_size or recorded.get("image_size")
-    data_config = resolve_data_config({"input_size": (3, size, size)} if size else {}, model=model)
+    data_config = cnn_data_config(model, args.image_size, checkpoint=args.checkpoint)
     paths, _ = list_images(args.images, recursive=True)
     if not paths:
         raise ValueError(f"{args.images} has no images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -153,6 +158,8 @@ def predicted_rows(args):
 def metadata_rows(path, image_column, style_column, encoding="utf-8"):
     """Rows (image, style) of a metadata table, as written there; an image listed with two different styles
     (after normalisation, as StyleTable compares them) is an error naming the lines."""
+    from lavis_gated.datasets.annotation_files import read_table
+
     frame = read_table(path, encoding)
     missing = [c for c in (image_column, style_column) if c not in frame.columns]
     if missing:
@@ -202,22 +209,27 @@ def write_table(columns, rows, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not args.from_metadata:
+        try:
+            args.device = resolve_device(args.device)
+        except ValueError as err:
+            raise SystemExit(f"lavis-gated-style-table: {err}") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the thread-count choice
-    set_num_threads()
+    set_num_threads({"num_threads": args.num_threads})
     if args.from_metadata:
         columns, rows = metadata_rows(args.from_metadata, args.image_column, args.style_column, args.encoding)
     else:
         columns, rows = predicted_rows(args)
     if not rows:
-        raise ValueError(f"no image has a style: nothing to write to {args.out}")
-    write_table(columns, rows, args.out)
+        raise ValueError(f"no image has a style: nothing to write to {args.output}")
+    write_table(columns, rows, args.output)
     counts = Counter(row[1] for row in rows)
     print(
-        f"wrote {len(rows)} rows to {args.out}; per style: "
+        f"wrote {len(rows)} rows to {args.output}; per style: "
         + ", ".join(f"{style} {n}" for style, n in counts.most_common())
     )
     print(
-        f"datasets:\n  artquest:\n    style_table:\n      storage: {os.path.abspath(args.out)}\n"
+        f"datasets:\n  artquest:\n    style_table:\n      storage: {os.path.abspath(args.output)}\n"
         "      key: image\n      style: style"
     )
 

@@ -1,11 +1,10 @@
 """Fine-tune a timm CNN on WikiArt-format style folders: the frozen style CNN of the real run.
 
-Writes to --out: style_cnn.pth (a plain timm state dict, classifier included: the weights of the epoch
+Writes to --output-dir: style_cnn.pth (a plain timm state dict, classifier included: the weights of the epoch
 with the best validation top-1), class_names.json (the classifier rows' names, i.e. the folder names)
 and metrics.json (per-epoch train loss and validation top-1, the best epoch, and how it was trained).
 """
 
-import argparse
 import json
 import logging
 import math
@@ -13,26 +12,38 @@ import os
 import random
 from collections import Counter
 
-import timm
-import torch
-import torch.nn.functional as F
-from timm.data import create_transform, resolve_data_config
-from tqdm import tqdm
-
 from lavis_gated.common.atomic_files import atomic_file
-from lavis_gated.common.checkpoints import save_checkpoint
+from lavis_gated.common.command_line import add_flags, command_parser, resolve_device
 from lavis_gated.common.threads import set_num_threads
-from lavis_gated.wikiart.style_folders import ImageDataset, scan_style_folders, split_per_class
-from lavis_gated.wikiart.timm_weights import load_backbone
+
+# torch, timm and the data modules are imported in the functions that use them, so that --help and a wrong
+# flag answer before seconds of imports
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", required=True, help="WikiArt-format folder: ROOT/<style name>/<image files>"
+    parser = command_parser(
+        "lavis-gated-train-style-cnn",
+        "Fine-tune a timm CNN on WikiArt-format style folders: the frozen style CNN of the real run "
+        "(style_cnn.pth, class_names.json, metrics.json).",
+        "lavis-gated-train-style-cnn --images data/wikiart --output-dir checkpoints/wikiart_b3 "
+        "--pretrained-weights checkpoints/efficientnet_b3_imagenet.pth",
+        "real_run.md",
     )
     parser.add_argument(
-        "--out", required=True, help="output folder for style_cnn.pth, class_names.json, metrics.json"
+        "--images", required=True, metavar="DIR", help="WikiArt-format folder: DIR/<style name>/<image files>"
+    )
+    add_flags(
+        parser,
+        "output-dir",
+        "device",
+        "num-threads",
+        "batch-size",
+        "num-workers",
+        output_dir={
+            "required": True,
+            "help": "output folder for style_cnn.pth, class_names.json, metrics.json",
+        },
+        batch_size={"default": 32, "help": "images per step (default 32)"},
     )
     parser.add_argument(
         "--arch", default="efficientnet_b3", help="timm architecture (default: efficientnet_b3)"
@@ -41,10 +52,10 @@ def parse_args(argv=None):
         "--image-size",
         type=int,
         default=None,
-        help="input side in pixels (default: the arch's timm default, 288 for efficientnet_b3)",
+        help="input side in pixels (default: the arch's timm input_size, 288 for efficientnet_b3; "
+        "recorded in metrics.json and used by the model and lavis-gated-style-table)",
     )
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--lr", type=float, default=3e-4, help="AdamW peak learning rate (cosine decay per step)"
     )
@@ -62,8 +73,6 @@ def parse_args(argv=None):
         help="timm weights file to start from (e.g. ImageNet); its classifier is not used. "
         "Default: random initialisation (nothing is downloaded)",
     )
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    parser.add_argument("--num-workers", type=int, default=4, help="data-loader processes")
     parser.add_argument(
         "--limit-per-class", type=int, default=None, help="at most this many images per style"
     )
@@ -79,15 +88,16 @@ def parse_args(argv=None):
         parser.error("--limit-per-class must be at least 1")
     if not 0 <= args.val_fraction < 1:
         parser.error(f"--val-fraction {args.val_fraction} must be in [0, 1)")
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
     return args
 
 
 def make_loaders(data, train_index, val_index, data_config, args):
     """Training batches (timm's augmentation, shuffled, seeded) and validation batches (eval transform)."""
+    import torch
+    from timm.data import create_transform
+
+    from lavis_gated.wikiart.style_folders import ImageDataset
+
     size = data_config["input_size"][-1]
     loaders = []
     for index, training in ((train_index, True), (val_index, False)):
@@ -114,11 +124,16 @@ def make_loaders(data, train_index, val_index, data_config, args):
 
 def autocast(device):
     """bf16 autocast on CUDA (weights stay fp32, no loss scaling needed); plain fp32 on CPU."""
+    import torch
+
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, device, description):
     """Mean cross-entropy over the epoch's training images."""
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
     model.train()
     total, count = 0.0, 0
     for images, labels in tqdm(loader, desc=description, leave=False, dynamic_ncols=True):
@@ -134,13 +149,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, description):
     return total / max(count, 1)
 
 
-@torch.no_grad()
 def top1_accuracy(model, loader, device):
     """Share of the loader's images whose highest-scoring class is their label."""
+    import torch
+
     model.eval()
     correct, count = 0, 0
     for images, labels in loader:
-        with autocast(device):
+        with torch.no_grad(), autocast(device):
             logits = model(images.to(device, non_blocking=True))
         correct += (logits.argmax(1).cpu() == labels).sum().item()
         count += len(labels)
@@ -170,31 +186,38 @@ def describe(data, train_index, val_index):
 
 
 def train(args):
-    """Train, keeping the best validation epoch's weights in --out; returns the metrics written."""
+    """Train, keeping the best validation epoch's weights in --output-dir; returns the metrics written."""
+    import timm
+    import torch
+
+    from lavis_gated.common.checkpoints import save_checkpoint
+    from lavis_gated.models.style_parts import cnn_data_config
+    from lavis_gated.wikiart.style_folders import scan_style_folders, split_per_class
+    from lavis_gated.wikiart.timm_weights import load_backbone
+
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     data = scan_style_folders(
-        args.data, args.limit_per_class, args.seed, args.skip_bad_images, threads=max(1, args.num_workers)
+        args.images, args.limit_per_class, args.seed, args.skip_bad_images, threads=max(1, args.num_workers)
     )
     train_index, val_index = split_per_class(data.labels, args.val_fraction, args.seed)
     describe(data, train_index, val_index)
     model = timm.create_model(args.arch, pretrained=False, num_classes=len(data.classes))
     if args.pretrained_weights:
         load_backbone(model, args.pretrained_weights)
-    overrides = {"input_size": (3, args.image_size, args.image_size)} if args.image_size else {}
-    data_config = resolve_data_config(overrides, model=model)
+    data_config = cnn_data_config(model, args.image_size)
     train_loader, val_loader = make_loaders(data, train_index, val_index, data_config, args)
     device = torch.device(args.device)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(train_loader))
-    os.makedirs(args.out, exist_ok=True)
-    write_json(data.classes, os.path.join(args.out, "class_names.json"))
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_json(data.classes, os.path.join(args.output_dir, "class_names.json"))
     metrics = {
         "arch": args.arch,
         "image_size": data_config["input_size"][-1],
         "interpolation": data_config["interpolation"],
-        "data": os.path.abspath(args.data),
+        "data": os.path.abspath(args.images),
         "class_names": data.classes,
         "train_images": len(train_index),
         "val_images": len(val_index),
@@ -214,7 +237,7 @@ def train(args):
         )
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"epoch {epoch}: the training loss is {loss}; lower --lr. {args.out} keeps "
+                f"epoch {epoch}: the training loss is {loss}; lower --lr. {args.output_dir} keeps "
                 f"the best epoch so far ({metrics['best_epoch']})"
             )
         top1 = top1_accuracy(model, val_loader, device) if val_index else None
@@ -225,9 +248,9 @@ def train(args):
             metrics["best_epoch"], metrics["best_val_top1"] = epoch, top1
             save_checkpoint(
                 {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                os.path.join(args.out, "style_cnn.pth"),
+                os.path.join(args.output_dir, "style_cnn.pth"),
             )
-        write_json(metrics, os.path.join(args.out, "metrics.json"))
+        write_json(metrics, os.path.join(args.output_dir, "metrics.json"))
         shown = "n/a" if top1 is None else f"{top1:.4f}"
         print(
             f"epoch {epoch}/{args.epochs}: train loss {loss:.4f}, val top-1 {shown}"
@@ -238,10 +261,14 @@ def train(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as err:
+        raise SystemExit(f"lavis-gated-train-style-cnn: {err}") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the thread-count choice
-    set_num_threads()
+    set_num_threads({"num_threads": args.num_threads})
     metrics = train(args)
-    out = os.path.abspath(args.out)
+    out = os.path.abspath(args.output_dir)
     best = metrics["best_val_top1"]
     print(
         f"best epoch {metrics['best_epoch']}"
