@@ -1,5 +1,7 @@
 """Image files of a split: where each one lives, whether it stays under the image root, and whether it
-decodes, checked once at build time.
+decodes, checked once at build time; and `read_rgb`, the one way an image enters the package (datasets,
+shards, the frozen-feature cache, predict, the demo page, the style-CNN tools), so that training,
+evaluation and prediction see the same pixels.
 
 A missing or broken image found here is reported with its name and a count, instead of killing a
 data-loader worker hours into training. A relative name that climbs out of the image root ("../x.jpg")
@@ -8,11 +10,14 @@ Absolute names are used as given.
 """
 
 import contextlib
+import io
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
 
 IMAGE_CHECKS = ("decode", "exists")
 BAD_IMAGE_POLICIES = ("error", "skip")
@@ -58,16 +63,97 @@ def outside_root(name, path, root):
     return os.path.commonpath([root, os.path.abspath(path)]) != root
 
 
+_strict_lock = threading.Lock()
+_strict_users = 0
+_strict_previous = False
+
+
 @contextlib.contextmanager
 def _truncated_images_fail():
-    """LAVIS sets PIL's LOAD_TRUNCATED_IMAGES = True for every user at import
-    (lavis/datasets/datasets/coco_caption_datasets.py:14), which would let a cut-off file pass."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    """PIL's LOAD_TRUNCATED_IMAGES off while any thread of this process decodes through read_rgb.
+
+    LAVIS sets it True for every user at import (lavis/datasets/datasets/coco_caption_datasets.py:14), which
+    lets a cut-off file load with its missing part grey. PIL reads the module global at decode time, so it
+    is switched off for as long as any reader is inside (a count, so that threads decoding at once never
+    switch it back under each other) and restored when the last one leaves.
+    """
+    global _strict_users, _strict_previous
+    with _strict_lock:
+        if _strict_users == 0:
+            _strict_previous = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _strict_users += 1
     try:
         yield
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        with _strict_lock:
+            _strict_users -= 1
+            if _strict_users == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_previous
+
+
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+ALPHA_BACKGROUND = (255, 255, 255)  # transparent parts read as white, like the paper around a painting
+
+
+def _to_8_bits(image):
+    """A single-channel high-bit-depth image ("I;16*", "I", "F") as "L", scaled, not clipped.
+
+    PIL's convert("RGB") clips such values at 255, so a 16-bit scan turns almost white. 16-bit modes are
+    scaled by their full scale (65535 -> 255); "I" by 16-bit full scale when its values fit 16 bits (how
+    PIL opens 16-bit PNGs and TIFFs), else by its own minimum..maximum; "F" by 255 when it lies in [0, 1]
+    (the usual float image), else by its own minimum..maximum.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        scaled = values / 65535.0 * 255.0 if high > 255 or image.mode.startswith("I;16") else values
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image):
+    """A loaded PIL image as 8-bit RGB, the way the real data needs it.
+
+    - high-bit-depth single-channel images (16-bit PNG/TIFF, "I", "F") are scaled to 8 bits (_to_8_bits);
+    - an alpha channel (RGBA, LA, a palette with a transparent colour) is composited on white, since
+      transparency in a painting's file is the margin around it, and PIL's convert("RGB") would keep the
+      hidden colour under it (often black);
+    - palettes, grayscale, CMYK, YCbCr and the rest go through PIL's own conversion.
+    """
+    if image.mode in HIGH_BIT_DEPTH_MODES:
+        return _to_8_bits(image).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_rgb(source, draft_size=None):
+    """The 8-bit RGB image of a file (a path, bytes or a binary file object), upright and whole.
+
+    - EXIF orientation is applied (ImageOps.exif_transpose): phone photos and many scans store the pixels
+      sideways with a rotation tag; the model must see the painting upright, as a viewer shows it;
+    - a truncated file is an OSError ("image file is truncated"), whatever LAVIS set globally;
+    - to_rgb's rules for bit depth, alpha and palettes.
+    draft_size: let JPEG decode at 1/2, 1/4 or 1/8 scale while the image stays above this many pixels a side
+    (large paintings for a network that sees a few hundred). Errors are PIL's (OSError, SyntaxError,
+    ValueError, ...), with the file in them where PIL names it.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    with _truncated_images_fail(), Image.open(source) as image:
+        if draft_size:
+            image.draft("RGB", (draft_size, draft_size))
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return to_rgb(upright)
 
 
 def image_problem(path, check="decode"):
@@ -77,12 +163,22 @@ def image_problem(path, check="decode"):
     if check == "exists":
         return None
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (32, 32))  # JPEG: decode at reduced scale; every byte is still read
-            image.load()
+        read_rgb(path, draft_size=32)  # JPEG: decode at reduced scale; every byte is still read
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
         return f"unreadable ({type(err).__name__}: {err})"
     return None
+
+
+def case_twin(path):
+    """The name of a file beside missing `path` whose name differs only in letter case ("A.JPG" for
+    "a.jpg"), else None: names from another operating system or a case-insensitive disk."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return None
+    twins = [entry for entry in entries if entry.lower() == name.lower() and entry != name]
+    return twins[0] if twins else None
 
 
 def find_bad_images(paths, check="decode", threads=8):
@@ -90,9 +186,6 @@ def find_bad_images(paths, check="decode", threads=8):
     if check not in IMAGE_CHECKS:
         raise ValueError(f"image_check {check!r} is not one of {IMAGE_CHECKS}")
     distinct = sorted(set(paths))
-    with (
-        _truncated_images_fail(),
-        ThreadPoolExecutor(max_workers=threads) as pool,
-    ):  # PIL decodes without the GIL
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # PIL decodes without the GIL
         problems = pool.map(lambda p: image_problem(p, check), distinct)
         return {path: problem for path, problem in zip(distinct, problems) if problem}

@@ -15,6 +15,43 @@ from lavis.common.dist_utils import main_process
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path, save_checkpoint
 from lavis_gated.checkpoint_keys import check_state_dict
 
+# model settings that decide which tensors a checkpoint holds: a resume under other values cannot load it
+STRUCTURE_KEYS = ("gating", "lora", "prompt_mapper", "num_query_token")
+
+
+def _flat(block, prefix):
+    if isinstance(block, dict):
+        return {k: v for key, sub in block.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
+    return {prefix: block}
+
+
+def settings_differences(saved_model, run_model):
+    """[(key, saved value, this run's value)] of STRUCTURE_KEYS that differ between a checkpoint's model
+    block and this run's (plain dicts); keys the checkpoint does not record are not compared."""
+    saved = {
+        k: v
+        for key in STRUCTURE_KEYS
+        if key in saved_model
+        for k, v in _flat(saved_model[key], f"model.{key}").items()
+    }
+    ours = {k: v for key in STRUCTURE_KEYS for k, v in _flat(run_model.get(key), f"model.{key}").items()}
+    return [(key, value, ours.get(key)) for key, value in saved.items() if ours.get(key) != value]
+
+
+def check_same_model_settings(checkpoint, run_model, path):
+    """A ValueError naming each model key to set, when `checkpoint` was trained with other structural
+    settings (gating.type, lora, ...) than this run: otherwise the keys' mismatch surfaces as the
+    checkpoint "not fitting the model", which names tensors, not settings."""
+    saved = ((checkpoint.get("config") or {}).get("model")) or {}
+    differences = settings_differences(saved, run_model)
+    if differences:
+        listed = "; ".join(f"{key} is {value!r} there and {ours!r} here" for key, value, ours in differences)
+        options = " ".join(f"{key}={value}" for key, value, _ in differences)
+        raise ValueError(
+            f"{path} was trained with other model settings than this run: {listed}. Resume it with the "
+            f"checkpoint's settings: --options {options}"
+        )
+
 
 def frozen_parameter_names(model):
     """Names of the parameters LAVIS leaves out of checkpoints (remove_duplicate=False also names the
@@ -49,6 +86,7 @@ class RunCheckpoints:
         save_to = os.path.join(self.output_dir, name)
         logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
         save_checkpoint(save_obj, save_to)
+        self.resume_point = (save_to, cur_epoch)  # what a stopped run resumes from (runner_gated)
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
@@ -80,7 +118,9 @@ class RunCheckpoints:
         # own checkpoints (frozen parameters are not saved), and forgets the best metric.
         path = local_checkpoint_path(url_or_filename)
         checkpoint = load_checkpoint(path)
+        check_same_model_settings(checkpoint, self.config.to_dict().get("model") or {}, path)
         self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
+        self.resume_point = (path, checkpoint["epoch"])
 
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler and checkpoint.get("scaler"):

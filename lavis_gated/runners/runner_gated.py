@@ -11,13 +11,18 @@ Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only;
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
 run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
-TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor.
+TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor. The run holds its folder
+(run_setup.claim_run_folder) until it ends; SIGTERM and SIGINT log the epoch and the checkpoint to resume
+from before the run stops.
 """
 
+import contextlib
 import datetime
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +40,7 @@ from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
 from lavis_gated.runners.run_checkpoints import RunCheckpoints
 from lavis_gated.runners.run_log import continue_log
 from lavis_gated.runners.run_monitor import RunMonitoring
+from lavis_gated.runners.run_setup import RunFolderError, claim_run_folder, release_run_lock
 from lavis_gated.tasks.evaluation_outputs import keep_best_outputs
 
 
@@ -99,6 +105,17 @@ class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
         else:
             output_dir = Path(os.path.abspath(os.path.expanduser(self.config.run_cfg.output_dir)))
             output_dir = output_dir / self.job_id
+        # rank 0 claims the folder (run_setup.claim_run_folder) and tells the others: all stop together
+        refusal = [None]
+        if is_main_process():
+            try:
+                claim_run_folder(str(output_dir), resuming=self.resumes_in_place)
+            except RunFolderError as err:
+                refusal[0] = str(err)
+        if is_dist_avail_and_initialized():
+            dist.broadcast_object_list(refusal, src=0)
+        if refusal[0] is not None:
+            raise RunFolderError(refusal[0])
         result_dir = output_dir / "result"
         result_dir.mkdir(parents=True, exist_ok=True)
 
@@ -133,10 +150,12 @@ class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
         self.open_monitors()
         finished = False
         try:
-            self.train_and_test()
+            with self.stop_signals_logged():
+                self.train_and_test()
             finished = True
         finally:
             self.close_monitors(finished)
+            release_run_lock(str(self.output_dir))
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
         logging.info(f"Training time {total_time_str}")
 
@@ -153,6 +172,7 @@ class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
 
         cur_epoch = self.start_epoch - 1
         for cur_epoch in range(self.start_epoch, self.max_epoch):
+            self.current_epoch = cur_epoch
             if not self.evaluate_only:
                 logging.info("Start training")
                 train_stats = self.train_epoch(cur_epoch)
@@ -210,6 +230,53 @@ class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
         if is_main_process():
             for split_name, test_log in test_logs.items():
                 self.evaluated(split_name, test_epoch, test_log)
+
+    def stop_message(self, signal_name):
+        """The line a stopped run leaves: the epoch it was in and the checkpoint to resume from."""
+        epoch = getattr(self, "current_epoch", self.start_epoch)
+        saved = getattr(self, "resume_point", None)
+        if saved is None:
+            return (
+                f"{signal_name}: stopping in epoch {epoch}; no checkpoint was written yet, so there is "
+                "nothing to resume: start the run again"
+            )
+        path, saved_epoch = saved
+        return (
+            f"{signal_name}: stopping in epoch {epoch}; resume from {path} (epoch {saved_epoch}) with: "
+            f"lavis-gated-train --cfg-path <the same config> --resume {path}"
+        )
+
+    @contextlib.contextmanager
+    def stop_signals_logged(self):
+        """SIGTERM (a scheduler's pre-emption, kill) and SIGINT (Ctrl-C) log stop_message on rank 0 and
+        release the run folder, then stop the process as the signal would have: SIGTERM ends it by the
+        signal (its exit status tells the scheduler so), SIGINT raises KeyboardInterrupt. Python handlers
+        only live in the main thread; elsewhere nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in signals}
+
+        def stop(signum, frame):
+            if is_main_process():
+                logging.warning(self.stop_message(signal.Signals(signum).name))
+            release_run_lock(str(self.output_dir))
+            handler = previous[signum]
+            signal.signal(signum, handler)
+            if callable(handler):
+                return handler(signum, frame)  # e.g. Python's own SIGINT handler: KeyboardInterrupt
+            if handler == signal.SIG_IGN:
+                return None
+            os.kill(os.getpid(), signum)  # the default action, now restored
+
+        for signum in signals:
+            signal.signal(signum, stop)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""

@@ -38,6 +38,13 @@ def check_style_coverage(train_rows, style_question_types, weights):
         f"the train split: {found} ({labelled} of {len(train_rows)} rows have a style); set "
         "run.style_question_types to the types whose answers are styles, or null for every labelled row"
     )
+    if found == ["(none)"]:  # the data's fault, not the setting's: say so first
+        message = (
+            "no train row has a question type: the train file has no question_type column, or it is empty "
+            "(name the column that holds the types with datasets.<name>.fields.question_type); so "
+            f"run.style_question_types {sorted(style_question_types)!r} leaves the style hit-rate and KL "
+            "terms no train row (for data without question types, set run.style_question_types: null)"
+        )
     if any(weights[term] > 0 for term in STYLE_ROW_TERMS):
         raise ValueError(f"{message} (run.style_hit_weight and run.style_kl_weight are not both 0)")
     logging.warning(message)

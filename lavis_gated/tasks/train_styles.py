@@ -5,6 +5,8 @@ each loss term covers (logged at start-up; a weighted term that covers none is a
 
 import logging
 
+from omegaconf import OmegaConf
+
 from lavis_gated.checkpoint_io import load_checkpoint, local_checkpoint_path
 from lavis_gated.datasets.style_text import answer_forms, mentions_style
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
@@ -32,6 +34,37 @@ def resumed_style_vocabulary(run_cfg, train_vocabulary):
             train_vocabulary.names,
         )
     return vocabulary
+
+
+def explicit_style_names(model_cfg, model_cls):
+    """model.style_names as the run's config sets it, when that differs from its model type's own list
+    (the WikiArt styles of the model-type YAMLs); None when it is the model type's, or empty."""
+    names = list(model_cfg.get("style_names") or [])
+    if not names:
+        return None
+    try:
+        default = OmegaConf.load(model_cls.default_config_path(model_cfg.get("model_type"))).model
+    except Exception:  # an unknown model type: every list it is given is the config's own
+        return names
+    return None if list(default.get("style_names") or []) == names else names
+
+
+def warn_replaced_style_names(explicit, used, source):
+    """A warning when an explicit model.style_names (`explicit`) is not the vocabulary the model got from
+    `source` (`used`, its names): the checkpoint's or train split's vocabulary wins, since the style head's
+    rows and the style tokens follow it, but never silently. True when it warned."""
+    if explicit is None or StyleVocabulary(explicit).names == list(used):
+        return False
+    logging.warning(
+        "model.style_names (%d names: %s) is not used: the style vocabulary comes from %s (%d names: %s); "
+        "leave model.style_names out, or train a new run on data labelled with your names",
+        len(explicit),
+        explicit[:8],
+        source,
+        len(used),
+        list(used)[:8],
+    )
+    return True
 
 
 def report_unseen_styles(split_styles, vocabulary):
