@@ -27,14 +27,18 @@ REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 1800  # a hang guard: a busy 2-core machine can make one tiny epoch take minutes
 
 # Imports everything a training run needs, then waits for a line on stdin before it starts: two of these
-# told "go" together reach their job ids within a fraction of a second of each other.
+# told "go" together start at once. Both read the same second from the clock (argv[1]) for their job ids:
+# started together they often do; this makes it certain rather than a matter of machine load.
 STARTER = """
 import sys
+import time
+real_strftime = time.strftime
+time.strftime = lambda fmt, *t: sys.argv[1] if fmt == "%Y%m%d%H%M%S" else real_strftime(fmt, *t)
 import lavis_gated.train as train
 import lavis_gated.runners.run_setup  # noqa: F401  (the heavy imports, before the start signal)
 print("ready", flush=True)
 sys.stdin.readline()
-train.main(sys.argv[1:])
+train.main(sys.argv[2:])
 """
 
 
@@ -71,9 +75,10 @@ def test_two_runs_started_together_into_one_output_dir_keep_apart(tmp_path, smal
         write_config(tmp_path, small_data, output_dir, f"run{i}", max_epoch=1, warmup_steps=1, seed=i)
         for i in range(2)
     ]
+    second = time.strftime("%Y%m%d%H%M%S")
     starters = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTER, "--cfg-path", str(config)],
+            [sys.executable, "-c", STARTER, second, "--cfg-path", str(config)],
             cwd=REPO,
             env=environment(),
             stdin=subprocess.PIPE,
@@ -86,8 +91,6 @@ def test_two_runs_started_together_into_one_output_dir_keep_apart(tmp_path, smal
     try:
         for starter in starters:
             assert starter.stdout.readline().strip() == "ready", starter.stderr.read()[-3000:]
-        # just after a whole second, so that both take their job ids within the same second
-        time.sleep(1.05 - time.time() % 1)
         for starter in starters:
             starter.stdin.write("go\n")
             starter.stdin.flush()
