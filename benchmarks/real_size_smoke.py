@@ -5,7 +5,7 @@
     python benchmarks/real_size_smoke.py --model-type tiny      # the same run at toy size, in seconds
 
 EVA ViT-g (39 x 1408), BERT-base Q-Former, OPT-2.7B and EfficientNet-B3 (300 px, random: allow_random) are
-built from the type's YAML with every source a local stand-in (lavis_gated.offline_standins: the real
+built from the type's YAML with every source a local stand-in (lavis_gated.offline.standins: the real
 configs and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one
 training step at batch 1 with the style_captioning task's loss (the demo's weights: lm 1, style_hit 0.1,
 style_kl 0.1, style_ce 1.0), backward and an AdamW step, failing if a frozen parameter got a gradient or a
@@ -40,7 +40,7 @@ from benchmark_models import build_task  # noqa: E402  (this folder: the demo's 
 from lavis.common.registry import registry  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registration)
-from lavis_gated.offline_standins import random_model_config  # noqa: E402
+from lavis_gated.offline.standins import random_model_config  # noqa: E402
 
 QUESTION, ANSWER, STYLE = "what style is this painting?", "impressionism", "impressionism"
 

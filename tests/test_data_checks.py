@@ -8,11 +8,10 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from helpers.data import PUBLIC_COLUMNS, build, builder_cfg, save_image, write_csv
+from helpers.runs import REPO
 from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
-from test_data_sources import PUBLIC_COLUMNS, build, builder_cfg, save_image
-from test_dataset import write_csv
-from test_end_to_end import REPO
 from transformers import AutoTokenizer
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
@@ -20,8 +19,8 @@ from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.artquest_dataset import read_split
 from lavis_gated.datasets.make_shards import write_shards
 from lavis_gated.datasets.style_sources import StyleTable
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models.style_parts import StyleVocabularyState
+from lavis_gated.styles import StyleVocabulary
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 # SemArt's file names: <number>-<painter's name>.jpg

@@ -1,4 +1,4 @@
-"""Images read as they are, by the one reader (datasets.image_files.read_rgb) that the datasets, predict and
+"""Images read as they are, by the one reader (datasets.checks.read_rgb) that the datasets, predict and
 the demo page share: 16-bit files scaled rather than clipped to white, EXIF rotation applied, alpha on white,
 and truncated files refused whatever LAVIS set globally (it turns PIL's LOAD_TRUNCATED_IMAGES on)."""
 
@@ -13,7 +13,7 @@ import lavis_gated  # noqa: F401  (imports LAVIS, which sets LOAD_TRUNCATED_IMAG
 from lavis_gated.app import predict
 from lavis_gated.app.inputs import InputError, read_image, read_image_file
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset
-from lavis_gated.datasets.image_files import read_rgb
+from lavis_gated.datasets.checks import read_rgb
 
 RED, BLUE = (220, 20, 30), (20, 40, 210)
 

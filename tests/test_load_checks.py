@@ -18,8 +18,8 @@ from PIL import Image
 
 import lavis_gated  # noqa: F401  (registers the builder, model and task)
 from lavis_gated.runners.run_setup import check_config
-from lavis_gated.tasks import train_styles
-from lavis_gated.tasks.style_coverage import check_style_coverage
+from lavis_gated.tasks import checks
+from lavis_gated.tasks.checks import check_style_coverage
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["question_id", "image", "question", "answer", "question_type", "style"]
@@ -213,13 +213,13 @@ def test_a_missing_question_type_column_is_named_as_such():
 def test_an_explicit_style_names_replaced_by_the_checkpoints_is_said(caplog):
     model_cls = registry.get_model_class("blip2_opt_gated")
     tiny = OmegaConf.load(model_cls.default_config_path("tiny")).model
-    assert train_styles.explicit_style_names(tiny, model_cls) is None  # the model type's own list
+    assert checks.explicit_style_names(tiny, model_cls) is None  # the model type's own list
     mine = OmegaConf.merge(tiny, {"style_names": ["baroque", "rococo"]})
-    explicit = train_styles.explicit_style_names(mine, model_cls)
+    explicit = checks.explicit_style_names(mine, model_cls)
     assert explicit == ["baroque", "rococo"]
     caplog.set_level(logging.WARNING)
-    assert not train_styles.warn_replaced_style_names(explicit, ["baroque", "rococo"], "the checkpoint x.pth")
-    assert train_styles.warn_replaced_style_names(explicit, ["cubism", "pop art"], "the checkpoint x.pth")
+    assert not checks.warn_replaced_style_names(explicit, ["baroque", "rococo"], "the checkpoint x.pth")
+    assert checks.warn_replaced_style_names(explicit, ["cubism", "pop art"], "the checkpoint x.pth")
     assert (
         "model.style_names (2 names: ['baroque', 'rococo']) is not used: the style vocabulary comes from the "
         "checkpoint x.pth (2 names: ['cubism', 'pop art'])" in caplog.text

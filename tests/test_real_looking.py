@@ -4,11 +4,10 @@ and WikiArt-style labels, and one training run on it: the style terms read the a
 import csv
 
 import torch
-from test_end_to_end import only_run_dir, run, write_config
+from helpers.runs import only_run_dir, run, write_config
 
-from lavis_gated.datasets.style_text import mentions_style
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.datasets.synthetic_artquest import REAL_LOOKING, STYLES, generate, main
+from lavis_gated.styles import StyleVocabulary, mentions_style
 
 FORMS = {"Impressionism", "Cubism", "Pop Art", "Pointillism", "Ukiyo-e", "Minimalism (Modern)"}
 

@@ -15,22 +15,20 @@ import pandas as pd
 from lavis.datasets.datasets.base_dataset import BaseDataset
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.image_files import (
+from lavis_gated.datasets.checks import (
     BAD_IMAGE_POLICIES,
+    MISSING_STYLE_POLICIES,
+    REQUIRED_FIELDS,
+    ROW_KEYS,
     ImageCheck,
+    apply_missing_style,
     case_twin,
+    check_rows,
+    choose,
     find_bad_images,
     outside_root,
     read_rgb,
     resolve_image_paths,
-)
-from lavis_gated.datasets.row_checks import (
-    MISSING_STYLE_POLICIES,
-    REQUIRED_FIELDS,
-    ROW_KEYS,
-    apply_missing_style,
-    check_rows,
-    choose,
     row_numbers,
     row_unit,
 )
@@ -61,7 +59,7 @@ def read_split(
     repeating an earlier one's image, question and answer, "skip" keeps the first. images (an ImageCheck)
     resolves and checks every image before the style join. The style comes from `style_table` (a
     StyleTable) when given, else from the column fields["style"]; see style_sources. lines: the builder's,
-    for messages about rows after the build (row_checks.check_split_overlap). missing_style:
+    for messages about rows after the build (checks.check_split_overlap). missing_style:
     "error" (default) names the file and rows, "skip" drops such rows, "keep-unlabelled" keeps them with
     style "" so that only the style terms leave them out.
     """

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from lavis.common.dist_utils import is_dist_avail_and_initialized, is_main_process
 from torch.utils.data import DataLoader, Dataset
 
-from lavis_gated.datasets.image_files import read_rgb
+from lavis_gated.datasets.checks import read_rgb
 
 DETERMINISTIC_PROCESSORS = ("BlipImageEvalProcessor",)
 META = "meta.json"

@@ -15,7 +15,7 @@ from typing import Optional
 import pandas as pd
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.style_vocabulary import normalise_style
+from lavis_gated.styles import normalise_style
 
 # normalised texts that stand for a missing value (pandas' NA strings, str(None), str(float("nan")))
 MISSING_TEXTS = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "<na>"})

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from lavis_gated.datasets.image_files import find_bad_images, read_rgb
+from lavis_gated.datasets.checks import find_bad_images, read_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
