@@ -253,9 +253,10 @@ def test_missing_images_listed_with_a_count_or_skipped(tmp_path, caplog):
     message = str(err.value)
     assert split in message and str(tmp_path / "images") in message
     assert "8 of 9 rows refer to 7 missing or unreadable images" in message
-    assert (
-        "first: gone0.png (missing), gone1.png (missing)" in message and "gone5.png" not in message
-    )  # the first five only
+    # each image once, with the lines of its rows (the header is line 1); the first five images only
+    assert "first: gone0.png (missing; lines 3, 10), gone1.png (missing; line 4)," in message
+    assert message.count("gone0.png") == 1 and "gone4.png (missing; line 7)" in message
+    assert "gone5.png" not in message
     caplog.set_level(logging.INFO)
     dataset = build(builder_cfg(tmp_path, {"val": split}, bad_image="skip"))["val"]
     assert [r["image"] for r in dataset.annotation] == ["ok.png"]
@@ -334,6 +335,7 @@ def test_summary_is_logged_at_build_time(tmp_path, caplog):
             {"train": split, "val": split},
             missing_style="keep-unlabelled",
             style_table={"storage": table},
+            split_overlap="warning",  # the same file twice: the summaries are the point here
         )
     )
     assert datasets["val"].summary == {

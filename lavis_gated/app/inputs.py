@@ -2,12 +2,15 @@
 
 Each refusal is an InputError whose message is written for the person at the page or the command line:
 what was wrong and what to do instead. PIL only reads the header before the size checks, so an oversized
-or decompression-bomb image is refused without being decoded.
+or decompression-bomb image is refused without being decoded. The pixels are then read as training reads
+them (datasets.checks.read_rgb: EXIF rotation, 16-bit scaling, alpha on white, truncated files refused).
 """
 
 import io
 
 from PIL import Image, UnidentifiedImageError
+
+from lavis_gated.datasets.checks import read_rgb
 
 MAX_IMAGE_MB = 20
 MAX_IMAGE_SIDE = 8000
@@ -45,8 +48,8 @@ def read_image(data, name="the file"):
             "Use a smaller image."
         )
     try:
-        return image.convert("RGB")
-    except (OSError, ValueError) as err:
+        return read_rgb(data)
+    except (OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{name} could not be decoded as an image ({err}).") from None
 
 

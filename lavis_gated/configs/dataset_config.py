@@ -67,6 +67,18 @@ class ArtQuestConfig:
         "accept relative image paths that lead out of the image root (../x.jpg); absolute "
         "paths are always used as given (and counted in the build log)",
     )
+    split_overlap: str = setting(
+        "error",
+        "train rows sharing an image (or an image and question, see split_overlap_key) with val or test: "
+        "error (counts and first lines of both files) or warning",
+        choices=("error", "warning"),
+    )
+    split_overlap_key: str = setting(
+        "image",
+        "what counts as shared between train and val/test: image (the same image file) or image_question "
+        "(the same question on the same image, for sets split by question)",
+        choices=("image", "image_question"),
+    )
     image_check: str = setting(
         "decode",
         "decode each distinct image once at build time, or only check it exists",

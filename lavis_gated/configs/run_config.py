@@ -3,7 +3,11 @@ holding that key's one default. LAVIS keeps its keys' defaults in its own code; 
 so that a misspelt key anywhere in the block is an error rather than silently ignored.
 """
 
+import math
+import os
+import tempfile
 from dataclasses import dataclass, fields
+from numbers import Real
 from typing import Optional
 
 from lavis_gated.configs.schema import check_keys, from_block, plain, setting
@@ -173,6 +177,69 @@ def check_run_block(run_block, task_keys=(), where="run"):
     check_keys(
         plain(run_block) or {}, set(run_keys(RunnerConfig)) | set(task_keys) | set(LAVIS_RUN_KEYS), where
     )
+
+
+POSITIVE_RUN_KEYS = ("max_epoch", "batch_size_train", "batch_size_eval", "accum_grad_iters")
+NON_NEGATIVE_RUN_KEYS = ("init_lr", "min_lr", "warmup_lr", "warmup_steps")
+
+
+def _number(value):
+    """value as a float when it is a number (not a bool), else None: the type itself is schema's concern."""
+    if isinstance(value, bool) or not isinstance(value, (Real, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def check_run_values(run_block, where="run"):
+    """Raise ValueError, naming the key and its value, for a `run:` value that would fail deep in the run or,
+    worse, run and give wrong results: epochs, batch sizes and accum_grad_iters below 1 (max_epoch 0 used
+    to end in a missing checkpoint_best.pth), learning rates below 0 (a negative min_lr drives the cosine
+    schedule's lr negative, so the loss rises with exit status 0; a negative warmup_lr reads as no warm-up),
+    min_lr above init_lr, and an output_dir that is not a folder this process can write to (checked by
+    creating it and a temporary file in it, since os.access ignores read-only file systems).
+    Returns the absolute output_dir (None when the block names none)."""
+    values = plain(run_block) or {}
+    evaluate_only = bool(values.get("evaluate", False))
+    for key in POSITIVE_RUN_KEYS:
+        if key == "max_epoch" and evaluate_only:
+            continue  # evaluation never trains: LAVIS's evaluate YAMLs carry a max_epoch they do not use
+        number = _number(values.get(key))
+        if number is not None and not (number >= 1 and number == int(number)):
+            raise ValueError(f"{where}.{key} is {values[key]!r}; it must be a whole number of at least 1")
+    for key in NON_NEGATIVE_RUN_KEYS:
+        number = _number(values.get(key))
+        if number is not None and not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"{where}.{key} is {values[key]!r}; it must be a finite number of at least 0")
+    init_lr, min_lr = _number(values.get("init_lr")), _number(values.get("min_lr"))
+    if init_lr is not None and min_lr is not None and min_lr > init_lr:
+        raise ValueError(
+            f"{where}.min_lr is {values['min_lr']!r}, above {where}.init_lr {values['init_lr']!r}: the "
+            "schedule would raise the learning rate as it decays; set min_lr at most init_lr"
+        )
+    if values.get("output_dir") in (None, ""):
+        return None
+    return writable_folder(values["output_dir"], f"{where}.output_dir")
+
+
+def writable_folder(value, key):
+    """The absolute folder `value` (~ expanded), created if needed; ValueError naming `key` and the value
+    when it is a file, cannot be created or cannot be written to."""
+    path = os.path.abspath(os.path.expanduser(str(value)))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{key} is {value!r}: {path} is a file, not a folder; name a folder for the runs")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{key} is {value!r}: {path} is not a folder this process can write to "
+            f"({type(err).__name__}: {err.strerror or err}); name a writable folder"
+        ) from None
+    return path
 
 
 def task_config(run_block, where="run", check=True):

@@ -16,7 +16,7 @@ from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 from lavis_gated.configs.dataset_config import artquest_config
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
 from lavis_gated.datasets.artquest_shards import ArtQuestShards
-from lavis_gated.datasets.checks import ImageCheck
+from lavis_gated.datasets.checks import ImageCheck, check_split_overlap
 from lavis_gated.datasets.style_sources import StyleTable
 
 CONFIG_DIR = os.path.join(
@@ -57,10 +57,25 @@ class ArtQuestBuilder(BaseDatasetBuilder):
                 "datasets.artquest.build_info needs annotations.<split>.storage and images.storage, "
                 "or shards.<split>.storage"
             )
+        check_split_overlap(
+            {split: d.annotation for split, d in datasets.items()},
+            self._sources(info),
+            self.settings.split_overlap,
+            self.settings.split_overlap_key,
+        )
         for dataset in datasets.values():
             dataset.summary = summarise(dataset.annotation, dataset.skipped)
         log_summary("artquest", {split: d.summary for split, d in datasets.items()})
         return datasets
+
+    @staticmethod
+    def _sources(info):
+        """{split: its annotation file or shards}, as messages name them."""
+        entries = info.get("shards") or info.get("annotations")
+        return {
+            split: os.path.abspath(str(e.storage)) if isinstance(e.storage, str) else str(e.storage)
+            for split, e in entries.items()
+        }
 
     def _build_files(self, annotations, image_root):
         image_root = os.path.abspath(image_root)
@@ -84,6 +99,7 @@ class ArtQuestBuilder(BaseDatasetBuilder):
                 cfg.delimiter,
                 cfg.duplicate_rows,
                 images,
+                lines=True,
             )
             if not records:
                 raise ValueError(f"{path}: every row was left out ({skipped})")

@@ -13,7 +13,6 @@ import os
 
 import pandas as pd
 from lavis.datasets.datasets.base_dataset import BaseDataset
-from PIL import Image
 
 from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.checks import (
@@ -23,12 +22,15 @@ from lavis_gated.datasets.checks import (
     ROW_KEYS,
     ImageCheck,
     apply_missing_style,
+    case_twin,
     check_rows,
     choose,
     find_bad_images,
     outside_root,
+    read_rgb,
     resolve_image_paths,
     row_numbers,
+    row_unit,
 )
 from lavis_gated.datasets.style_sources import STYLE_SOURCE_OPTIONS, describe_missing, style_labels
 
@@ -47,15 +49,17 @@ def read_split(
     delimiter=None,
     duplicate_rows="error",
     images=None,
+    lines=False,
 ):
-    """Rows of one split file as dicts with ROW_KEYS (and "image_path" when `images` is given), and
-    {reason: count} of the rows dropped.
+    """Rows of one split file as dicts with ROW_KEYS (and "image_path" when `images` is given; "line", where
+    the row starts in the file, with `lines`), and {reason: count} of the rows dropped.
 
     fields maps canonical key -> file column; image, question and answer are required columns,
     question_type and question_id optional. duplicate_rows: "error" (default) names the lines of rows
     repeating an earlier one's image, question and answer, "skip" keeps the first. images (an ImageCheck)
     resolves and checks every image before the style join. The style comes from `style_table` (a
-    StyleTable) when given, else from the column fields["style"]; see style_sources. missing_style:
+    StyleTable) when given, else from the column fields["style"]; see style_sources. lines: the builder's,
+    for messages about rows after the build (checks.check_split_overlap). missing_style:
     "error" (default) names the file and rows, "skip" drops such rows, "keep-unlabelled" keeps them with
     style "" so that only the style terms leave them out.
     """
@@ -107,6 +111,8 @@ def read_split(
             records.loc[unlabelled, "image"], raw, f"column {fields['style']!r}", style_table
         )
     records, no_style = apply_missing_style(records, path, missing_style, where)
+    if lines:
+        records = records.assign(line=[int(label) for label in records.index])
     return records.to_dict("records"), {**skipped, **no_style}
 
 
@@ -130,12 +136,11 @@ def attach_images(records, source, split, images: ImageCheck):
                 "datasets.<name>.allow_outside_root: true to allow them"
             )
     problems = find_bad_images(paths, images.check)
-    bad = [(name, problems[p]) for name, p in zip(names, paths) if p in problems]
+    bad = [(label, name, p) for label, name, p in zip(records.index, names, paths) if p in problems]
     if bad:
         message = (
             f"{source or split}: {len(bad)} of {len(records)} rows refer to {len(set(problems))} missing or "
-            f"unreadable images under {images.root}; first: "
-            + ", ".join(f"{n} ({why})" for n, why in bad[:5])
+            f"unreadable images under {images.root}; first: {describe_bad_images(bad, problems, source)}"
         )
         if images.bad_image == "error":
             raise FileNotFoundError(f"{message}; set datasets.<name>.bad_image: skip to leave those rows out")
@@ -145,9 +150,27 @@ def attach_images(records, source, split, images: ImageCheck):
     return records, ({"bad image": len(bad)} if bad else {})
 
 
+def describe_bad_images(bad, problems, source, shown=5):
+    """The first `shown` distinct bad images of `bad` ([(row label, name, path)]), each once with its problem,
+    a hint when only the letter case differs from a file that exists, and the rows that name it."""
+    rows = {}
+    for label, name, path in bad:
+        rows.setdefault((name, path), []).append(int(label))
+    unit, note = row_unit(source)
+    parts = []
+    for (name, path), labels in list(rows.items())[:shown]:
+        problem = problems[path]
+        twin = case_twin(path) if problem == "missing" else None
+        if twin:
+            problem += f"; {twin} exists: image names are case-sensitive"
+        where = ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
+        parts.append(f"{name} ({problem}; {unit}{'s' if len(labels) > 1 else ''} {where})")
+    return ", ".join(parts) + note
+
+
 def to_sample(row, image, vis_processor, text_processor):
-    """The dict a batch is collated from, for a row and its decoded PIL image."""
-    return {"image": vis_processor(image.convert("RGB")), **row_fields(row, text_processor)}
+    """The dict a batch is collated from, for a row and its image as read_rgb reads it."""
+    return {"image": vis_processor(image), **row_fields(row, text_processor)}
 
 
 def row_fields(row, text_processor):
@@ -185,5 +208,9 @@ class ArtQuestDataset(BaseDataset):
         return row_fields(self.annotation[index], self.text_processor)
 
     def __getitem__(self, index):
-        with Image.open(self.image_path(index)) as image:
-            return to_sample(self.annotation[index], image, self.vis_processor, self.text_processor)
+        path = self.image_path(index)
+        try:
+            image = read_rgb(path)
+        except Exception as err:  # e.g. a truncated file that build_info's image_check: exists let through
+            raise OSError(f"{path}: image does not decode ({type(err).__name__}: {err})") from err
+        return to_sample(self.annotation[index], image, self.vis_processor, self.text_processor)

@@ -8,7 +8,6 @@ worker), so that across a torch.distributed job every row is read exactly once p
 process opens only the shards that overlap its range.
 """
 
-import io
 import json
 import math
 import os
@@ -17,14 +16,13 @@ import tarfile
 import pandas as pd
 import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data.dataloader import default_collate
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 from webdataset.utils import pytorch_worker_info
 
 from lavis_gated.datasets.artquest_dataset import to_sample
-from lavis_gated.datasets.checks import ROW_KEYS, apply_missing_style, check_rows
+from lavis_gated.datasets.checks import ROW_KEYS, apply_missing_style, check_rows, read_rgb
 from lavis_gated.datasets.style_sources import describe_missing, style_label
 
 
@@ -139,10 +137,10 @@ class ArtQuestShards(wds.DataPipeline):
         row, sample = item
         extension = next(k for k in sample if not k.startswith("__") and k != "json")
         try:
-            with Image.open(io.BytesIO(sample[extension])) as image:
-                return to_sample(row, image, self.vis_processor, self.text_processor)
-        except OSError as err:
+            image = read_rgb(sample[extension])
+        except (OSError, SyntaxError, ValueError) as err:
             raise ValueError(
                 f"{sample['__url__']}: image of sample {sample['__key__']} ({row['image']}) does not "
                 f"decode: {err}"
             ) from err
+        return to_sample(row, image, self.vis_processor, self.text_processor)

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lavis.common.dist_utils import is_dist_avail_and_initialized, is_main_process
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+
+from lavis_gated.datasets.checks import read_rgb
 
 DETERMINISTIC_PROCESSORS = ("BlipImageEvalProcessor",)
 META = "meta.json"
@@ -117,8 +118,7 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        with Image.open(self.paths[i]) as image:  # closed at once: a build opens every distinct image
-            return self.processor(image.convert("RGB"))
+        return self.processor(read_rgb(self.paths[i]))  # closed at once: a build opens every image
 
 
 def _create_arrays(folder, count, features):

@@ -5,6 +5,11 @@ Config keys read here, beyond LAVIS's: run.runner (default "runner_gated"), run.
 before the config is resolved, so that models, builders, tasks or runners of yours register themselves),
 run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (common/threads.py).
 
+Run folders (output_dir/<job_id>/) cannot collide: the job id holds a random part besides the time, a new
+run creates its folder exclusively, and a run holds its folder through a lock file naming its owner (host,
+process, start), so a second live run, a resume included, never writes into a folder that another holds.
+`--resume` is the only way into an existing run folder.
+
 Process-group set-up that also works on CPU (gloo).
 
 Replaces lavis.common.dist_utils.init_distributed_mode, which always calls torch.cuda.set_device,
@@ -17,12 +22,17 @@ e do not depend on what ran before, so a run resumed at epoch e draws the same o
 never stopped, without storing generator states in checkpoints.
 """
 
+import atexit
 import dataclasses
 import datetime
 import importlib
+import json
 import logging
 import os
 import random
+import secrets
+import socket
+import sys
 import time
 
 import numpy as np
@@ -35,7 +45,7 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf, open_dict
 
 from lavis_gated.common.threads import set_num_threads
-from lavis_gated.configs.run_config import check_run_block, runner_config
+from lavis_gated.configs.run_config import check_run_block, check_run_values, runner_config
 from lavis_gated.configs.schema import check_boolean_spellings
 from lavis_gated.datasets.feature_cache import attach_feature_cache
 
@@ -53,15 +63,132 @@ def setup_seeds(cfg):
 
 
 def make_job_id():
-    """Time stamp naming output_dir/<job_id>, the same on every rank.
+    """The name of output_dir/<job_id>: a time stamp (for sorting by eye) and 6 random hex digits, so that
+    runs started in the same second (job arrays, sweeps) get folders of their own; the same on every rank.
 
     LAVIS's now() keeps 10-minute resolution (two runs share a folder) and is taken on each rank
-    separately (ranks can straddle a boundary), so rank 0's second-resolution stamp is broadcast.
+    separately (ranks can straddle a boundary), so rank 0's id is broadcast.
     """
-    job_id = [time.strftime("%Y%m%d%H%M%S")]
+    job_id = [f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"]
     if is_dist_avail_and_initialized():
         dist.broadcast_object_list(job_id, src=0)
     return job_id[0]
+
+
+LOCK_FILE = "run.lock"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder this run may not write into (held by another live run, or existing without --resume)."""
+
+
+def _process_start(pid):
+    """The start time of process `pid` in clock ticks since boot (Linux), telling a live owner from a new
+    process that reuses a dead owner's pid; None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _owner_alive(owner):
+    """Whether the process a lock names still runs (on this host; another host's cannot be checked)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another user
+    except (TypeError, ValueError):
+        return False
+    return owner.get("process_start") in (None, _process_start(pid))
+
+
+def _describe(owner):
+    return (
+        f"process {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')} "
+        f"({owner.get('command', '?')})"
+    )
+
+
+def take_run_lock(folder):
+    """Hold `folder` for this process: create folder/run.lock exclusively, naming the owner. A lock left by a
+    process that is gone (on this host) is taken over, with a warning; a live owner's is a RunFolderError
+    naming it. The lock goes when the process exits normally (release_run_lock)."""
+    path = os.path.join(folder, LOCK_FILE)
+    owner = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_start": _process_start(os.getpid()),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(sys.argv)[:500],
+    }
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("pid") == os.getpid() and holder.get("host") == owner["host"]:
+                return path  # this process holds it already (a runner built again in one process)
+            if not holder or _owner_alive(holder):
+                where = (
+                    _describe(holder) if holder else "a run whose lock file is being written or unreadable"
+                )
+                raise RunFolderError(
+                    f"{folder} is held by another run: {where}. Two runs writing into one folder mix their "
+                    f"log.txt and checkpoints; wait for it to end, or start a new run (a new folder). If "
+                    f"that run is gone (e.g. on another machine), delete {path}."
+                ) from None
+            logging.warning(
+                "%s: taking over the lock of a run that has ended (%s)", folder, _describe(holder)
+            )
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(owner, f)
+        atexit.register(release_run_lock, folder)
+        return path
+    raise RunFolderError(f"{folder}: another run took {path} at the same moment")
+
+
+def release_run_lock(folder):
+    """Remove folder/run.lock if this process holds it."""
+    path = os.path.join(folder, LOCK_FILE)
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            os.remove(path)
+    except (OSError, ValueError):
+        pass
+
+
+def claim_run_folder(folder, resuming):
+    """Make `folder` this run's: a new run creates it (it must not exist: only --resume enters an existing
+    run folder), a resume enters its checkpoint's folder; either way the folder's lock is taken."""
+    if resuming:
+        os.makedirs(folder, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            raise RunFolderError(
+                f"run folder {folder} exists already: a new run never writes into an existing run folder; "
+                "to continue that run, pass --resume <its checkpoint_last.pth or checkpoint_best.pth>"
+            ) from None
+    return take_run_lock(folder)
 
 
 def with_frozen_feature_cache(cfg, task, model, datasets):
@@ -89,12 +216,14 @@ def with_frozen_feature_cache(cfg, task, model, datasets):
 def check_config(cfg):
     """Refuse unknown keys and values of the wrong type in every block before anything is built: run (the
     task's own keys, the runner's, LAVIS's), model and datasets (through their classes' check_config, where
-    they have one)."""
+    they have one); then run values that cannot work (run_config.check_run_values: epochs, batch sizes,
+    learning rates, output_dir)."""
     task_cls = registry.get_task_class(cfg.run_cfg.get("task"))
     check_run_block(cfg.run_cfg, getattr(task_cls, "RUN_KEYS", ()))
     runner_config(cfg.run_cfg)
     if hasattr(task_cls, "check_config"):
         task_cls.check_config(cfg.run_cfg)
+    check_run_values(cfg.run_cfg)
     model_cls = registry.get_model_class(cfg.model_cfg.get("arch"))
     if hasattr(model_cls, "check_config"):
         model_cls.check_config(cfg.model_cfg)

@@ -11,7 +11,9 @@ Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only;
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
 run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
-TensorBoard events (output_dir/<job_id>/tensorboard/) come from the monitors below.
+TensorBoard events (output_dir/<job_id>/tensorboard/) come from the monitors below. The run holds its
+folder (run_setup.claim_run_folder) until it ends; SIGTERM and SIGINT log the epoch and the checkpoint to
+resume from before the run stops.
 
 The runner's checkpoints: written whole (common/checkpoints.py's atomic writes), read without running code,
 and checked by the one key rule (common/checkpoints.py), so that a resumed run continues exactly and the
@@ -28,10 +30,13 @@ Every rank keeps the progress timing (its lines show on rank 0 only, whose logge
 writes events. run.tensorboard and run.progress_seconds are RunnerConfig's.
 """
 
+import contextlib
 import datetime
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +58,13 @@ from lavis_gated.common.progress import TrainingProgress
 from lavis_gated.common.run_log import continue_log
 from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
-from lavis_gated.runners.run_setup import epoch_seed, seed_everything
+from lavis_gated.runners.run_setup import (
+    RunFolderError,
+    claim_run_folder,
+    epoch_seed,
+    release_run_lock,
+    seed_everything,
+)
 from lavis_gated.runners.tensorboard_log import TensorBoardLog
 from lavis_gated.tasks.evaluation import keep_best_outputs
 
@@ -64,6 +75,44 @@ def _set_registry_path(name, path):
     registry.register_path raises KeyError when a second runner registers again (registry.py:200).
     """
     registry.mapping["paths"][name] = str(path)
+
+
+# model settings that decide which tensors a checkpoint holds: a resume under other values cannot load it
+STRUCTURE_KEYS = ("gating", "lora", "prompt_mapper", "num_query_token")
+
+
+def _flat(block, prefix):
+    if isinstance(block, dict):
+        return {k: v for key, sub in block.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
+    return {prefix: block}
+
+
+def settings_differences(saved_model, run_model):
+    """[(key, saved value, this run's value)] of STRUCTURE_KEYS that differ between a checkpoint's model
+    block and this run's (plain dicts); keys the checkpoint does not record are not compared."""
+    saved = {
+        k: v
+        for key in STRUCTURE_KEYS
+        if key in saved_model
+        for k, v in _flat(saved_model[key], f"model.{key}").items()
+    }
+    ours = {k: v for key in STRUCTURE_KEYS for k, v in _flat(run_model.get(key), f"model.{key}").items()}
+    return [(key, value, ours.get(key)) for key, value in saved.items() if ours.get(key) != value]
+
+
+def check_same_model_settings(checkpoint, run_model, path):
+    """A ValueError naming each model key to set, when `checkpoint` was trained with other structural
+    settings (gating.type, lora, ...) than this run: otherwise the keys' mismatch surfaces as the
+    checkpoint "not fitting the model", which names tensors, not settings."""
+    saved = ((checkpoint.get("config") or {}).get("model")) or {}
+    differences = settings_differences(saved, run_model)
+    if differences:
+        listed = "; ".join(f"{key} is {value!r} there and {ours!r} here" for key, value, ours in differences)
+        options = " ".join(f"{key}={value}" for key, value, _ in differences)
+        raise ValueError(
+            f"{path} was trained with other model settings than this run: {listed}. Resume it with the "
+            f"checkpoint's settings: --options {options}"
+        )
 
 
 def frozen_parameter_names(model):
@@ -131,6 +180,17 @@ class GatedRunner(RunnerBase):
         else:
             output_dir = Path(os.path.abspath(os.path.expanduser(self.config.run_cfg.output_dir)))
             output_dir = output_dir / self.job_id
+        # rank 0 claims the folder (run_setup.claim_run_folder) and tells the others: all stop together
+        refusal = [None]
+        if is_main_process():
+            try:
+                claim_run_folder(str(output_dir), resuming=self.resumes_in_place)
+            except RunFolderError as err:
+                refusal[0] = str(err)
+        if is_dist_avail_and_initialized():
+            dist.broadcast_object_list(refusal, src=0)
+        if refusal[0] is not None:
+            raise RunFolderError(refusal[0])
         result_dir = output_dir / "result"
         result_dir.mkdir(parents=True, exist_ok=True)
 
@@ -165,10 +225,12 @@ class GatedRunner(RunnerBase):
         self.open_monitors()
         finished = False
         try:
-            self.train_and_test()
+            with self.stop_signals_logged():
+                self.train_and_test()
             finished = True
         finally:
             self.close_monitors(finished)
+            release_run_lock(str(self.output_dir))
         total_time_str = str(datetime.timedelta(seconds=int(time.time() - start_time)))
         logging.info(f"Training time {total_time_str}")
 
@@ -185,6 +247,7 @@ class GatedRunner(RunnerBase):
 
         cur_epoch = self.start_epoch - 1
         for cur_epoch in range(self.start_epoch, self.max_epoch):
+            self.current_epoch = cur_epoch
             if not self.evaluate_only:
                 logging.info("Start training")
                 train_stats = self.train_epoch(cur_epoch)
@@ -242,6 +305,53 @@ class GatedRunner(RunnerBase):
         if is_main_process():
             for split_name, test_log in test_logs.items():
                 self.evaluated(split_name, test_epoch, test_log)
+
+    def stop_message(self, signal_name):
+        """The line a stopped run leaves: the epoch it was in and the checkpoint to resume from."""
+        epoch = getattr(self, "current_epoch", self.start_epoch)
+        saved = getattr(self, "resume_point", None)
+        if saved is None:
+            return (
+                f"{signal_name}: stopping in epoch {epoch}; no checkpoint was written yet, so there is "
+                "nothing to resume: start the run again"
+            )
+        path, saved_epoch = saved
+        return (
+            f"{signal_name}: stopping in epoch {epoch}; resume from {path} (epoch {saved_epoch}) with: "
+            f"lavis-gated-train --cfg-path <the same config> --resume {path}"
+        )
+
+    @contextlib.contextmanager
+    def stop_signals_logged(self):
+        """SIGTERM (a scheduler's pre-emption, kill) and SIGINT (Ctrl-C) log stop_message on rank 0 and
+        release the run folder, then stop the process as the signal would have: SIGTERM ends it by the
+        signal (its exit status tells the scheduler so), SIGINT raises KeyboardInterrupt. Python handlers
+        only live in the main thread; elsewhere nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in signals}
+
+        def stop(signum, frame):
+            if is_main_process():
+                logging.warning(self.stop_message(signal.Signals(signum).name))
+            release_run_lock(str(self.output_dir))
+            handler = previous[signum]
+            signal.signal(signum, handler)
+            if callable(handler):
+                return handler(signum, frame)  # e.g. Python's own SIGINT handler: KeyboardInterrupt
+            if handler == signal.SIG_IGN:
+                return None
+            os.kill(os.getpid(), signum)  # the default action, now restored
+
+        for signum in signals:
+            signal.signal(signum, stop)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def best_epoch_missing(self):
         """True when training ran but no epoch became the best (every validation was non-finite)."""
@@ -313,6 +423,7 @@ class GatedRunner(RunnerBase):
         save_to = os.path.join(self.output_dir, name)
         logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
         save_checkpoint(save_obj, save_to)
+        self.resume_point = (save_to, cur_epoch)  # what a stopped run resumes from (stop_message)
 
     def _load_model_state(self, model, checkpoint, path):
         """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
@@ -344,7 +455,9 @@ class GatedRunner(RunnerBase):
         # own checkpoints (frozen parameters are not saved), and forgets the best metric.
         path = local_checkpoint_path(url_or_filename)
         checkpoint = load_checkpoint(path)
+        check_same_model_settings(checkpoint, self.config.to_dict().get("model") or {}, path)
         self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
+        self.resume_point = (path, checkpoint["epoch"])
 
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler and checkpoint.get("scaler"):

@@ -1,7 +1,8 @@
 """What the task reads about styles while it builds the datasets and the model: the vocabulary a resumed
-checkpoint keeps, the labels the model's vocabulary lacks, the form each style name takes in the train split's
-answers, the answers that name no style (styles.py's rule needs them), and how many train rows
-each loss term covers (logged at start-up; a weighted term that covers none is an error).
+checkpoint keeps (and an explicit model.style_names it replaces, said in a warning), the labels the
+model's vocabulary lacks, the form each style name takes in the train split's answers, the answers that
+name no style (styles.py's rule needs them), and how many train rows each loss term covers (logged at
+start-up; a weighted term that covers none is an error).
 
 Whether the style terms cover any train row: run.style_question_types against the train split's question
 types and style labels, checked when the datasets are built.
@@ -20,6 +21,8 @@ prompt counted apart); a caption cut there is trained without the end token.
 """
 
 import logging
+
+from omegaconf import OmegaConf
 
 from lavis_gated.common.checkpoints import load_checkpoint, local_checkpoint_path
 from lavis_gated.models.checkpoint_loading import style_names_in_checkpoint
@@ -47,6 +50,37 @@ def resumed_style_vocabulary(run_cfg, train_vocabulary):
             train_vocabulary.names,
         )
     return vocabulary
+
+
+def explicit_style_names(model_cfg, model_cls):
+    """model.style_names as the run's config sets it, when that differs from its model type's own list
+    (the WikiArt styles of the model-type YAMLs); None when it is the model type's, or empty."""
+    names = list(model_cfg.get("style_names") or [])
+    if not names:
+        return None
+    try:
+        default = OmegaConf.load(model_cls.default_config_path(model_cfg.get("model_type"))).model
+    except Exception:  # an unknown model type: every list it is given is the config's own
+        return names
+    return None if list(default.get("style_names") or []) == names else names
+
+
+def warn_replaced_style_names(explicit, used, source):
+    """A warning when an explicit model.style_names (`explicit`) is not the vocabulary the model got from
+    `source` (`used`, its names): the checkpoint's or train split's vocabulary wins, since the style head's
+    rows and the style tokens follow it, but never silently. True when it warned."""
+    if explicit is None or StyleVocabulary(explicit).names == list(used):
+        return False
+    logging.warning(
+        "model.style_names (%d names: %s) is not used: the style vocabulary comes from %s (%d names: %s); "
+        "leave model.style_names out, or train a new run on data labelled with your names",
+        len(explicit),
+        explicit[:8],
+        source,
+        len(used),
+        list(used)[:8],
+    )
+    return True
 
 
 def report_unseen_styles(split_styles, vocabulary):
@@ -142,6 +176,13 @@ def check_style_coverage(train_rows, style_question_types, weights):
         f"the train split: {found} ({labelled} of {len(train_rows)} rows have a style); set "
         "run.style_question_types to the types whose answers are styles, or null for every labelled row"
     )
+    if found == ["(none)"]:  # the data's fault, not the setting's: say so first
+        message = (
+            "no train row has a question type: the train file has no question_type column, or it is empty "
+            "(name the column that holds the types with datasets.<name>.fields.question_type); so "
+            f"run.style_question_types {sorted(style_question_types)!r} leaves the style hit-rate and KL "
+            "terms no train row (for data without question types, set run.style_question_types: null)"
+        )
     if any(weights[term] > 0 for term in STYLE_ROW_TERMS):
         raise ValueError(f"{message} (run.style_hit_weight and run.style_kl_weight are not both 0)")
     logging.warning(message)

@@ -139,14 +139,20 @@ class StyleCaptioningTask(BaseTask):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
         train split's."""
         model_cfg = cfg.model_cfg
-        vocabulary = (
-            checks.resumed_style_vocabulary(cfg.run_cfg, self.train_style_vocabulary)
-            or self.train_style_vocabulary
-        )
+        explicit = checks.explicit_style_names(model_cfg, registry.get_model_class(model_cfg.arch))
+        resumed = checks.resumed_style_vocabulary(cfg.run_cfg, self.train_style_vocabulary)
+        vocabulary = resumed or self.train_style_vocabulary
         if vocabulary is not None and not model_cfg.get("load_finetuned", False):
             with open_dict(model_cfg):
                 model_cfg.style_names = list(vocabulary.names)
         model = super().build_model(cfg)
+        if model_cfg.get("load_finetuned", False):
+            source = f"the checkpoint model.finetuned {model_cfg.get('finetuned')}"
+        elif resumed is not None:
+            source = f"the checkpoint resumed, {cfg.run_cfg.get('resume_ckpt_path')}"
+        else:
+            source = "the train split's style labels"
+        checks.warn_replaced_style_names(explicit, model.vocabulary.names, source)
         if self.train_rows:
             if not model_cfg.get("load_finetuned", False):
                 checks.use_train_answer_forms(model, self.train_rows, self.config.style_token_max_share)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from PIL import Image
 
-from lavis_gated.datasets.checks import find_bad_images
+from lavis_gated.datasets.checks import find_bad_images, read_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -126,10 +125,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        with Image.open(self.paths[index]) as image:
-            if self.draft_size:
-                # JPEG: decode at 1/2, 1/4 or 1/8 scale when the image stays above draft_size; WikiArt's
-                # paintings are often several thousand pixels wide and the network sees a few hundred.
-                image.draft("RGB", (self.draft_size, self.draft_size))
-            image = image.convert("RGB")
+        # draft_size: WikiArt's paintings are often several thousand pixels wide and the network sees a few
+        # hundred, so JPEG decodes at a reduced scale.
+        image = read_rgb(self.paths[index], draft_size=self.draft_size)
         return self.transform(image), self.targets[index]
