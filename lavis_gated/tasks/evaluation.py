@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.styles import normalise_style
-from lavis_gated.tasks import losses
+from lavis_gated.tasks.metrics import TERMS
 
 
 def batch_records(model, samples, parts, generation, with_modulation):
@@ -54,7 +54,7 @@ def batch_records(model, samples, parts, generation, with_modulation):
             "style_hits": int(parts["style_hits"][i]),
             "style_positions": int(parts["style_positions"][i]),
             "lm_tokens": int(parts["lm_tokens"][i]),
-            **{k: float(parts[k][i]) for k in losses.TERMS},
+            **{k: float(parts[k][i]) for k in TERMS},
             **({} if strength is None else {"modulation": strength[i].tolist()}),
         }
         for i in range(len(predictions))
@@ -128,6 +128,7 @@ NO_STYLE_LABEL = "(no style)"
 PARAMETER_NAMES = {
     "film": ["|gamma_k| (K scale)", "|gamma_v| (V scale)", "|beta_v| (V shift)"],
     "gate": ["|tanh g_k| (K gate)", "|tanh g_v| (V gate)"],
+    **{kind: ["|tanh alpha| (control gate)"] for kind in ("adapter", "style_query", "style_prefix")},
 }
 
 
