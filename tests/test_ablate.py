@@ -167,10 +167,9 @@ def test_the_json_holds_the_run_folders_numbers(ablation):
             counts[names.get((gate[qid], none[qid]), "neither")] += 1
     paired = report["variants"]["gate"]["paired"]
     assert {k: paired[k] for k in counts} == counts and paired["pairs"] == 2 * 12
-    assert (
-        paired["bootstrap_resamples"] >= 2000
-        and paired["ci_low"] <= paired["mean_difference"] <= paired["ci_high"]
-    )
+    differences = [s["difference"] for s in paired["per_seed"]]
+    assert paired["mean_difference"] == pytest.approx(sum(differences) / SEEDS)
+    assert paired["ci_low"] <= paired["mean_difference"] <= paired["ci_high"]
 
 
 def test_the_markdown_and_the_chart(ablation):
@@ -179,7 +178,7 @@ def test_the_markdown_and_the_chart(ablation):
     report = json.loads((out / "ablation.json").read_text())
     lm = report["variants"]["gate"]["metrics"]["lm_loss"]
     assert f"{lm['mean']:.4f} [{lm['ci_low']:.4f}, {lm['ci_high']:.4f}]" in markdown
-    assert "| gate | 24 |" in markdown and "runs/none/seed1/" in markdown
+    assert f"| gate | {SEEDS} |" in markdown and "runs/none/seed1/" in markdown
     pixels = matplotlib.image.imread(str(out / "ablation.png"))
     assert pixels.shape[0] > 200 and pixels[..., :3].std() > 0.05
 
@@ -261,7 +260,17 @@ def test_a_failed_run_is_named_and_left_out(tmp_path):
 
 def test_variants_files_are_checked(tmp_path):
     shipped = ablate.load_variants(REPO / "projects" / "gated" / "ablation_demo.yaml")
-    assert {"none", "film_per_head", "film_per_channel", "gate", "film_lora"} <= set(shipped)
+    assert list(shipped) == [
+        "none",
+        "style_prefix",
+        "style_query",
+        "film_per_head",
+        "film_per_channel",
+        "gate",
+        "adapter",
+        "film_lora",
+    ]
+    assert all(any(o.startswith("model.gating.type=") for o in options) for options in shipped.values())
     assert "model.gating.type=none" in shipped["none"] and "model.lora.enabled=true" in shipped["film_lora"]
     assert "model.gating.per_head=false" in shipped["film_per_channel"]
 
@@ -276,6 +285,37 @@ def test_variants_files_are_checked(tmp_path):
         with pytest.raises(ValueError, match=message) as refused:
             ablate.load_variants(path)
         assert str(path) in str(refused.value)
+
+
+def test_a_misspelt_variant_key_stops_the_harness_before_any_run(tmp_path):
+    (tmp_path / "base.yaml").write_text((REPO / "projects" / "gated" / "demo.yaml").read_text())
+    (tmp_path / "variants.yaml").write_text(
+        "variants:\n  none: [model.gating.type=none]\n  film: [model.gating.per_haed=false]\n"
+    )
+    with pytest.raises(
+        SystemExit,
+        match=r"variants\.film: unknown key 'model\.gating\.per_haed'.*"
+        r"did you mean model\.gating\.per_head\?",
+    ):
+        ablate.main(harness(tmp_path)[1:])
+    assert not (tmp_path / "out" / "runs").exists()
+    (tmp_path / "variants.yaml").write_text("variants:\n  a: [model.gating.type=adaptr]\n")
+    with pytest.raises(SystemExit, match=r"variants\.a: model\.gating\.type=adaptr is not one of"):
+        ablate.main(harness(tmp_path)[1:])
+    # keys of the project YAML that no dataclass holds (LAVIS's build_info) are known too
+    ablate.check_options(
+        tmp_path / "base.yaml", ["datasets.artquest.build_info.images.storage=x"], {"a": ["run.max_epoch=2"]}
+    )
+
+
+def test_every_run_gets_the_thread_count():
+    args = ablate.parse_args(["--cfg", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml"])
+    assert args.num_threads == max(1, os.cpu_count() or 1) and args.seeds == 5
+    args = ablate.parse_args(
+        ["--cfg", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml", "--num-threads", "3"]
+    )
+    options = ablate.run_options(args, ["model.gating.type=film"], 1, "d")
+    assert options[0] == "run.num_threads=3" and "run.seed=1" in options  # --options after it may override
 
 
 def test_the_shipped_variants_use_known_keys():

@@ -93,7 +93,6 @@ def test_report_numbers_by_hand(tmp_path):
         "test",
         "none",
         commit="abc",
-        resamples=2000,
     )
 
     gate = report["variants"]["gate"]
@@ -110,9 +109,11 @@ def test_report_numbers_by_hand(tmp_path):
         "reference_only": 0,
         "neither": 3,
     }
+    # per seed +1/4 (b 1, c 0, McNemar p 1): no spread over the seeds, so the t-interval is the point
+    assert [s["difference"] for s in paired["per_seed"]] == [0.25, 0.25]
+    assert [s["mcnemar_p"] for s in paired["per_seed"]] == [1.0, 1.0]
     assert paired["mean_difference"] == pytest.approx(2 / 8)
-    assert paired["mcnemar_p"] == pytest.approx(0.5)  # b=2, c=0: 2 * 1/4
-    assert paired["ci_low"] <= 0.25 <= paired["ci_high"]
+    assert paired["ci_low"] == paired["ci_high"] == pytest.approx(0.25) and paired["t_p"] == 0.0
     assert "paired" not in report["variants"]["none"]
     runs = {(r["variant"], r["seed"]): r for r in report["runs"]}
     assert (
@@ -152,7 +153,8 @@ def test_the_three_files(tmp_path):
     assert "| em | " in markdown and f"{em['mean']:.4f} [{em['ci_low']:.4f}, {em['ci_high']:.4f}]" in markdown
     assert "| num_samples | 4 | 4 |" in markdown
     paired = report["variants"]["film"]["paired"]
-    assert f"| film | 12 | {paired['variant_acc']:.4f} | {paired['reference_acc']:.4f} | " in markdown
+    assert f"| film | 3 | {paired['variant_acc']:.4f} | {paired['reference_acc']:.4f} | " in markdown
+    assert f"{paired['mean_difference']:+.4f} [{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]" in markdown
     assert "`model.gating.type=film`" in markdown
     pixels = matplotlib.image.imread(str(tmp_path / "ablation.png"))
     assert pixels.shape[0] > 200 and pixels.shape[1] > 500 and pixels[..., :3].std() > 0.05

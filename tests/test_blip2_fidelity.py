@@ -81,7 +81,7 @@ def qformer_output_of(model, run):
     return captured[0], result
 
 
-@pytest.mark.parametrize("gating", ["film", "gate", "none"])
+@pytest.mark.parametrize("gating", ["film", "gate", "adapter", "style_query", "style_prefix", "none"])
 def test_identical_to_lavis_blip2opt_at_start(lavis_model, sources, gating):
     gated = gated_like(lavis_model, sources, gating={"type": gating})
     with torch.no_grad():
@@ -103,6 +103,24 @@ def test_one_perturbed_modulation_weight_breaks_the_identity(lavis_model, source
         q_lavis, _ = qformer_output_of(lavis_model, lambda: lavis_model(lavis_samples()))
         q_gated, _ = qformer_output_of(gated, lambda: gated(gated_samples()))
     assert (q_lavis - q_gated).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("gating", ["adapter", "style_query", "style_prefix"])
+def test_an_opened_control_gate_breaks_the_identity_and_alpha_gets_a_gradient(lavis_model, sources, gating):
+    """The identity above holds because tanh(alpha) = 0, not because the control path is cut: one opened
+    head changes the answer loss, and at alpha = 0 the loss already has a gradient in alpha."""
+    gated = gated_like(lavis_model, sources, gating={"type": gating})
+    with torch.no_grad():
+        reference = lavis_model(lavis_samples())["loss"].item()
+    gated(gated_samples())["lm_loss"].backward()
+    assert gated.kv_modulation.alpha.grad.abs().sum() > 0
+    with torch.no_grad():
+        gated.kv_modulation.alpha[0, 0] = 1.0
+        assert abs(gated(gated_samples())["lm_loss"].item() - reference) > 1e-4
+        if gating != "style_prefix":  # style_prefix acts in OPT: the Q-Former's output stays BLIP-2's
+            q_lavis, _ = qformer_output_of(lavis_model, lambda: lavis_model(lavis_samples()))
+            q_gated, _ = qformer_output_of(gated, lambda: gated(gated_samples()))
+            assert (q_lavis - q_gated).abs().max() > 1e-4
 
 
 def test_lavis_state_dict_loads_missing_exactly_the_new_modules(lavis_model, sources, caplog):

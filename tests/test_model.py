@@ -115,6 +115,38 @@ def test_each_gating_variant_trains_a_step(gating_type, per_head):
     assert not torch.allclose(a, b), "after a step the Q-Former output should depend on the prompt"
 
 
+@pytest.mark.parametrize("gating_type", ["adapter", "style_query", "style_prefix"])
+def test_each_control_attention_variant_trains_a_step(gating_type):
+    """One gate per layer and head where each kind reads the control tokens; it opens in one step (its
+    gradient at alpha = 0 is not zero), and then the answer loss depends on the control path."""
+    model = build_tiny(gating={"type": gating_type})
+    layers = {
+        "adapter": (len(model.cross_attention_layers()), model.Qformer.config.num_attention_heads),
+        "style_query": (len(model.Qformer.bert.encoder.layer), model.Qformer.config.num_attention_heads),
+        "style_prefix": (
+            len(model.opt_model.model.decoder.layers),
+            model.opt_model.config.num_attention_heads,
+        ),
+    }
+    alpha = model.kv_modulation.alpha
+    assert tuple(alpha.shape) == layers[gating_type] and not alpha.any()
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss = model(batch())["loss"]
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+    assert alpha.detach().abs().min() > 0, "every gate should have moved"
+    model.eval()
+    with torch.no_grad():
+        with model.modulation_bypassed():
+            plain = model(batch())["lm_loss"]
+        # bypassed is exactly the BLIP-2 path, so any difference at all comes through the opened gates
+        assert plain.item() != model(batch())["lm_loss"].item()
+    strength = model.modulation_strength(batch())
+    assert strength.shape == (4, *layers[gating_type][:1], 1, layers[gating_type][1])
+
+
 def test_gating_none_has_no_modulation():
     model = build_tiny(gating={"type": "none"})
     assert model.kv_modulation is None

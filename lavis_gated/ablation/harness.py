@@ -13,6 +13,8 @@ command again resumes the ablation. This module only launches processes and read
 LAVIS nor torch (lavis_gated/__init__.py skips the registration for it).
 """
 
+import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -25,9 +27,12 @@ import time
 import yaml
 
 from lavis_gated.ablation import report as ablation_report
-from lavis_gated.ablation.stats import BOOTSTRAP_RESAMPLES
+from lavis_gated.ablation.stats import RECOMMENDED_SEEDS
 from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser
+from lavis_gated.configs.dataset_config import ArtQuestConfig
+from lavis_gated.configs.model_config import ModelConfig
+from lavis_gated.configs.run_config import LAVIS_RUN_KEYS, RunnerConfig, TaskConfig
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names a folder
 OPTION = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+=")
@@ -58,6 +63,60 @@ def load_variants(path):
                 f"model.gating.type=gate, got {options!r}"
             )
     return {str(name): list(options) for name, options in variants.items()}
+
+
+def _settings(cls, prefix):
+    """{dotted key: its choices or None} of a config dataclass, nested blocks flattened."""
+    out = {}
+    for field in dataclasses.fields(cls):
+        default = (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        )
+        if dataclasses.is_dataclass(default):
+            out.update(_settings(type(default), f"{prefix}{field.name}."))
+        else:
+            out[f"{prefix}{field.name}"] = field.metadata.get("choices")
+    return out
+
+
+def _yaml_paths(node, prefix=""):
+    """Every dotted path of a YAML document, inner nodes too."""
+    if not isinstance(node, dict):
+        return set()
+    paths = set()
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        paths |= {path} | _yaml_paths(value, f"{path}.")
+    return paths
+
+
+def check_options(cfg_path, command_options, variants):
+    """Refuse, before anything is launched, an override whose key neither the config dataclasses nor the
+    project YAML know, or a value outside a setting's choices: a misspelt key in the variants file would
+    otherwise surface only when its first run starts, maybe hours in. Raises ValueError naming the variant
+    (or --options), the key and the closest known one."""
+    settings = {
+        **_settings(ModelConfig, "model."),
+        **_settings(ArtQuestConfig, "datasets.artquest."),
+        **_settings(TaskConfig, "run."),
+        **_settings(RunnerConfig, "run."),
+        **{f"run.{key}": None for key in LAVIS_RUN_KEYS},
+    }
+    with open(cfg_path, encoding="utf-8") as f:
+        known = set(settings) | _yaml_paths(yaml.safe_load(f) or {})
+    for where, options in [
+        ("--options", command_options),
+        *((f"variants.{n}", o) for n, o in variants.items()),
+    ]:
+        for option in options:
+            key, _, value = option.partition("=")
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ValueError(f"{where}: unknown key {key!r} in {option!r}{hint}")
+            choices = settings.get(key)
+            if choices and yaml.safe_load(value) not in choices:
+                raise ValueError(f"{where}: {key}={value} is not one of {list(choices)}")
 
 
 def git_commit(folder=None):
@@ -93,8 +152,9 @@ def train_command(nproc):
 
 
 def run_options(args, variant_options, seed, seed_dir):
-    """--options of one run: the command's, the variant's, then what the harness owns."""
+    """--options of one run: the thread count, the command's, the variant's, then what the harness owns."""
     return [
+        f"run.num_threads={args.num_threads}",
         *args.options,
         *variant_options,
         f"run.seed={seed}",
@@ -162,7 +222,7 @@ def parse_args(argv=None):
         "Seeded ablations: train and test every variant x seed with lavis-gated-train, then report each "
         "metric with its interval and the paired comparison against a reference variant.",
         "lavis-gated-ablate --cfg-path projects/gated/demo.yaml --variants projects/gated/ablation_demo.yaml "
-        "--seeds 3",
+        "--seeds 5",
         "ablation.md",
     )
     add_flags(
@@ -170,17 +230,26 @@ def parse_args(argv=None):
         "cfg-path",
         "output-dir",
         "nproc",
+        "num-threads",
         "split",
         "options",
         cfg_path={"required": True, "help": "project YAML every run starts from"},
         output_dir={"help": "ablation folder (default: output/ablation/<variants file name>)"},
         nproc={"help": "processes per run (torchrun; default 1)"},
+        num_threads={
+            "help": "run.num_threads of every run (default: the machine's cores / --nproc; runs go one at a "
+            "time), fixed so that no run's speed or numerics depend on how busy the machine was when it "
+            "started"
+        },
         split={"default": "test", "help": "split each run tests its best checkpoint on (default test)"},
         options={"help": "key=value overrides for every run (before the variant's own)"},
     )
     parser.add_argument("--variants", required=True, help="YAML: variants: {name: [key=value, ...]}")
     parser.add_argument(
-        "--seeds", type=int, default=3, help="seeds per variant: run.seed = 0 .. N-1 (default 3)"
+        "--seeds",
+        type=int,
+        default=RECOMMENDED_SEEDS,
+        help=f"seeds per variant: run.seed = 0 .. N-1 (default {RECOMMENDED_SEEDS})",
     )
     parser.add_argument(
         "--reference",
@@ -188,16 +257,11 @@ def parse_args(argv=None):
         help="variant the others are paired against (default: the variant named none); "
         "'' for no paired comparison",
     )
-    parser.add_argument(
-        "--resamples",
-        type=int,
-        default=BOOTSTRAP_RESAMPLES,
-        help=f"bootstrap resamples (default {BOOTSTRAP_RESAMPLES})",
-    )
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.nproc < 1 or args.resamples < 1:
-        parser.error("--seeds, --nproc and --resamples must be at least 1")
+    args.num_threads = args.num_threads or max(1, (os.cpu_count() or 1) // args.nproc)
+    if args.seeds < 1 or args.nproc < 1 or args.num_threads < 1:
+        parser.error("--seeds, --nproc and --num-threads must be at least 1")
     if not os.path.isfile(args.cfg_path):
         parser.error(f"--cfg-path {args.cfg_path}: no such file")
     args.output_dir = args.output_dir or os.path.join(
@@ -211,6 +275,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         variants = load_variants(args.variants)
+        check_options(args.cfg_path, args.options, variants)
     except (OSError, ValueError) as err:
         raise SystemExit(f"lavis-gated-ablate: {err}") from err
     reference = args.reference or None
@@ -233,7 +298,6 @@ def main(argv=None):
         args.split,
         reference,
         commit,
-        args.resamples,
         cfg=os.path.abspath(args.cfg_path),
         options=args.options,
     )

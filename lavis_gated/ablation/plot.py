@@ -1,5 +1,5 @@
 """ablation.png: each variant's metrics as bars with their t-interval over seeds, and its paired difference
-in exact match against the reference with the bootstrap interval (the numbers of ablation.json).
+in exact match against the reference with its t-interval over seeds (the numbers of ablation.json).
 
 Apart from report.py because matplotlib is an optional extra (`lavis-gated[plots]`): the report is written
 without it."""
@@ -33,22 +33,24 @@ def _bars(ax, report, metrics, title):
 
 
 def _paired(ax, report):
-    """One bar per compared variant: the mean difference in exact match, bootstrap interval, McNemar p."""
+    """One bar per compared variant: the mean per-seed difference in exact match, its t-interval over seeds
+    (none with one seed) and the paired t-test p."""
     compared = [(n, v["paired"]) for n, v in report["variants"].items() if "paired" in v]
     ax.axhline(0, color="black", linewidth=0.8)
     for i, (name, p) in enumerate(compared):
         colour = f"C{list(report['variants']).index(name)}"
+        mean, has_interval = p["mean_difference"], p["ci_low"] is not None
         ax.bar(
             i,
-            p["mean_difference"],
+            mean,
             0.6,
             color=colour,
-            yerr=[[p["mean_difference"] - p["ci_low"]], [p["ci_high"] - p["mean_difference"]]],
+            yerr=[[mean - p["ci_low"]], [p["ci_high"] - mean]] if has_interval else None,
             capsize=4,
         )
         ax.annotate(
-            f"p={p['mcnemar_p']:.3g}",
-            (i, p["ci_high"]),
+            f"p={p['t_p']:.3g}" if p["t_p"] is not None else "1 seed",
+            (i, p["ci_high"] if has_interval else mean),
             ha="center",
             va="bottom",
             fontsize=7,
@@ -57,7 +59,8 @@ def _paired(ax, report):
         )
     ax.set_xticks(range(len(compared)), [n for n, _ in compared], rotation=30, ha="right", fontsize=8)
     ax.set_title(
-        f"paired em difference vs {report['reference']}\n(bootstrap interval, McNemar p)", fontsize=10
+        f"paired em difference vs {report['reference']}\n(per seed; t-interval over seeds, t-test p)",
+        fontsize=10,
     )
 
 

@@ -114,8 +114,6 @@ def build_report(
     split,
     reference,
     commit,
-    resamples=stats.BOOTSTRAP_RESAMPLES,
-    bootstrap_seed=0,
     cfg=None,
     options=(),
 ):
@@ -134,8 +132,7 @@ def build_report(
         "commit": commit,
         "confidence": stats.CONFIDENCE,
         "measure": "exact match per question (em)",
-        "bootstrap_resamples": resamples,
-        "bootstrap_seed": bootstrap_seed,
+        "headline": "per-seed difference in accuracy, t-interval over the seeds paired",
         "variants": {},
         "runs": [{k: v for k, v in r.items() if k != "correct"} for r in runs.values() if r],
         "missing": [{"variant": v, "seed": s} for (v, s), r in runs.items() if r is None],
@@ -159,8 +156,6 @@ def build_report(
                 **stats.paired_comparison(
                     [runs[name, s]["correct"] for s in paired],
                     [runs[reference, s]["correct"] for s in paired],
-                    resamples,
-                    bootstrap_seed,
                 ),
             }
         report["variants"][name] = entry
@@ -225,21 +220,29 @@ def format_markdown(report):
     if compared:
         lines += [
             "",
-            f"## Paired against `{report['reference']}`: exact match per question, pooled over seeds",
+            f"## Paired against `{report['reference']}`: exact match per question, seed by seed",
             "",
-            f"Difference = variant accuracy - reference accuracy over the same (question, seed) pairs; "
-            f"{pct} bootstrap interval over questions ({report['bootstrap_resamples']} resamples); exact "
-            f"McNemar p on the discordant pairs (b: only the variant right, c: only the reference right).",
+            f"Difference = variant accuracy - reference accuracy on the same questions, per seed (seed k "
+            f"with seed k); mean over the seeds with its {pct} t-interval over seeds and the paired t-test "
+            f"p (the headline: is the variant better, over training seeds?). McNemar p per seed (secondary: "
+            f"do that seed's two trained models answer differently?), b: only the variant right, c: only "
+            f"the reference right.",
             "",
-            "| variant | pairs | variant em | reference em | difference [interval] | b | c | McNemar p |",
-            "|---|---|---|---|---|---|---|---|",
+            "| variant | seeds | variant em | reference em | difference [t-interval over seeds] | t-test p "
+            "| per seed: difference (b/c, McNemar p) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for n in compared:
             p = report["variants"][n]["paired"]
+            interval = f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}]" if p["ci_low"] is not None else "(1 seed)"
+            seeds = "; ".join(
+                f"{s['difference']:+.3f} ({s['variant_only']}/{s['reference_only']}, {s['mcnemar_p']:.3g})"
+                for s in p["per_seed"]
+            )
+            t_p = "-" if p["t_p"] is None else f"{p['t_p']:.3g}"
             lines.append(
-                f"| {n} | {p['pairs']} | {p['variant_acc']:.4f} | {p['reference_acc']:.4f} | "
-                f"{p['mean_difference']:+.4f} [{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | "
-                f"{p['variant_only']} | {p['reference_only']} | {p['mcnemar_p']:.4g} |"
+                f"| {n} | {p['seeds']} | {p['variant_acc']:.4f} | {p['reference_acc']:.4f} | "
+                f"{p['mean_difference']:+.4f} {interval} | {t_p} | {seeds} |"
             )
     lines += [
         "",

@@ -18,7 +18,9 @@ PRECISION_HELP = (
     "runs in fp32, bf16 in bf16 (warns where the CPU lacks native bf16: many times slower), auto in bf16 "
     "where the CPU computes it natively (AVX512-BF16, AMX) and fp32 otherwise"
 )
-GATING_TYPES = ("film", "gate", "none")  # KVModulation's kinds; "none" builds no modulation part
+# KVModulation's kinds (film, gate), ControlAttention's (adapter, style_query, style_prefix); "none" builds no
+# modulation part
+GATING_TYPES = ("film", "gate", "adapter", "style_query", "style_prefix", "none")
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 
 
@@ -58,7 +60,12 @@ class GatingConfig:
     type: str = setting(
         "film",
         "film: K*(1+gamma_k), V*(1+gamma_v)+beta_v (a shift of K would cancel in softmax); "
-        "gate: K*(1+tanh g_k), V*(1+tanh g_v); none: the plain BLIP-2 Q-Former",
+        "gate: K*(1+tanh g_k), V*(1+tanh g_v) (a per-head softmax temperature and value scale, no additive "
+        "term); adapter: the control tokens as extra keys/values of each modulated cross-attention layer, "
+        "own softmax, added through a zero-init tanh gate per head; style_query: the same in every Q-Former "
+        "self-attention layer (tokens beside the 32 queries); style_prefix: the same in every OPT "
+        "self-attention layer (prefix tokens at OPT's width, no K/V modulation); none: the plain BLIP-2 "
+        "Q-Former. Every kind starts exactly at BLIP-2",
         choices=GATING_TYPES,
     )
     per_head: bool = setting(True, "one parameter per head (else one per channel)")

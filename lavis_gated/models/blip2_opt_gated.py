@@ -113,8 +113,10 @@ class Blip2OPTGated(Blip2OPT):
             self.Qformer,
             prompt_dim=self.opt_model.get_input_embeddings().embedding_dim,
             style_dim=self.style_encoder.num_features,
+            opt_model=self.opt_model,
         )
-        attach_modulation(self.Qformer, config, self.kv_modulation)  # LoRA, then the K/V modulation
+        # LoRA, then the modulation (a ControlAttention for adapter / style_query / style_prefix)
+        attach_modulation(self.Qformer, config, self.kv_modulation, opt_model=self.opt_model)
         if config.lora.enabled:
             self._register_load_state_dict_pre_hook(self._accept_plain_kv_keys)
         self.pad_multiple = 1
@@ -243,12 +245,7 @@ class Blip2OPTGated(Blip2OPT):
         image_atts = torch.ones(image_embeds.size()[:-1], dtype=torch.long, device=device)
         with precision.autocast_off(device.type):
             image_style_logits = self.style_head(style_feature.float())
-        modulated = contextlib.nullcontext()
-        if self.kv_modulation is not None and not getattr(self, "_modulation_bypassed", False):
-            modulated = self.kv_modulation.conditioned(
-                self.modulation_params(style_feature, prompt_ids, prompt_mask)
-            )
-        with modulated:
+        with self.conditioned_on_style("qformer", style_feature, prompt_ids, prompt_mask):
             query_output = self.Qformer.bert(
                 query_embeds=self.query_tokens.expand(image_embeds.shape[0], -1, -1),
                 encoder_hidden_states=image_embeds,
@@ -256,6 +253,16 @@ class Blip2OPTGated(Blip2OPT):
                 return_dict=True,
             )
         return self.opt_proj(query_output.last_hidden_state), image_style_logits
+
+    def conditioned_on_style(self, stage, style_feature, prompt_ids, prompt_mask):
+        """The modulation's conditioning around `stage` ("qformer" or "opt"): a context manager, a no-op when
+        the modulation acts at the other stage (style_prefix acts in OPT, every other kind in the Q-Former),
+        there is none or it is bypassed."""
+        modulation = self.kv_modulation
+        acts_in = None if modulation is None else "opt" if modulation.site == "opt_self" else "qformer"
+        if acts_in != stage or getattr(self, "_modulation_bypassed", False):
+            return contextlib.nullcontext()
+        return modulation.conditioned(self.modulation_params(style_feature, prompt_ids, prompt_mask))
 
     @contextlib.contextmanager
     def modulation_bypassed(self):
@@ -311,7 +318,10 @@ class Blip2OPTGated(Blip2OPT):
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
         name_rows = [i for i, row in enumerate(samples.get("style_name_rows") or []) if row]
-        with self.frozen_autocast(self.opt_precision):
+        opt_conditioned = self.conditioned_on_style(  # style_prefix: the control tokens inside OPT
+            "opt", frozen["style_features"], prompt_tokens.to(device), prompt_mask.to(device)
+        )
+        with opt_conditioned, self.frozen_autocast(self.opt_precision):
             decoded = self.opt_model.model.decoder(
                 inputs_embeds=inputs_embeds,
                 attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
@@ -357,7 +367,8 @@ class Blip2OPTGated(Blip2OPT):
     def modulation_strength(self, samples):
         """How far each cross-attention layer's K/V modulation moves away from identity, per head, as
         generate() conditions the Q-Former: (B, L, P, H), or None when gating.type is none. P rows: FiLM
-        |gamma_k|, |gamma_v|, |beta_v|; gate |tanh g_k|, |tanh g_v|; per-channel values averaged per head."""
+        |gamma_k|, |gamma_v|, |beta_v|; gate |tanh g_k|, |tanh g_v|; per-channel values averaged per head;
+        adapter / style_query / style_prefix |tanh alpha| (the same for every sample)."""
         if self.kv_modulation is None:
             return None
         style_feature = (
@@ -367,8 +378,7 @@ class Blip2OPTGated(Blip2OPT):
         params = self.modulation_params(
             style_feature, ids.to(style_feature.device), mask.to(style_feature.device)
         )
-        deviation = params.abs() if self.kv_modulation.gating_type == "film" else torch.tanh(params).abs()
-        return deviation.view(*deviation.shape[:3], self.kv_modulation.num_heads, -1).mean(-1)
+        return self.kv_modulation.strength(params)
 
     @torch.no_grad()
     def style_probabilities(self, samples):
@@ -406,7 +416,8 @@ class Blip2OPTGated(Blip2OPT):
             [torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1
         )
         expand = num_captions if use_nucleus_sampling else num_beams
-        with self.frozen_autocast(self.opt_precision):
+        opt_conditioned = self.conditioned_on_style("opt", frozen["style_features"], input_ids, prompt_mask)
+        with opt_conditioned, self.frozen_autocast(self.opt_precision):
             outputs = self.opt_model.generate(
                 input_ids=input_ids,
                 query_embeds=inputs_opt.repeat_interleave(expand, dim=0),

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from lavis_gated.configs.model_config import GATING_TYPES
 from lavis_gated.models.precision import autocast_off
@@ -72,6 +73,7 @@ class KVModulation(nn.Module):
         else:
             nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        self.site = "qformer_cross"
         self._active = None  # factors(params) while conditioned
         self._handles = []
 
@@ -120,6 +122,13 @@ class KVModulation(nn.Module):
         scales = params[:, :, :2] if self.gating_type == "film" else torch.tanh(params[:, :, :2])
         shift = params[:, :, 2].reshape(shape[:2] + shape[3:]) if self.gating_type == "film" else None
         return (1 + scales).reshape(shape), shift
+
+    def strength(self, params):
+        """params (B, L, P, units) -> how far each layer's factors are from identity per head (B, L, P, H):
+        FiLM |gamma_k|, |gamma_v|, |beta_v|; gate |tanh g_k|, |tanh g_v|; per-channel values averaged per
+        head."""
+        deviation = params.abs() if self.gating_type == "film" else torch.tanh(params).abs()
+        return deviation.view(*deviation.shape[:3], self.num_heads, -1).mean(-1)
 
     def _apply_hook(self, layer, which, module, inputs, output):
         if self._active is None:
@@ -210,11 +219,13 @@ def remap_plain_kv_keys(state_dict, prefix, own_keys):
                 state_dict[adapted] = state_dict.pop(key)
 
 
-def build_modulation_parts(config, qformer, prompt_dim, style_dim):
+def build_modulation_parts(config, qformer, prompt_dim, style_dim, opt_model=None):
     """The parts of a ModelConfig's gating and prompt-mapper blocks for a Q-Former whose cross-attention
-    layers `cross_attention_layers(qformer)` gives: (style_to_qformer, prompt_mapper, kv_modulation), each
-    None for gating.type none. prompt_dim is OPT's embedding width, style_dim the style CNN's pooled width.
-    The KVModulation is not yet attached (attach_modulation does that, after any LoRA)."""
+    layers `cross_attention_layers(qformer)` gives: (style_to_qformer, prompt_mapper, modulation), each None
+    for gating.type none. modulation is a KVModulation (film, gate) or a ControlAttention (adapter,
+    style_query, style_prefix; style_prefix needs `opt_model`, whose self-attention layers it reads).
+    prompt_dim is OPT's embedding width, style_dim the style CNN's pooled width. The modulation is not yet
+    attached (attach_modulation does that, after any LoRA)."""
     if config.gating.type == "none":
         return None, None, None
     qformer_width = qformer.config.hidden_size
@@ -228,6 +239,13 @@ def build_modulation_parts(config, qformer, prompt_dim, style_dim):
         num_heads=mapper.num_heads,
         dropout=mapper.dropout,
     )
+    if gating.type in CONTROL_SITES:
+        modules = control_attention_modules(gating.type, qformer, opt_model)
+        first = modules[0]
+        width = first.k_proj.in_features if gating.type == "style_prefix" else first.key.in_features
+        heads = first.num_heads if gating.type == "style_prefix" else first.num_attention_heads
+        modulation = ControlAttention(gating.type, mapper.hidden_size, width, len(modules), heads)
+        return style_to_qformer, prompt_mapper, modulation
     kv_modulation = KVModulation(
         control_dim=mapper.hidden_size,
         num_control_tokens=mapper.num_tokens,
@@ -242,21 +260,163 @@ def build_modulation_parts(config, qformer, prompt_dim, style_dim):
     return style_to_qformer, prompt_mapper, kv_modulation
 
 
+def control_attention_modules(gating_type, qformer, opt_model=None):
+    """The attention modules a ControlAttention of `gating_type` reads the control tokens in, in order."""
+    if gating_type == "adapter":
+        return [layer.crossattention.self for layer in cross_attention_layers(qformer)]
+    if gating_type == "style_query":
+        return [layer.attention.self for layer in qformer.bert.encoder.layer]
+    if opt_model is None:
+        raise ValueError("gating.type style_prefix needs the OPT model")
+    return [layer.self_attn for layer in opt_model.model.decoder.layers]
+
+
 def cross_attention_layers(qformer):
     """The Q-Former layers whose cross-attention K/V are modulated (every cross_attention_freq-th)."""
     return [layer for layer in qformer.bert.encoder.layer if layer.has_cross_attention]
 
 
-def attach_modulation(qformer, config, kv_modulation):
-    """LoRA on the cross-attention K/V projections (config.lora), then the K/V modulation around them."""
+def attach_modulation(qformer, config, modulation, opt_model=None):
+    """LoRA on the cross-attention K/V projections (config.lora), then the modulation around them."""
     if config.lora.enabled:
         lora = config.lora
         adapted = add_cross_attention_lora(qformer, lora.rank, lora.alpha, lora.dropout)
         logging.info("LoRA on %d cross-attention projections", len(adapted))
-    if kv_modulation is not None:
-        kv_modulation.attach(
+    if isinstance(modulation, ControlAttention):
+        modules = control_attention_modules(modulation.gating_type, qformer, opt_model)
+        indices = (
+            [i for i, layer in enumerate(qformer.bert.encoder.layer) if layer.has_cross_attention]
+            if modulation.gating_type == "adapter"
+            else range(len(modules))
+        )
+        modulation.attach(modules, indices)
+    elif modulation is not None:
+        modulation.attach(
             [
                 (layer.crossattention.self.key, layer.crossattention.self.value)
                 for layer in cross_attention_layers(qformer)
             ]
         )
+
+
+# ---- control tokens as gated extra keys/values (adapter, style_query, style_prefix) --------------------
+
+# where each kind reads the control tokens: Q-Former cross-attention (beside the image), Q-Former
+# self-attention (beside the other queries) or OPT's self-attention (beside the prefix and the text)
+CONTROL_SITES = {"adapter": "qformer_cross", "style_query": "qformer_self", "style_prefix": "opt_self"}
+
+
+class ControlAttention(nn.Module):
+    """The control tokens as extra keys and values of a stack of attention layers, read with their own softmax
+    and added through a zero-init tanh gate per head (Flamingo's gated cross-attention, LLaMA-Adapter's
+    zero-init attention):
+
+        out_h = attn_h(Q, K, V) + tanh(alpha_{l,h}) * softmax(Q K_c^T / sqrt(d)) V_c
+
+    with K_c, V_c the layer's own key/value projections of the control tokens (B, N, C) mapped by one linear
+    layer to the projections' input width. alpha = 0 at init, so every layer's output is exactly the old
+    one (x + 0 * y == x) and training starts at BLIP-2; d out / d alpha = attn_c is not zero, so the gate
+    opens by gradient.
+
+    Why a separate softmax: appending tokens to a layer's own softmax is never the identity. Any finite logit
+    gives the new keys a mass p > 0 and rescales every old weight by 1 - p; a zero value vector does not undo
+    that (the output shrinks by 1 - p), a zero-init tanh gate on the tokens' embeddings still leaves their
+    keys' logits (Q · k_proj's bias) finite, and only a -inf mask is exact, which has no gradient.
+
+    Sites (CONTROL_SITES): `adapter` reads them in each modulated Q-Former cross-attention layer, next to the
+    image; `style_query` in each Q-Former self-attention layer, as if appended to the 32 query tokens (they
+    are read, never updated, so the output keeps 32 tokens); `style_prefix` in each OPT self-attention layer,
+    as prefix tokens at OPT's width, with no K/V modulation of the Q-Former. Applied by forward hooks, so
+    LAVIS's modules and state-dict keys stay as they are.
+    """
+
+    def __init__(self, gating_type, control_dim, input_width, num_layers, num_heads):
+        super().__init__()
+        if gating_type not in CONTROL_SITES:
+            raise ValueError(f"model.gating.type {gating_type!r} is not one of {GATING_TYPES}")
+        self.gating_type = gating_type
+        self.site = CONTROL_SITES[gating_type]
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.project = nn.Linear(control_dim, input_width)
+        self.alpha = nn.Parameter(torch.zeros(num_layers, num_heads))
+        self.layer_indices = list(range(num_layers))
+        self._active = None  # the projected control tokens while conditioned
+        self._handles = []
+
+    def forward(self, control_tokens):
+        """control_tokens (B, N, C) -> the tokens at the attended projections' input width (B, N, W), fp32."""
+        with autocast_off(control_tokens.device.type):
+            return self.project(control_tokens.float())
+
+    def attach(self, attention_modules, layer_indices=None):
+        """Hook each attention module (LAVIS BertSelfAttention; OPTAttention for style_prefix), in order."""
+        if len(attention_modules) != self.num_layers:
+            raise ValueError(
+                f"{len(attention_modules)} attention layers, control built for {self.num_layers}"
+            )
+        for handle in self._handles:
+            handle.remove()
+        self.layer_indices = list(layer_indices) if layer_indices is not None else self.layer_indices
+        opt = self.site == "opt_self"
+        self._handles = [
+            module.register_forward_hook(
+                functools.partial(self._opt_hook if opt else self._bert_hook, layer), with_kwargs=opt
+            )
+            for layer, module in enumerate(attention_modules)
+        ]
+
+    @contextmanager
+    def conditioned(self, params):
+        """Let every hooked layer read `params` (forward's output) inside the block."""
+        self._active = params
+        try:
+            yield
+        finally:
+            self._active = None
+
+    def strength(self, params):
+        """|tanh alpha| per layer and head, the same for every sample: (B, L, 1, H)."""
+        gate = torch.tanh(self.alpha.detach()).abs().float()
+        return gate[None, :, None].expand(params.shape[0], -1, -1, -1)
+
+    def _control_attention(self, query, key, value, heads):
+        """query (B', T, heads * d); key, value (B, N, heads * d) with B' a multiple of B (beams)
+        -> the attention over the control tokens (B', T, heads, d), before its gate."""
+        if query.shape[0] != key.shape[0]:
+            key, value = (t.repeat_interleave(query.shape[0] // t.shape[0], dim=0) for t in (key, value))
+
+        def split(t):  # (B, T, heads * d) -> (B, heads, T, d)
+            return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(
+            split(query), split(key.to(query.dtype)), split(value.to(query.dtype))
+        )
+        return attended.transpose(1, 2)  # (B', T, heads, d)
+
+    def _gated(self, layer, attended):
+        gate = torch.tanh(self.alpha[layer]).to(attended.dtype)[:, None]  # (heads, 1)
+        return (attended * gate).flatten(2)
+
+    def _bert_hook(self, layer, module, inputs, output):
+        if self._active is None:
+            return output
+        control = self._active.to(module.query.weight.dtype)
+        attended = self._control_attention(
+            module.query(inputs[0]), module.key(control), module.value(control), module.num_attention_heads
+        )
+        return (output[0] + self._gated(layer, attended).to(output[0].dtype), *output[1:])
+
+    def _opt_hook(self, layer, module, args, kwargs, output):
+        if self._active is None:
+            return output
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        control = self._active.to(module.q_proj.weight.dtype)
+        # q_proj's output without OPT's scaling: scaled_dot_product_attention divides by sqrt(d) itself
+        attended = self._control_attention(
+            module.q_proj(hidden), module.k_proj(control), module.v_proj(control), module.num_heads
+        )
+        added = F.linear(
+            self._gated(layer, attended), module.out_proj.weight.to(attended.dtype)
+        )  # out_proj, no bias
+        return (output[0] + added.to(output[0].dtype), *output[1:])

@@ -135,6 +135,7 @@ NO_STYLE_LABEL = "(no style)"
 PARAMETER_NAMES = {
     "film": ["|gamma_k| (K scale)", "|gamma_v| (V scale)", "|beta_v| (V shift)"],
     "gate": ["|tanh g_k| (K gate)", "|tanh g_v| (V gate)"],
+    **{kind: ["|tanh alpha| (control gate)"] for kind in ("adapter", "style_query", "style_prefix")},
 }
 
 

@@ -294,7 +294,9 @@ class StyleCaptioningTask(BaseTask):
             if modulation is None
             else {
                 "gating_type": modulation.gating_type,
-                "qformer_layers": [
+                # the layers it acts in (OPT's for style_prefix, the Q-Former's otherwise)
+                "qformer_layers": getattr(modulation, "layer_indices", None)
+                or [
                     i for i, layer in enumerate(core.Qformer.bert.encoder.layer) if layer.has_cross_attention
                 ],
             }
