@@ -309,10 +309,10 @@ def test_a_misspelt_variant_key_stops_the_harness_before_any_run(tmp_path):
 
 
 def test_every_run_gets_the_thread_count():
-    args = ablate.parse_args(["--cfg", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml"])
+    args = ablate.parse_args(["--cfg-path", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml"])
     assert args.num_threads == max(1, os.cpu_count() or 1) and args.seeds == 5
     args = ablate.parse_args(
-        ["--cfg", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml", "--num-threads", "3"]
+        ["--cfg-path", str(REPO / "projects/gated/demo.yaml"), "--variants", "v.yaml", "--num-threads", "3"]
     )
     options = ablate.run_options(args, ["model.gating.type=film"], 1, "d")
     assert options[0] == "run.num_threads=3" and "run.seed=1" in options  # --options after it may override

@@ -262,7 +262,7 @@ def test_without_a_question_predict_and_the_demo_caption_the_image(demo, tiny_ch
         str(image),
         "--num-beams",
         "1",
-        "--max-length",
+        "--max-len",
         "4",
     ]
     assert predict.main(argv) == 0
