@@ -23,6 +23,7 @@ from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models import precision, style_name_scores, text_inputs
+from lavis_gated.models.style_probe import StyleProbe
 from lavis_gated.models.backbones import build_blip2_parts
 from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.compile_support import compile_trainable_path
@@ -68,6 +69,7 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         self.style_vocabulary = StyleVocabularyState(StyleVocabulary(config.style_names))
         self.style_encoder = build_style_encoder(config)
         set_style_vocabulary(self, config.style_names)
+        self.style_probe = StyleProbe(self.opt_tokenizer, config.style_probe.prompt, self.eos_token_id)
 
         self.gating_type = config.gating.type
         build_modulation_parts(self, config)  # style_to_qformer, prompt_mapper, kv_modulation, LoRA
@@ -137,20 +139,27 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         )
         return pad(ids, self.opt_tokenizer.pad_token_id, left=left), ids
 
-    def frozen_features(self, image):
-        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision
-        (trainable), "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache
-        stores."""
+    def frozen_features(self, image, style_image=None):
+        """image (B, 3, H, W), style_image (B, 3, H_cnn, W_cnn) or None -> {"vit_features": frozen ViT
+        output (B, T, D_vit), before ln_vision (trainable), "style_features": frozen CNN pooled feature
+        (B, F) fp32}: what the frozen-feature cache stores. The CNN reads style_image, the full image at its
+        own size and normalisation (datasets/style_image.py), else the ViT's image (style_encoder.py)."""
         self._frozen_parts_to_fp32_on_cpu(image.device)
         with self.frozen_autocast(self.vit_precision):
             vit_features = self.visual_encoder(image)
-        return {"vit_features": vit_features, "style_features": self.style_encoder(image)}
+        return {"vit_features": vit_features, "style_features": self.style_features(image, style_image)}
+
+    def style_features(self, image, style_image=None):
+        """(B, F) the frozen CNN's pooled feature of style_image if given, else of the ViT's image."""
+        if style_image is not None:
+            return self.style_encoder.encode_full_image(style_image)
+        return self.style_encoder(image)
 
     def image_inputs(self, samples):
         """The batch's frozen features: precomputed ones if it carries them, else frozen_features(image)."""
         if FROZEN_FEATURE_KEYS[0] in samples:
             return {key: samples[key] for key in FROZEN_FEATURE_KEYS}
-        return self.frozen_features(samples["image"])
+        return self.frozen_features(samples["image"], samples.get("style_image"))
 
     def style_ids(self, samples, device):
         """(B,) style id per sample from samples["style"] names; NO_STYLE where missing or unknown."""
@@ -211,8 +220,8 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
 
         Returns loss / lm_loss (scalar, the mean over answer tokens), logits (B, T, V) fp32 predicting targets
         (B, T) (IGNORE where not an answer token), image_style_logits (B, S), style_ids (B,) and, for the rows
-        of samples["style_name_rows"] (B,) bool if given, style_name_log_probs (B, S) fp32: log P(each style's
-        answer form | image, prompt) (style_name_scores.py), 0 in the other rows.
+        of samples["style_probe_rows"] (B,) bool if given, probe_name_log_probs (B, S) fp32: the style probe's
+        log P(each style's name | image, probe prompt) (style_probe.py), 0 in the other rows.
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
@@ -233,37 +242,24 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
-        name_rows = [i for i, row in enumerate(samples.get("style_name_rows") or []) if row]
         with self.frozen_autocast(self.opt_precision):
-            decoded = self.opt_model.model.decoder(
+            hidden = self.opt_model.model.decoder(
                 inputs_embeds=inputs_embeds,
                 attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
-                use_cache=bool(name_rows),
                 return_dict=True,
-            )
-            hidden = decoded.last_hidden_state
+            ).last_hidden_state
             # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
             # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
             logits = self.opt_model.lm_head(hidden[:, num_query - 1 : -1]).float()
-            name_log_probs = None
-            if name_rows:
-                name_log_probs = style_name_scores.scattered(
-                    style_name_scores.style_name_log_probs(
-                        self.opt_model.model.decoder,
-                        self.opt_model.lm_head,
-                        decoded.past_key_values,
-                        hidden,
-                        [num_query + len(prompts[i]) for i in name_rows],
-                        name_rows,
-                        self.style_tokens,
-                        self.style_vocabulary.form_lengths,
-                    ),
-                    name_rows,
-                    len(prompts),
-                )
         lm_loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=text_inputs.IGNORE
         )
+        probe_rows = [i for i, row in enumerate(samples.get("style_probe_rows") or []) if row]
+        probe = None
+        if probe_rows:
+            probe = style_name_scores.scattered(
+                self.style_probe.name_log_probs(self, frozen, probe_rows), probe_rows, len(prompts)
+            )
         return {
             "loss": lm_loss,
             "lm_loss": lm_loss,
@@ -271,7 +267,7 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
             "targets": targets,
             "image_style_logits": image_style_logits,
             "style_ids": self.style_ids(samples, device),
-            "style_name_log_probs": name_log_probs,
+            "probe_name_log_probs": probe,
         }
 
     # ---- inspection (read-only: evaluation's heatmap, the app) ---------------------------------------
@@ -284,7 +280,9 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         if self.kv_modulation is None:
             return None
         style_feature = (
-            samples["style_features"] if "style_features" in samples else self.style_encoder(samples["image"])
+            samples["style_features"]
+            if "style_features" in samples
+            else self.style_features(samples["image"], samples.get("style_image"))
         )
         (ids, mask), _ = self.prompt_batch(samples)
         params = self.modulation_params(

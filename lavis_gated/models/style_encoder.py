@@ -1,8 +1,10 @@
-"""The frozen style CNN: a timm EfficientNet seeing the same image as the ViT.
+"""The frozen style CNN: a timm EfficientNet seeing the full painting at its own size.
 
-The batch arrives normalised for BLIP (CLIP mean/std) at the ViT's resolution; the CNN was trained
-on ImageNet-normalised images at its own resolution, so the image is re-normalised and resized here
-rather than loaded twice.
+The CNN was trained, and made the style table's labels, on whole images at its own resolution with ImageNet
+normalisation. Batches from the *_style image processors (datasets/style_image.py) carry that view as
+`style_image` (encode_full_image). Without it (LAVIS's plain processors, the app) the CNN falls back to the
+ViT's image, BLIP-normalised at the ViT's size (and randomly cropped in training): re-normalised and resized
+here (forward), which loses fine brushwork.
 """
 
 import json
@@ -132,9 +134,12 @@ class StyleEncoder(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, image):
-        """image: (B, 3, H, W) BLIP-normalised -> (B, num_features) pooled CNN feature."""
-        x = image.float() * self.scale + self.shift
+    def encode_full_image(self, style_image):
+        """style_image: (B, 3, H, W) the full image normalised for this CNN, at its input size (resized here
+        only if it is not) -> (B, num_features) pooled CNN feature."""
+        return self._pooled(style_image.float())
+
+    def _pooled(self, x):
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             smooth = self.interpolation in ("bilinear", "bicubic")  # align_corners exists only for these
             x = F.interpolate(
@@ -144,3 +149,8 @@ class StyleEncoder(nn.Module):
                 align_corners=False if smooth else None,
             )
         return self.cnn(x.contiguous(memory_format=torch.channels_last)).float()
+
+    @torch.no_grad()
+    def forward(self, image):
+        """image: (B, 3, H, W) BLIP-normalised (the ViT's view) -> (B, num_features) pooled CNN feature."""
+        return self._pooled(image.float() * self.scale + self.shift)

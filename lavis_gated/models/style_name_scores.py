@@ -1,71 +1,117 @@
-"""How likely the language model is to answer each style's name: the text side of the style KL.
+"""The style probe's name distribution: how likely the language model is to answer each style's name, scored
+exactly and cheaply on a trie of the names' tokens.
 
-For a row and every style s, the log-probability of the style's answer form " <form_s>" as the answer, given
-the image prefix and the prompt: the sum of its tokens' log-probabilities, each conditioned on the tokens
-before it. Unlike an average of logits over a bag of sub-tokens, this separates styles that share tokens
-("Realism" / "New Realism", "Cubism" / "Synthetic Cubism").
+Each style's answer is " <form>" followed by the end token (the "\\n" that ends every training answer). With
+the end token a name is never a prefix of another ("Baroque" ends where "Baroque Revival" goes on), so the
+names are the leaves of a trie. The probe's distribution over names is that of decoding restricted to the
+trie: at each node with several children, a softmax over those children's logits; a node with one child
+adds nothing (its probability is 1 under the restriction). So
 
-It reuses the training pass: the keys and values of the prefix and prompt positions do not depend on the
-answer after them (causal attention), so the continuations of a row run on that pass's cache. Styles are
-grouped by the length of their form, one language-model call per length, so no padding is computed: per
-scored row, sum over styles of (form length - 1) extra tokens (27 for the packaged 28 styles with the
-`mid` benchmark's tokenizer, against 112 when every form is padded to the longest).
+    log P(name) = sum over the branching nodes on its path of log softmax_children(logits at that node)
+
+which sums to 1 over the names, needs no length normalisation, and does not favour a short form over a longer
+one it is a prefix of: the end token competes with the continuation at the node where they part.
+
+Cost: the root's logits are the prefix's last position's, so a name whose first token no other name shares is
+scored from them alone. Only branching nodes below the root need positions of their own: one language-model
+call over every such node's path at once, on the prefix's key/value cache (repeated, not recomputed).
 """
 
 import torch
 
 
-def _token_log_probs(lm_head, hidden, tokens):
-    """log p(tokens) (N, M) from the hidden states (N, M, D) that predict them, without a log-softmax copy."""
-    logits = lm_head(hidden).float()
-    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+class NameTrie:
+    """The names' token sequences (each ending with the end token) as a trie of its branching nodes.
 
-
-def _next_token_log_probs(lm_head, hidden, tokens):
-    """log p(each of tokens (M,) as the next token) (N, M) from one hidden state per row (N, D): one
-    vocabulary projection per row, not per token."""
-    logits = lm_head(hidden).float()
-    return logits[:, tokens] - torch.logsumexp(logits, -1, keepdim=True)
-
-
-def style_name_log_probs(
-    decoder, lm_head, past_key_values, hidden, context_lengths, rows, form_tokens, form_lengths
-):
-    """(R, S) log P(" <form_s>" | prefix, prompt) for the R batch rows `rows` (list of ints) and S styles.
-
-    past_key_values: per decoder layer (keys, values) of the training pass over [prefix; prompt; answer],
-    each (B, H, T, D_head); hidden (B, T, D): that pass's last hidden states; context_lengths: per row of
-    `rows` (ints), its prefix and prompt positions (position context_length - 1 predicts the answer's first
-    token); form_tokens (S, L): each style's form, padded on the right; form_lengths: their lengths (ints).
+    nodes: the token path (tuple) to each branching node, the root () first where it branches;
+    children: per node, its child tokens; choices: per name, the (node, child position) pairs on its path;
+    flat: per name, the positions of those pairs in the nodes' concatenated children (what score() sums).
     """
-    device = hidden.device
-    index = torch.tensor(rows, device=device)
-    context = torch.tensor(context_lengths, device=device)
-    total = _next_token_log_probs(lm_head, hidden[index, context - 1], form_tokens[:, 0])  # (R, S)
-    span = max(context_lengths)  # host ints: no wait for the device (and shapes work on the meta device)
-    past = tuple(tuple(t[index, :, :span] for t in layer) for layer in past_key_values)
-    context_mask = (torch.arange(span, device=device)[None] < context[:, None]).long()
-    for length in sorted(set(form_lengths) - {1}):
-        styles = torch.tensor([s for s, n in enumerate(form_lengths) if n == length], device=device)
-        rest = _continuation_log_probs(decoder, lm_head, past, context_mask, form_tokens[styles, :length])
-        total = total.index_add(1, styles, rest)
-    return total
+
+    def __init__(self, sequences):
+        sequences = [tuple(int(t) for t in s) for s in sequences]
+        if not sequences or any(not s for s in sequences):
+            raise ValueError("every style name needs at least one token")
+        seen = {}
+        for index, seq in enumerate(sequences):
+            if seq in seen:
+                raise ValueError(f"styles {seen[seq]} and {index} have the same tokens {list(seq)}")
+            seen[seq] = index
+        children = {}
+        for seq in sequences:
+            for depth in range(len(seq)):
+                kids = children.setdefault(seq[:depth], [])
+                if seq[depth] not in kids:
+                    kids.append(seq[depth])
+        self.nodes = sorted((p for p, kids in children.items() if len(kids) > 1), key=lambda p: (len(p), p))
+        self.children = [children[p] for p in self.nodes]
+        index = {p: i for i, p in enumerate(self.nodes)}
+        self.choices = [
+            [(index[seq[:d]], children[seq[:d]].index(seq[d])) for d in range(len(seq)) if seq[:d] in index]
+            for seq in sequences
+        ]
+        offsets = [0]
+        for kids in self.children:
+            offsets.append(offsets[-1] + len(kids))
+        self.width = offsets[-1]
+        self.flat = [[offsets[node] + child for node, child in path] for path in self.choices]
+
+    @property
+    def root_branches(self):
+        return bool(self.nodes) and self.nodes[0] == ()
+
+    def deep_nodes(self):
+        """Indices of the branching nodes below the root: the only ones that need positions of their own."""
+        return [i for i, p in enumerate(self.nodes) if p]
+
+    def selection(self, device):
+        """(S, width) 0/1 matrix: name s sums the child log-probabilities at the positions flat[s]."""
+        matrix = torch.zeros(len(self.flat), self.width, device=device)
+        for name, positions in enumerate(self.flat):
+            matrix[name, positions] = 1.0
+        return matrix
 
 
-def _continuation_log_probs(decoder, lm_head, past, context_mask, forms):
-    """(R, G) log P(tokens 2.. of each of G forms of one length | the row's context and the form's first
-    token), for every row of the cache `past` (each (R, H, span, D_head)) and context_mask (R, span)."""
-    rows, group = context_mask.shape[0], forms.shape[0]
-    repeated = tuple(tuple(t.repeat_interleave(group, 0) for t in layer) for layer in past)
-    inputs, targets = forms[:, :-1].repeat(rows, 1), forms[:, 1:].repeat(rows, 1)
-    out = decoder(
-        input_ids=inputs,
-        attention_mask=torch.cat([context_mask.repeat_interleave(group, 0), torch.ones_like(inputs)], 1),
-        past_key_values=repeated,
-        use_cache=False,
-        return_dict=True,
-    )
-    return _token_log_probs(lm_head, out.last_hidden_state, targets).sum(-1).view(rows, group)
+def _children_log_probs(lm_head, hidden, children):
+    """hidden (N, D), children: a list of token ids -> (N, C) log-softmax over those tokens' logits: one
+    vocabulary projection per row."""
+    logits = lm_head(hidden).float()
+    return torch.log_softmax(logits[:, torch.tensor(children, device=hidden.device)], -1)
+
+
+def name_log_probs(decoder, lm_head, past_key_values, last_hidden, trie):
+    """(R, S) log P(name s | prefix) for R rows that share one prefix length.
+
+    past_key_values: per decoder layer (keys, values), each (R, H, T, D_head), of the prefix; last_hidden
+    (R, D): its last position's hidden state (which predicts the first answer token); trie: a NameTrie.
+    """
+    rows, device = last_hidden.shape[0], last_hidden.device
+    parts = [None] * len(trie.nodes)
+    if trie.root_branches:
+        parts[0] = _children_log_probs(lm_head, last_hidden, trie.children[0])
+    deep = trie.deep_nodes()
+    if deep:
+        paths = [trie.nodes[i] for i in deep]
+        longest = max(len(p) for p in paths)
+        # right padding: positions after a path's last token cannot change its hidden state (causal attention)
+        inputs = torch.tensor([list(p) + [p[-1]] * (longest - len(p)) for p in paths], device=device)
+        group = len(deep)
+        span = past_key_values[0][0].shape[2]
+        repeated = tuple(tuple(t.repeat_interleave(group, 0) for t in layer) for layer in past_key_values)
+        out = decoder(
+            input_ids=inputs.repeat(rows, 1),
+            attention_mask=torch.ones(rows * group, span + longest, dtype=torch.long, device=device),
+            past_key_values=repeated,
+            use_cache=False,
+            return_dict=True,
+        )
+        last = torch.tensor([len(p) - 1 for p in paths], device=device).repeat(rows)
+        hidden = out.last_hidden_state[torch.arange(rows * group, device=device), last].view(rows, group, -1)
+        for k, node in enumerate(deep):
+            parts[node] = _children_log_probs(lm_head, hidden[:, k], trie.children[node])
+    if not parts:  # a single name: certain
+        return last_hidden.new_zeros((rows, 1), dtype=torch.float32)
+    return torch.cat(parts, -1) @ trie.selection(device).T
 
 
 def scattered(values, rows, batch_size):

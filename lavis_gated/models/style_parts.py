@@ -21,8 +21,8 @@ from lavis_gated.models.text_inputs import pad
 class StyleVocabularyState(nn.Module):
     """Carries the style names in the model's state dict, so they travel with every checkpoint, with the
     token ids the style losses read (buffers, not saved as tensors: they are rebuilt from the extra state):
-    form_tokens (S, L) / form_token_mask (S, L), each style's answer form " <form>" padded, and form_lengths
-    (a list); hit_tokens (K,), sorted, the tokens that identify a style (style_tokens.identifying_tokens)."""
+    form_tokens (S, L) / form_token_mask (S, L), each style's answer form " <form>" padded, and form_ids
+    (the same, unpadded host lists); hit_tokens (K,), sorted, the tokens that identify a style (style_tokens.identifying_tokens)."""
 
     def __init__(self, vocabulary: StyleVocabulary):
         super().__init__()
@@ -37,7 +37,7 @@ class StyleVocabularyState(nn.Module):
             raise ValueError(f"{len(forms)} answer forms for {len(self.vocabulary)} styles")
         self.forms = list(forms)
         form_tokens, form_token_mask = pad([list(ids) for ids in form_ids], pad_id=0)
-        self.form_lengths = [len(ids) for ids in form_ids]  # host ints: grouping by length needs no GPU wait
+        self.form_ids = [list(ids) for ids in form_ids]  # host lists: the probe's trie needs no GPU wait
         self.register_buffer("form_tokens", form_tokens.to(device), persistent=False)
         self.register_buffer("form_token_mask", form_token_mask.bool().to(device), persistent=False)
         # sorted once here, not per step: torch.unique would make the step wait for the GPU, and shapes could

@@ -1,4 +1,4 @@
-"""Answer metrics: exact match and VQA accuracy, overall and per question type; style words in answers.
+"""Answer metrics: exact match and VQA accuracy, overall and per question type; style names in answers.
 
 vqa_acc normalises answers exactly as LAVIS's VQA evaluation does (lavis/common/vqa_tools/vqa_eval.py,
 VQAEval.processPunctuation then processDigitArticle: punctuation, periods, number words, articles,
@@ -12,7 +12,7 @@ import os
 from collections import defaultdict
 from functools import lru_cache
 
-from lavis_gated.datasets.style_text import mentions_style
+from lavis_gated.datasets.style_text import find_style_spans, mentions_style, style_words
 
 
 @lru_cache(maxsize=1)
@@ -73,10 +73,46 @@ def answer_metrics(records):
     }
 
 
-def style_word_hit_rate(records, style_names):
-    """Share of predictions that name a style (datasets/style_text: whole words, case, hyphens and brackets
-    ignored), among the records whose reference answer names one; None when no reference names a style."""
+def any_style_word_rate(records, style_names):
+    """Share of predictions that name any style (datasets/style_text: whole words, case, hyphens and
+    brackets ignored), among the records whose reference answer names one; None when no reference names a
+    style. Any style counts, the wrong one too: a rate of style talk, not of correct styles."""
     referenced = [r for r in records if mentions_style(r["answer"], style_names)]
     if not referenced:
         return None
     return sum(mentions_style(r["prediction"], style_names) for r in referenced) / len(referenced)
+
+
+def styles_named(text, style_names) -> set:
+    """The styles a text names: each whole-word occurrence, less those inside a longer named style's span
+    ("cubism" in "Synthetic Cubism" is not a second style)."""
+    spans = find_style_spans(text, style_names)
+    words = {index: style_words(style_names[index]) for index, _ in spans}
+
+    def inside(a, b):
+        n = len(words[a])
+        return a != b and len(words[b]) > n and any(
+            words[b][i : i + n] == words[a] for i in range(len(words[b]) - n + 1)
+        )
+
+    found = {index for index, _ in spans}
+    return {a for a in found if not any(inside(a, b) for b in found)}
+
+
+def names_label(prediction, label, style_names) -> bool:
+    """Whether the prediction names the label and no other style: naming a wrong style is not a hit, nor is
+    listing several."""
+    return styles_named(prediction, style_names) == {style_names.index(label)} if label in style_names else False
+
+
+def style_answer_label_rate(records, style_names, style_question_types):
+    """Among the labelled records whose question asks for a style (question_type in style_question_types),
+    the share whose prediction names the label (names_label); None without such records."""
+    asked = [
+        r
+        for r in records
+        if r["question_type"] in style_question_types and r["style_id"] >= 0 and r["style_id"] < len(style_names)
+    ]
+    if not asked:
+        return None
+    return sum(names_label(r["prediction"], style_names[r["style_id"]], style_names) for r in asked) / len(asked)

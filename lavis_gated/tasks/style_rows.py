@@ -1,57 +1,47 @@
-"""Which rows the style hit-rate and KL terms apply to (run.style_rows), and how many train rows each term
-covers (the start-up report).
+"""Which rows the style probe scores (the KL and naming terms' rows), and how many train rows each term covers
+(the start-up report).
 
-Rules; every one needs a style label the vocabulary knows:
-- question_types: rows whose question_type is in run.style_question_types (null: every labelled row);
-- answer_names_style: rows whose reference answer names a style of the vocabulary (datasets/style_text), of
-  the listed question types if run.style_question_types is set: the rule for data without a `style` question
-  type, such as ArtQuest, whose `school` answers are often style names;
-- all_labelled: every labelled row.
-The hit-rate term then counts only the answer positions whose target token identifies a style
-(models/style_tokens.py), so a style row whose reference has no such token adds nothing to it.
+The probe applies to every row with a style label the vocabulary knows, whatever its question: real ArtQuest
+asks no style question (artist, school, timeframe, type, technique, title). Its cost is one more Q-Former and
+OPT pass per probed row, so in training run.style_probe_share (a share of each batch's labelled rows, at
+least one) and run.style_probe_max_rows (a count) bound it; the rows are drawn at random, so over an epoch
+every labelled row is probed about that share of the time. Evaluation probes every labelled row.
 """
 
-from lavis_gated.datasets.style_text import mentions_style
-from lavis_gated.datasets.style_vocabulary import NO_STYLE
+import math
 
-RULES = ("question_types", "answer_names_style", "all_labelled")
+import torch
 
-
-class StyleRowRule:
-    """run.style_rows and run.style_question_types, checked, as one rule."""
-
-    def __init__(self, rule="question_types", question_types=None):
-        if rule not in RULES:
-            raise ValueError(f"run.style_rows is {rule!r}; it must be one of {list(RULES)}")
-        if rule == "all_labelled" and question_types:
-            raise ValueError(
-                "run.style_rows is all_labelled but run.style_question_types lists types; use "
-                "style_rows: question_types to apply the style terms to those types only"
-            )
-        self.rule = rule
-        self.question_types = set(question_types) if question_types else None
-
-    def rows(self, style_ids, question_types, answers, style_names) -> list[bool]:
-        """Per row, whether the style hit-rate and KL terms apply."""
-        out = []
-        for style_id, question_type, answer in zip(style_ids, question_types, answers):
-            row = int(style_id) != NO_STYLE
-            if row and self.rule != "all_labelled" and self.question_types is not None:
-                row = question_type in self.question_types
-            if row and self.rule == "answer_names_style":
-                row = mentions_style(answer, style_names)
-            out.append(row)
-        return out
+PROBE_TERMS = ("style_name_loss", "style_kl")  # the terms computed on the probe's rows
 
 
-def coverage(rows, hit_positions, labelled):
-    """{term: train rows it covers} from per-row lists: style rows, their hit-rate positions (answer tokens
-    that identify a style), labelled rows."""
+def probe_rows(style_ids, share=1.0, max_rows=None, generator=None) -> list[bool]:
+    """Per row, whether the probe scores it: ceil(share x labelled rows), at most max_rows (None: no cap),
+    drawn at random among the labelled rows (style id >= 0; style_ids: ints)."""
+    labelled = [i for i, s in enumerate(style_ids) if int(s) >= 0]
+    count = math.ceil(share * len(labelled)) if labelled and share > 0 else 0
+    if max_rows is not None:
+        count = min(count, max_rows)
+    out = [False] * len(style_ids)
+    if count >= len(labelled):
+        chosen = labelled
+    else:
+        order = torch.randperm(len(labelled), generator=generator).tolist()
+        chosen = [labelled[i] for i in order[:count]]
+    for i in chosen:
+        out[i] = True
+    return out
+
+
+def coverage(labelled, token_positions):
+    """{term: train rows it covers} from per-row lists: labelled (the probe can score the row: the KL, naming
+    and CE terms), token_positions (answer tokens that identify some style: what any_style_token_rate reads)."""
     return {
-        "lm_loss": len(rows),
-        "style_hit_loss": sum(1 for row, n in zip(rows, hit_positions) if row and n > 0),
-        "style_kl": sum(rows),
+        "lm_loss": len(labelled),
+        "style_name_loss": sum(labelled),
+        "style_kl": sum(labelled),
         "style_ce": sum(labelled),
+        "any_style_token_rows": sum(1 for n in token_positions if n > 0),
     }
 
 

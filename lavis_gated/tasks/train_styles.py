@@ -62,35 +62,39 @@ def use_train_answer_forms(model, rows, max_share):
     set_answer_forms(model, answer_forms(names, answers), others, max_share)
 
 
-def term_coverage(model, rows, row_rule):
-    """{term: train rows it covers}: the LM term every row, the KL the style rows, the hit rate the style rows
-    whose target has a token that identifies a style, the CE the labelled rows."""
-    names = model.vocabulary.names
+def term_coverage(model, rows):
+    """{term: train rows it covers}: the LM term every row; the style probe's terms (naming, KL) and the CE
+    every labelled row, whatever its question; any_style_token_rows: rows whose target has a token that
+    identifies some style."""
     style_ids = model.vocabulary.ids([row["style"] for row in rows])
     answers = [row["answer"] for row in rows]
-    style_rows = row_rule.rows(style_ids, [row.get("question_type", "") for row in rows], answers, names)
     hit = set(model.style_vocabulary.hit_tokens.tolist())
     distinct = sorted(set(answers))
     targets = answer_ids(model.opt_tokenizer, distinct, model.max_txt_len, model.eos_token_id)
     positions = dict(zip(distinct, (sum(t in hit for t in ids) for ids in targets)))
-    return coverage(style_rows, [positions[a] for a in answers], [i >= 0 for i in style_ids])
+    return coverage([i >= 0 for i in style_ids], [positions[a] for a in answers])
 
 
-def check_coverage(covered, weights, row_rule, fail=True):
-    """Log the coverage; a weighted term that covers no train row is a ValueError naming it (when training;
-    else a warning)."""
+def check_coverage(covered, weights, config, fail=True):
+    """Log the coverage (and the probe's share of each batch); a weighted term that covers no train row is
+    a ValueError naming it (when training; else a warning)."""
+    total = covered["lm_loss"]
     logging.info(
-        "train rows each loss term covers (style_rows: %s): %s",
-        row_rule.rule,
-        ", ".join(f"{term} {count}" for term, count in covered.items()),
+        "train rows each loss term covers: %s; the style probe scores %s of each batch's labelled rows%s "
+        "(every labelled row in evaluation)",
+        ", ".join(
+            f"{term} {count} ({count / total:.1%})" if total else f"{term} {count}"
+            for term, count in covered.items()
+        ),
+        f"{config.style_probe_share:g}",
+        f", at most {config.style_probe_max_rows}" if config.style_probe_max_rows else "",
     )
     missing = uncovered_terms(covered, weights)
     if missing:
         message = (
-            f"the weighted loss terms {missing} cover no train row (style_rows: {row_rule.rule}, "
-            f"style_question_types: {sorted(row_rule.question_types or []) or None}): they would train "
-            "nothing and report null. Check the style labels and run.style_rows / run.style_question_types "
-            "(docs/evaluation.md), or set their weights to 0."
+            f"the weighted loss terms {missing} cover no train row: no train row has a style label the "
+            "vocabulary knows, so they would train nothing and report null. Give the rows style labels "
+            "(docs/data.md), or set their weights to 0."
         )
         if fail:
             raise ValueError(message)
