@@ -24,7 +24,7 @@ from lavis_gated.atomic_files import atomic_file  # noqa: E402
 from lavis_gated.modulation_figure import style_modulation_figure  # noqa: E402
 from lavis_gated.runners.run_log import logged_config, read_log  # noqa: E402,F401  (re-exported)
 
-LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
+LOSS_PARTS = ("loss", "lm_loss", "style_name_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
 
 
