@@ -28,9 +28,13 @@ TASK_METRIC_KEYS = {
 }
 COUNT_KEYS = {"num_samples", "num_unknown_style", "num_probe_rows"}
 # the values that are neither counts nor floats: names (tokenizer, label source) and the per-type dicts
-FLOAT_METRIC_KEYS = TASK_METRIC_KEYS - COUNT_KEYS - {
-    "caption_tokenizer",
-    "style_label_source",
-    "em_by_type",
-    "vqa_acc_by_type",
-}
+FLOAT_METRIC_KEYS = (
+    TASK_METRIC_KEYS
+    - COUNT_KEYS
+    - {
+        "caption_tokenizer",
+        "style_label_source",
+        "em_by_type",
+        "vqa_acc_by_type",
+    }
+)

@@ -7,11 +7,11 @@ from lavis.common.vqa_tools.vqa_eval import VQAEval
 from lavis_gated.datasets.style_text import mentions_style
 from lavis_gated.tasks.answer_metrics import (
     answer_metrics,
+    any_style_word_rate,
     exact_match,
+    names_label,
     normalise_exact,
     normalise_vqa,
-    any_style_word_rate,
-    names_label,
     style_answer_label_rate,
     vqa_accuracy,
 )

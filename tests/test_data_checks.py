@@ -293,7 +293,10 @@ def test_the_style_terms_cover_every_labelled_row_of_artquests_question_types(mo
     styles = StyleVocabularyState(StyleVocabulary(["impressionism"]))
     eos = tiny_tokenizer("\n", add_special_tokens=False).input_ids[0]
     model = SimpleNamespace(
-        opt_tokenizer=tiny_tokenizer, max_txt_len=16, eos_token_id=eos, vocabulary=styles.vocabulary,
+        opt_tokenizer=tiny_tokenizer,
+        max_txt_len=16,
+        eos_token_id=eos,
+        vocabulary=styles.vocabulary,
         style_vocabulary=styles,
     )
     covered = train_styles.term_coverage(model, task.train_rows)
@@ -304,7 +307,9 @@ def test_the_style_terms_cover_every_labelled_row_of_artquests_question_types(mo
 def test_weighted_style_terms_without_any_labelled_train_row_are_an_error(tiny_tokenizer):
     covered = {"lm_loss": 3, "style_name_loss": 0, "style_kl": 0, "style_ce": 0, "any_style_token_rows": 0}
     task = StyleCaptioningTask(style_kl_weight=0.1)
-    with pytest.raises(ValueError, match=r"\['style_kl'\] cover no train row: no train row has a style label"):
+    with pytest.raises(
+        ValueError, match=r"\['style_kl'\] cover no train row: no train row has a style label"
+    ):
         train_styles.check_coverage(covered, task.weights, task.config)
 
 

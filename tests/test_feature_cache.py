@@ -132,7 +132,9 @@ def test_the_style_cnn_gets_the_full_image_at_its_own_size_and_normalisation(dat
     assert sample["image"].shape[-1] == IMAGE_SIZE and sample["style_image"].shape[-1] == STYLE_SIZE
     with Image.open(dataset.image_path(0)) as image:
         full = image.convert("RGB").resize((STYLE_SIZE, STYLE_SIZE), Image.BICUBIC)
-    expected = (torch.tensor(list(full.getdata()), dtype=torch.float32).T.reshape(3, STYLE_SIZE, STYLE_SIZE) / 255)
+    expected = (
+        torch.tensor(list(full.getdata()), dtype=torch.float32).T.reshape(3, STYLE_SIZE, STYLE_SIZE) / 255
+    )
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     expected = (expected - mean[:, None, None]) / std[:, None, None]
     assert torch.allclose(sample["style_image"], expected, atol=0.05)  # torchvision's and PIL's bicubic

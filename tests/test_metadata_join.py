@@ -46,15 +46,28 @@ WIKIART = pd.DataFrame(
             "olympia",
             "The Milkmaid",
         ],
-        "style": ["High_Renaissance", "Northern Renaissance", "Impressionism", "Realism", "Impressionism", "Baroque"],
+        "style": [
+            "High_Renaissance",
+            "Northern Renaissance",
+            "Impressionism",
+            "Realism",
+            "Impressionism",
+            "Baroque",
+        ],
     }
 )
 
 
 def test_normalisation_removes_case_accents_and_punctuation():
-    assert normalise_text("Self-Portrait at 28") == normalise_text("self portrait AT 28") == "self portrait at 28"
+    assert (
+        normalise_text("Self-Portrait at 28")
+        == normalise_text("self portrait AT 28")
+        == "self portrait at 28"
+    )
     assert normalise_text("Dürer & Co.") == "durer and co"
-    assert artist_key("ALBERTINELLI, Mariotto") == artist_key("mariotto-albertinelli") == "albertinelli mariotto"
+    assert (
+        artist_key("ALBERTINELLI, Mariotto") == artist_key("mariotto-albertinelli") == "albertinelli mariotto"
+    )
 
 
 def test_join_reports_matches_misses_and_ambiguous_paintings():
@@ -67,7 +80,10 @@ def test_join_reports_matches_misses_and_ambiguous_paintings():
     assert (result.semart_rows, result.matched, result.missed, result.ambiguous) == (6, 3, 2, 1)
     assert result.match_rate == pytest.approx(0.5)
     assert "3 of 6 SemArt paintings matched" in result.summary() and "50.0%" in result.summary()
-    assert result.missed_examples == ["HOKUSAI, Katsushika / The Great Wave", "VERMEER, Johannes / Girl with a Pearl Earring"]
+    assert result.missed_examples == [
+        "HOKUSAI, Katsushika / The Great Wave",
+        "VERMEER, Johannes / Girl with a Pearl Earring",
+    ]
 
 
 def test_join_names_a_missing_column():
@@ -85,5 +101,9 @@ def test_the_command_writes_a_style_table_whose_labels_say_where_they_come_from(
     printed = capsys.readouterr().out
     assert "3 of 6 SemArt paintings matched WikiArt's metadata (match rate 50.0%)" in printed
     table = StyleTable.read(str(out))
-    assert table.styles == {"01.jpg": "high renaissance", "02.jpg": "northern renaissance", "03.jpg": "impressionism"}
+    assert table.styles == {
+        "01.jpg": "high renaissance",
+        "02.jpg": "northern renaissance",
+        "03.jpg": "impressionism",
+    }
     assert set(table.sources.values()) == {"metadata_join"}

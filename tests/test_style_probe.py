@@ -29,7 +29,9 @@ def artquest_batch(size=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {
         "image": torch.randn(size, 3, 32, 32, generator=g),
-        "text_input": ["who painted this?", "which school?", "when was it painted?", "what is the title?"][:size],
+        "text_input": ["who painted this?", "which school?", "when was it painted?", "what is the title?"][
+            :size
+        ],
         "answer": ["Giotto di Bondone", "Italian", "1301-1350", "The Visitation"][:size],
         "style": ["pop art", "cubism", "impressionism", ""][:size],
         "question_type": ["artist", "school", "timeframe", "title"][:size],

@@ -105,7 +105,9 @@ def read_split(
     kept = frame.loc[records.index]
     styles = style_labels(kept, fields["style"], fields["image"], style_table)
     records.insert(5, "style", "" if styles is None else styles)
-    records["style_source"] = label_sources(kept, fields["image"], style_table).where(records["style"] != "", "")
+    records["style_source"] = label_sources(kept, fields["image"], style_table).where(
+        records["style"] != "", ""
+    )
     unlabelled = records.index[records["style"] == ""]
     if styles is None:
         where = f"no column {fields['style']!r} and no style_table"

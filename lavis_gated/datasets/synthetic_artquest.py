@@ -10,7 +10,8 @@ texture) and carries a central shape drawn independently of the style. Two quest
   can then carry the style terms.
 
     python -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest
-    python -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest_types --question-set artquest
+    python -m lavis_gated.datasets.synthetic_artquest --out data/synthetic_artquest_types \
+        --question-set artquest
 """
 
 import argparse
@@ -58,7 +59,11 @@ ARTQUEST_TEMPLATES = {
 # per style: painters (each with their school) and a timeframe; as in SemArt, the school is a nationality and
 # the timeframe a 50-year span, neither of them a style
 PAINTERS = {
-    "impressionism": (("MORIN, Claire", "French"), ("ASHWORTH, Edith", "English"), ("VAN DER LEE, Jan", "Dutch")),
+    "impressionism": (
+        ("MORIN, Claire", "French"),
+        ("ASHWORTH, Edith", "English"),
+        ("VAN DER LEE, Jan", "Dutch"),
+    ),
     "cubism": (("OLIVARES, Tomás", "Spanish"), ("BRENNER, Kurt", "German"), ("DUVAL, Henri", "French")),
     "pop art": (("KESSLER, Ruth", "American"), ("HALE, Martin", "English"), ("NOVAK, Pavel", "Other")),
     "pointillism": (("LEMAIRE, Paul", "French"), ("DE WIT, Anna", "Flemish"), ("ROSSI, Gino", "Italian")),
@@ -75,7 +80,11 @@ TIMEFRAMES = {
 }
 TYPES = {"circle": "portrait", "square": "landscape", "triangle": "religious"}
 TECHNIQUES = ("Oil on canvas", "Tempera on wood", "Watercolour on paper")
-TITLES = {"circle": "Self-Portrait with a Circle", "square": "Still-Life in a Square", "triangle": "The Triangle"}
+TITLES = {
+    "circle": "Self-Portrait with a Circle",
+    "square": "Still-Life in a Square",
+    "triangle": "The Triangle",
+}
 DEFAULT_IMAGES_PER_STYLE = {"train": 50, "val": 10, "test": 15}
 
 
@@ -255,7 +264,9 @@ def generate(
                     )
         paths[split] = os.path.join(out_dir, f"artquest_{split}.csv")
         with open(paths[split], "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[c for c in CSV_COLUMNS if c != "style" or not artquest])
+            writer = csv.DictWriter(
+                handle, fieldnames=[c for c in CSV_COLUMNS if c != "style" or not artquest]
+            )
             writer.writeheader()
             writer.writerows(rows)
     if artquest:

@@ -23,7 +23,6 @@ from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from lavis_gated.configs.model_config import ModelConfig
 from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models import precision, style_name_scores, text_inputs
-from lavis_gated.models.style_probe import StyleProbe
 from lavis_gated.models.backbones import build_blip2_parts
 from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
 from lavis_gated.models.compile_support import compile_trainable_path
@@ -32,6 +31,7 @@ from lavis_gated.models.generation import AnswerGeneration
 from lavis_gated.models.modulation_parts import build_modulation_parts
 from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
 from lavis_gated.models.style_parts import StyleVocabularyState, build_style_encoder, set_style_vocabulary
+from lavis_gated.models.style_probe import StyleProbe
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
 
 MODEL_CONFIG_DIR = os.path.join(PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")

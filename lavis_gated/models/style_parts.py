@@ -22,7 +22,8 @@ class StyleVocabularyState(nn.Module):
     """Carries the style names in the model's state dict, so they travel with every checkpoint, with the
     token ids the style losses read (buffers, not saved as tensors: they are rebuilt from the extra state):
     form_tokens (S, L) / form_token_mask (S, L), each style's answer form " <form>" padded, and form_ids
-    (the same, unpadded host lists); hit_tokens (K,), sorted, the tokens that identify a style (style_tokens.identifying_tokens)."""
+    (the same, unpadded host lists: the style probe's trie); hit_tokens (K,), sorted, the tokens that
+    identify a style (style_tokens.identifying_tokens)."""
 
     def __init__(self, vocabulary: StyleVocabulary):
         super().__init__()

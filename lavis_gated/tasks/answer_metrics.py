@@ -91,8 +91,10 @@ def styles_named(text, style_names) -> set:
 
     def inside(a, b):
         n = len(words[a])
-        return a != b and len(words[b]) > n and any(
-            words[b][i : i + n] == words[a] for i in range(len(words[b]) - n + 1)
+        return (
+            a != b
+            and len(words[b]) > n
+            and any(words[b][i : i + n] == words[a] for i in range(len(words[b]) - n + 1))
         )
 
     found = {index for index, _ in spans}
@@ -102,7 +104,9 @@ def styles_named(text, style_names) -> set:
 def names_label(prediction, label, style_names) -> bool:
     """Whether the prediction names the label and no other style: naming a wrong style is not a hit, nor is
     listing several."""
-    return styles_named(prediction, style_names) == {style_names.index(label)} if label in style_names else False
+    return (
+        styles_named(prediction, style_names) == {style_names.index(label)} if label in style_names else False
+    )
 
 
 def style_answer_label_rate(records, style_names, style_question_types):
@@ -111,8 +115,12 @@ def style_answer_label_rate(records, style_names, style_question_types):
     asked = [
         r
         for r in records
-        if r["question_type"] in style_question_types and r["style_id"] >= 0 and r["style_id"] < len(style_names)
+        if r["question_type"] in style_question_types
+        and r["style_id"] >= 0
+        and r["style_id"] < len(style_names)
     ]
     if not asked:
         return None
-    return sum(names_label(r["prediction"], style_names[r["style_id"]], style_names) for r in asked) / len(asked)
+    return sum(names_label(r["prediction"], style_names[r["style_id"]], style_names) for r in asked) / len(
+        asked
+    )

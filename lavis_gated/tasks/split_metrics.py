@@ -62,7 +62,9 @@ def split_metrics(
         "style_kl": _mean([r["style_kl"] for r in probed]),
         "style_ce": _mean([r["style_ce"] for r in labelled]),
         "probe_style_acc": _mean([float(r["probe_prediction"] == r["style_id"]) for r in probed]),
-        "style_answer_label_rate": style_answer_label_rate(records, style_names, set(style_question_types or ())),
+        "style_answer_label_rate": style_answer_label_rate(
+            records, style_names, set(style_question_types or ())
+        ),
         "any_style_token_rate": _ratio(
             sum(r["style_hits"] for r in records), sum(r["style_positions"] for r in records)
         ),

@@ -73,7 +73,9 @@ def teacher_kl(probe_log_probs, image_logits, temperature, teacher="image", deta
 def naming_loss(probe_log_probs, style_ids):
     """(B,) cross-entropy of the probe's name distribution (B, S) against the label (B,): it raises the
     label's name, and only the label's (naming another style is a miss); 0 where there is no label."""
-    loss = F.cross_entropy(F.log_softmax(probe_log_probs.float(), -1), style_ids.clamp(min=0), reduction="none")
+    loss = F.cross_entropy(
+        F.log_softmax(probe_log_probs.float(), -1), style_ids.clamp(min=0), reduction="none"
+    )
     return loss * (style_ids >= 0).to(loss.dtype)
 
 

@@ -34,8 +34,8 @@ def probe_rows(style_ids, share=1.0, max_rows=None, generator=None) -> list[bool
 
 
 def coverage(labelled, token_positions):
-    """{term: train rows it covers} from per-row lists: labelled (the probe can score the row: the KL, naming
-    and CE terms), token_positions (answer tokens that identify some style: what any_style_token_rate reads)."""
+    """{term: train rows it covers} from per-row lists: labelled (the probe can score the row: the KL,
+    naming and CE terms), token_positions (answer tokens that identify some style: any_style_token_rate's)."""
     return {
         "lm_loss": len(labelled),
         "style_name_loss": sum(labelled),

@@ -5,8 +5,8 @@
         --out data/artquest/image_styles_join.csv
 
 The two collections spell names differently: SemArt writes "ALBERTINELLI, Mariotto" and "The Visitation",
-WikiArt "Mariotto Albertinelli" and "the visitation" (or slugs such as "mariotto-albertinelli"). Both sides are
-normalised the same way: accents removed (Unicode NFKD), case folded, "&" read as "and", every run of
+WikiArt "Mariotto Albertinelli" and "the visitation" (or slugs such as "mariotto-albertinelli"). Both sides
+are normalised the same way: accents removed (Unicode NFKD), case folded, "&" read as "and", every run of
 punctuation a single space; an artist is the set of its words, so "LAST, First" and "First Last" meet. A
 painting matches on (artist, title); a pair WikiArt lists with two different styles is ambiguous and left
 out. The table written (image, style, source "metadata_join") is a style_table for the artquest builder; the
@@ -130,7 +130,10 @@ def main(argv=None):
     parser.add_argument("--wikiart", required=True, help="WikiArt metadata (CSV/TSV/JSON)")
     parser.add_argument("--wikiart-encoding", default="utf-8")
     parser.add_argument(
-        "--wikiart-columns", nargs=3, default=("artist", "title", "style"), metavar=("ARTIST", "TITLE", "STYLE")
+        "--wikiart-columns",
+        nargs=3,
+        default=("artist", "title", "style"),
+        metavar=("ARTIST", "TITLE", "STYLE"),
     )
     parser.add_argument("--out", required=True, help="the style table to write (image,style,source)")
     args = parser.parse_args(argv)
@@ -151,7 +154,10 @@ def main(argv=None):
         raise ValueError(f"no SemArt painting of {args.semart} matched {args.wikiart}: nothing to write")
     write_table(("image", "style", "source"), result.rows, args.out)
     counts = Counter(row[1] for row in result.rows)
-    print(f"wrote {len(result.rows)} rows to {args.out}; per style: " + ", ".join(f"{s} {n}" for s, n in counts.most_common()))
+    print(
+        f"wrote {len(result.rows)} rows to {args.out}; per style: "
+        + ", ".join(f"{s} {n}" for s, n in counts.most_common())
+    )
     return result
 
 
