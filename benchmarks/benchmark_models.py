@@ -2,7 +2,7 @@
 blip2_opt_gated with the baseline's weights loaded (both compute the same BLIP-2), their batches and the gated
 model's loss (the style_captioning task's, with the demo's weights: the style probe on its default share of
 the labelled rows). Random weights, nothing downloaded: the
-sources are lavis_gated.offline_standins', the stand-ins the tests use too.
+sources are lavis_gated.offline.standins', the stand-ins the tests use too.
 """
 
 import copy
@@ -12,7 +12,7 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from step_timing import Trainer
 
-from lavis_gated.offline_standins import SIZES, build_lavis_blip2opt, write_sources
+from lavis_gated.offline.standins import SIZES, build_lavis_blip2opt, write_sources
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -6,7 +6,7 @@
     python benchmarks/real_size_smoke.py --batch-size 8 --threads 2 --task-options style_probe_share=0.125
 
 EVA ViT-g (39 x 1408), BERT-base Q-Former, OPT-2.7B and EfficientNet-B3 (300 px, random: allow_random) are
-built from the type's YAML with every source a local stand-in (lavis_gated.offline_standins: the real
+built from the type's YAML with every source a local stand-in (lavis_gated.offline.standins: the real
 configs and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one
 training step with the style_captioning task's loss (the demo's weights: lm 1, style_name 0.1, style_kl 0.1,
 style_ce 1.0, the style probe on run.style_probe_share of the labelled rows; --task-options key=value ...
@@ -48,8 +48,8 @@ from benchmark_models import QUESTIONS, build_task  # noqa: E402  (this folder: 
 from lavis.common.registry import registry  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registration)
-from lavis_gated.offline_standins import random_model_config  # noqa: E402
-from lavis_gated.tasks.style_rows import probe_rows  # noqa: E402
+from lavis_gated.offline.standins import random_model_config  # noqa: E402
+from lavis_gated.tasks.losses import probe_rows  # noqa: E402
 
 STYLE = "impressionism"
 QUESTION = QUESTIONS[0][0]

@@ -5,7 +5,7 @@
         --fast --compile reduce-overhead
     python benchmarks/step_time.py --size mid --batch-size 8 --epochs 4       # frozen-feature cache, epochs
 
-Sizes (lavis_gated.offline_standins.SIZES; random weights, nothing downloaded): `tiny` (the tiny model type),
+Sizes (lavis_gated.offline.standins.SIZES; random weights, nothing downloaded): `tiny` (the tiny model type),
 `mid` (CPU-sized: a ViT-S-like EVA, a 6-layer Q-Former, a 6-layer OPT), `full` (EVA ViT-g 39x1408, BERT-base
 Q-Former, OPT-2.7B; GPU only) and `full_opt6.7b` (the same with OPT-6.7B; GPU only).
 The baseline is LAVIS's Blip2OPT class itself; its weights are loaded into blip2_opt_gated, so both compute
@@ -60,7 +60,7 @@ from step_timing import (
 )
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.offline_standins import SIZES, TOY_SIZES, write_sources
+from lavis_gated.offline.standins import SIZES, TOY_SIZES, write_sources
 
 
 def peak_memory(args, trainer, trainers):

@@ -11,7 +11,12 @@ import sys
 __version__ = "0.2.0"
 
 _FILE_ONLY_COMMANDS = ("lavis-gated-report", "lavis-gated-compare", "lavis-gated-plots", "lavis-gated-ablate")
-_FILE_ONLY_MODULES = tuple("lavis_gated." + c[len("lavis-gated-") :] for c in _FILE_ONLY_COMMANDS)
+_FILE_ONLY_MODULES = (
+    "lavis_gated.reports.tables",
+    "lavis_gated.reports.compare",
+    "lavis_gated.reports.plots",
+    "lavis_gated.ablation.harness",
+)
 
 
 def _file_only_command():

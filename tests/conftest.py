@@ -1,5 +1,5 @@
 """Shared fixtures: the network is blocked for every test (only loopback is allowed, for
-torch.distributed)."""
+torch.distributed); fixtures that several test files use. Shared helper code is in helpers/."""
 
 import ipaddress
 import socket
@@ -35,3 +35,21 @@ def block_network(monkeypatch):
     real_getaddrinfo = socket.getaddrinfo
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A small synthetic ArtQuest set (4/2/2 images per style), once per test module."""
+    from lavis_gated.datasets.synthetic_artquest import generate
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(str(root), {"train": 4, "val": 2, "test": 2}, seed=3)
+    return root
+
+
+@pytest.fixture
+def single_process(monkeypatch):
+    """No torchrun variables: a runner built in the test process is a single process. Not autouse: the
+    files that build runners in-process ask for it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)

@@ -16,14 +16,14 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import yaml
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, write_config
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, write_config
 
-from lavis_gated import ablate
-from lavis_gated.ablation_stats import t_interval
+from lavis_gated.ablation import harness as ablate
+from lavis_gated.ablation.stats import t_interval
+from lavis_gated.common.run_log import logged_config, read_log
 from lavis_gated.datasets.synthetic_artquest import generate
-from lavis_gated.report import numeric_metrics
-from lavis_gated.runners.run_log import logged_config, read_log
-from lavis_gated.tasks.answer_metrics import normalise_exact
+from lavis_gated.reports.tables import numeric_metrics
+from lavis_gated.tasks.metrics import normalise_exact
 
 BIN = Path(sys.executable).parent
 VARIANTS = {

@@ -5,8 +5,8 @@ import json
 import matplotlib.image
 import pytest
 
-from lavis_gated import ablation_report
-from lavis_gated.report import numeric_metrics
+from lavis_gated.ablation import report as ablation_report
+from lavis_gated.reports.tables import numeric_metrics
 
 CONFIG = {
     "model": {"arch": "blip2_opt_gated"},

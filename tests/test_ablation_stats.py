@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lavis_gated import ablation_stats as stats
+from lavis_gated.ablation import stats as stats
 
 
 def test_t_quantiles_match_the_printed_table():

@@ -4,8 +4,8 @@ hand, and the VQA normalisation against LAVIS's own VQAEval."""
 import pytest
 from lavis.common.vqa_tools.vqa_eval import VQAEval
 
-from lavis_gated.datasets.style_text import mentions_style
-from lavis_gated.tasks.answer_metrics import (
+from lavis_gated.styles import mentions_style
+from lavis_gated.tasks.metrics import (
     answer_metrics,
     any_style_word_rate,
     exact_match,

@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.runs import free_port, only_run_dir, run, write_config
 from PIL import Image
-from test_end_to_end import free_port, only_run_dir, run, write_config
 
 from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS
 from lavis_gated.datasets.synthetic_artquest import generate

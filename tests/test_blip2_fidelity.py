@@ -5,12 +5,12 @@ import types
 
 import pytest
 import torch
+from helpers.blip2_standins import PROMPT, build_lavis_blip2opt, gated_config, make_sources
 from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.runners.run_checkpoints import frozen_parameter_names
-from tests.blip2_standins import PROMPT, build_lavis_blip2opt, gated_config, make_sources
+from lavis_gated.runners.runner_gated import frozen_parameter_names
 
 NEW_MODULES = (
     "style_vocabulary",

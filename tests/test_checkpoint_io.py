@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.checkpoints import CodePayload
 
-from lavis_gated import atomic_files
-from lavis_gated.checkpoint_io import UnsafeCheckpointError, load_checkpoint, save_checkpoint
-from lavis_gated.models.sources import load_weights_file
+from lavis_gated.common import atomic_files
+from lavis_gated.common.checkpoints import UnsafeCheckpointError, load_checkpoint, save_checkpoint
+from lavis_gated.models.backbones import load_weights_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,25 +30,15 @@ WRITER = textwrap.dedent("""
     package = types.ModuleType("lavis_gated")
     package.__path__ = [sys.argv[1]]
     sys.modules["lavis_gated"] = package
-    from lavis_gated import checkpoint_io
+    from lavis_gated.common import checkpoints
     version = 0
     while True:
         version += 1
         weights = torch.full((2_000_000,), float(version))
-        checkpoint_io.save_checkpoint({"version": version, "weights": weights}, sys.argv[2])
+        checkpoints.save_checkpoint({"version": version, "weights": weights}, sys.argv[2])
         print(version, flush=True)
 """)
 PACKAGE = REPO / "lavis_gated"
-
-
-class CodePayload:
-    """Unpickling this runs `open(marker, "w")`: the shape of a malicious checkpoint."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return exec, (f"open({self.marker!r}, 'w').close()",)
 
 
 def kill_writer_after(path, delay):

@@ -7,11 +7,13 @@ model and data of toy_components keep the runner cheap.
 import json
 
 import pytest
+from helpers.runner import load_checkpoint, make_runner, record_saves
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
-from test_runner import load_checkpoint, make_runner, record_saves
 
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
+
+pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
 
 # Per validation epoch: how each of four answers comes out, and the LM loss of every record.
 # "exact": prediction == answer; "vqa": right only after VQA normalisation ("the circle"); "wrong".

@@ -68,8 +68,11 @@ def test_file_reading_commands_import_neither_lavis_nor_torch(tmp_path):
         ("lavis-gated-compare", [tmp_path / "a", tmp_path / "b"]),
         ("lavis-gated-plots", [tmp_path / "a"]),
         ("lavis-gated-ablate", ablate),
-        ([sys.executable, "-m", "lavis_gated.ablate"], ablate),
-        ([sys.executable, "-X", "utf8", "-m", "lavis_gated.report"], [tmp_path / "a" / "test_metrics.json"]),
+        ([sys.executable, "-m", "lavis_gated.ablation.harness"], ablate),
+        (
+            [sys.executable, "-X", "utf8", "-m", "lavis_gated.reports.tables"],
+            [tmp_path / "a" / "test_metrics.json"],
+        ),
     ):
         modules, stdout = imported_modules(command, *args)
         assert "lavis_gated" in modules and not {"lavis", "torch"} & modules, (command, sorted(modules))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lavis_gated import compare
+from lavis_gated.reports import compare
 
 A = {"num_samples": 180, "loss": 1.5, "em": 0.75, "em_by_type": {"style": 1.0, "shape": 0.5}, "epoch": "best"}
 B = {

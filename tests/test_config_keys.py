@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 import pytest
+from helpers.runs import REPO, write_config
 from omegaconf import OmegaConf
-from test_end_to_end import REPO, write_config
 
 from lavis_gated.configs.reference import reference
 from lavis_gated.configs.schema import ConfigKeyError

@@ -9,8 +9,7 @@ from types import SimpleNamespace
 import pytest
 from lavis.common.vqa_tools.vqa_eval import VQAEval
 
-from lavis_gated.tasks.answer_metrics import answer_metrics
-from lavis_gated.tasks.text_metrics import caption_metrics, ptb_runs
+from lavis_gated.tasks.metrics import answer_metrics, caption_metrics, ptb_runs
 
 RECORDS = json.loads((Path(__file__).parent / "fixtures" / "crafted_predictions.json").read_text())
 

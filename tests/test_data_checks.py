@@ -8,11 +8,10 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from helpers.data import PUBLIC_COLUMNS, build, builder_cfg, save_image, write_csv
+from helpers.runs import REPO
 from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
-from test_data_sources import PUBLIC_COLUMNS, build, builder_cfg, save_image
-from test_dataset import write_csv
-from test_end_to_end import REPO
 from transformers import AutoTokenizer
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
@@ -20,9 +19,9 @@ from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.artquest_dataset import read_split
 from lavis_gated.datasets.make_shards import write_shards
 from lavis_gated.datasets.style_sources import StyleTable
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.models.style_parts import StyleVocabularyState
-from lavis_gated.tasks import train_styles
+from lavis_gated.styles import StyleVocabulary
+from lavis_gated.tasks import checks
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 # SemArt's file names: <number>-<painter's name>.jpg
@@ -299,7 +298,7 @@ def test_the_style_terms_cover_every_labelled_row_of_artquests_question_types(mo
         vocabulary=styles.vocabulary,
         style_vocabulary=styles,
     )
-    covered = train_styles.term_coverage(model, task.train_rows)
+    covered = checks.term_coverage(model, task.train_rows)
     assert covered["style_name_loss"] == covered["style_kl"] == covered["style_ce"] == 3
     assert covered["lm_loss"] == 4
 
@@ -310,7 +309,7 @@ def test_weighted_style_terms_without_any_labelled_train_row_are_an_error(tiny_t
     with pytest.raises(
         ValueError, match=r"\['style_kl'\] cover no train row: no train row has a style label"
     ):
-        train_styles.check_coverage(covered, task.weights, task.config)
+        checks.check_coverage(covered, task.weights, task.config)
 
 
 # ---- 8. answers longer than the token budgets --------------------------------------------------------------

@@ -5,29 +5,17 @@ import json
 import logging
 import os
 
-import numpy as np
 import pytest
-from lavis.common.registry import registry
-from omegaconf import OmegaConf
-from PIL import Image
-from test_dataset import write_csv
+from helpers.data import PUBLIC_COLUMNS, build, builder_cfg, save_image, write_csv
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
 from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.datasets.artquest_dataset import read_split
-from lavis_gated.datasets.image_files import find_bad_images, resolve_image_paths
+from lavis_gated.datasets.checks import find_bad_images, resolve_image_paths
 from lavis_gated.datasets.style_sources import StyleTable
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary, unseen_styles
+from lavis_gated.styles import StyleVocabulary, unseen_styles
+from lavis_gated.tasks import checks
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-
-PUBLIC_COLUMNS = ["image", "question", "answer", "question_type"]  # the public ArtQuest release: no style
-
-
-def save_image(path, seed=0, size=16):
-    rng = np.random.default_rng(seed)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
-    return str(path)
 
 
 def public_split(tmp_path, name="artquest_train.csv", images=("a.jpg", "b.jpg", "c.jpg")):
@@ -37,28 +25,6 @@ def public_split(tmp_path, name="artquest_train.csv", images=("a.jpg", "b.jpg", 
     rows = [[image, f"Who painted {image}?", f"painter {i}", "artist"] for i, image in enumerate(images)]
     rows += [[image, f"Which school is {image}?", "Italian", "school"] for image in images]
     return write_csv(tmp_path / name, PUBLIC_COLUMNS, rows)
-
-
-def builder_cfg(tmp_path, annotations, **extra):
-    return OmegaConf.create(
-        {
-            "data_type": "images",
-            "vis_processor": {
-                "train": {"name": "blip_image_eval", "image_size": 16},
-                "eval": {"name": "blip_image_eval", "image_size": 16},
-            },
-            "text_processor": {"train": {"name": "blip_question"}, "eval": {"name": "blip_question"}},
-            "build_info": {
-                "annotations": {split: {"storage": str(path)} for split, path in annotations.items()},
-                "images": {"storage": str(tmp_path / "images")},
-            },
-            **extra,
-        }
-    )
-
-
-def build(cfg):
-    return registry.get_builder_class("artquest")(cfg).build_datasets()
 
 
 # ---- style sources ------------------------------------------------------------------------------------
@@ -147,7 +113,7 @@ def test_style_table_errors_name_file_and_columns(tmp_path):
 
 def test_keep_unlabelled_rows_leave_only_the_style_terms():
     """A kept unlabelled row has no style id: the style probe's rows and the CE rows exclude it."""
-    from lavis_gated.tasks.style_rows import probe_rows
+    from lavis_gated.tasks.losses import probe_rows
 
     vocabulary = StyleVocabulary(["cubism", "pop art"])
     ids = vocabulary.ids(["cubism", "", "pop art"])
@@ -390,5 +356,5 @@ def test_styles_unknown_to_the_vocabulary_are_counted(caplog):
     task = StyleCaptioningTask()
     task.split_styles = {"artquest/train": ["cubism"], "artquest/val": ["cubism", "rococo", "rococo", ""]}
     with caplog.at_level(logging.WARNING):
-        assert task.report_unseen_styles(vocabulary) == {"artquest/val": {"rococo": 2}}
+        assert checks.report_unseen_styles(task.split_styles, vocabulary) == {"artquest/val": {"rococo": 2}}
     assert "artquest/val: 2 rows have styles not in the model's style vocabulary" in caplog.text

@@ -7,23 +7,16 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers.data import write_csv
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
 
 import lavis_gated  # noqa: F401  (registers the `artquest` builder)
 from lavis_gated.datasets.artquest_dataset import read_split
-from lavis_gated.datasets.style_vocabulary import NO_STYLE, StyleVocabulary, normalise_style
 from lavis_gated.datasets.synthetic_artquest import STYLES, generate
+from lavis_gated.styles import NO_STYLE, StyleVocabulary, normalise_style
 
 SMALL = {"train": 2, "val": 1, "test": 1}
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return str(path)
 
 
 # ---- style names ------------------------------------------------------------------------------------

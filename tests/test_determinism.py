@@ -9,15 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from result_tolerance import assert_same_results
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, write_config
-from test_runner import single_process  # noqa: F401  (autouse fixture: no torchrun variables)
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, free_port, write_config
 
 from lavis_gated.datasets.synthetic_artquest import generate
 from lavis_gated.runners.run_setup import build_runner
 
 GLOBAL_BATCH = 8
 RUN = dict(max_epoch=1, warmup_steps=1, batch_size_eval=16, test_splits=[], seed=7)
+pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
 
 
 @pytest.fixture(scope="module")

@@ -3,67 +3,15 @@
 Each test launches the real entry points in subprocesses (tens of seconds each), on a few images.
 """
 
-import glob
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import torch
-from metric_keys import TASK_METRIC_KEYS
-from omegaconf import OmegaConf
-from result_tolerance import assert_same_results
+from helpers.metric_keys import TASK_METRIC_KEYS
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import only_run_dir, run, write_config
 
-from lavis_gated.datasets.synthetic_artquest import generate
-
-REPO = Path(__file__).resolve().parent.parent
-# A hang guard, not a speed check: a busy 2-core machine can make one tiny epoch take minutes.
-SUBPROCESS_TIMEOUT = 1800
 FROZEN_PREFIXES = ("visual_encoder.", "opt_model.", "style_encoder.cnn.")
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # buffers: LAVIS keeps them
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate(str(root), {"train": 4, "val": 2, "test": 2}, seed=3)
-    return root
-
-
-def write_config(tmp_path, data_root, name, base="demo.yaml", **run):
-    cfg = OmegaConf.load(REPO / "projects" / "gated" / base)
-    for split in cfg.datasets.artquest.build_info.annotations:
-        cfg.datasets.artquest.build_info.annotations[split].storage = str(data_root / f"artquest_{split}.csv")
-    cfg.datasets.artquest.build_info.images.storage = str(data_root / "images")
-    cfg.run.output_dir = str(tmp_path / name)
-    cfg.run.update(run)
-    path = tmp_path / f"{name}.yaml"
-    OmegaConf.save(cfg, path)
-    return path
-
-
-def run(args, timeout=SUBPROCESS_TIMEOUT):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
-
-
-def only_run_dir(output_dir):
-    runs = glob.glob(os.path.join(output_dir, "*", ""))
-    assert len(runs) == 1, runs
-    return Path(runs[0])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_train_then_evaluate_in_a_fresh_process(tmp_path, small_data):

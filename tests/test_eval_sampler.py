@@ -3,7 +3,7 @@
 import pytest
 from torch.utils.data import DataLoader
 
-from lavis_gated.runners.eval_sampler import BatchShardSampler
+from lavis_gated.runners.loaders import BatchShardSampler
 
 
 def batches(size, batch_size, world, rank):

@@ -8,9 +8,9 @@ import json
 
 import matplotlib.image
 import pytest
-from metric_keys import TASK_METRIC_KEYS
-from result_tolerance import assert_same_results
-from test_end_to_end import SUBPROCESS_TIMEOUT, free_port, only_run_dir, run, write_config
+from helpers.metric_keys import TASK_METRIC_KEYS
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import SUBPROCESS_TIMEOUT, free_port, only_run_dir, run, write_config
 
 from lavis_gated.datasets.synthetic_artquest import generate
 
@@ -127,7 +127,7 @@ def test_plain_blip2_checkpoint_evaluates_as_trained_and_compares(workspace, gat
     for key in ("lm_loss", "style_kl", "style_head_acc", "em", "em_by_type", "rougeL"):
         assert_same_results(evaluated[key], trained[key], where=key)
 
-    from lavis_gated import compare
+    from lavis_gated.reports import compare
 
     compare.main([str(gated_run), str(plain)])
     out = capsys.readouterr().out

@@ -7,6 +7,8 @@ import os
 
 import pytest
 import torch
+from helpers.runs import only_run_dir, run, write_config
+from helpers.tiny_model import build_tiny
 from lavis.processors.blip_processors import (
     BlipImageEvalProcessor,
     BlipImageTrainProcessor,
@@ -20,7 +22,6 @@ from lavis_gated.datasets.feature_cache import FeatureStore, attach_feature_cach
 from lavis_gated.datasets.style_image import BlipImageEvalStyleProcessor, BlipImageTrainStyleProcessor
 from lavis_gated.datasets.synthetic_artquest import generate
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-from tests.test_model import build_tiny
 
 IMAGE_SIZE = 32
 
@@ -232,8 +233,6 @@ def test_features_come_back_bit_exact_in_their_dtype(data_root, tmp_path, dtype)
 def test_train_py_with_the_cache_trains_and_evaluates_as_without(data_root, tmp_path):
     """run.frozen_feature_cache through the real entry point: one store for all splits (one transform), and
     the same test metrics as the uncached run (fp32, same seed, same order)."""
-    from tests.test_end_to_end import only_run_dir, run, write_config
-
     metrics = {}
     for name, run_options in (("plain", {}), ("cached", {"frozen_feature_cache": str(tmp_path / "cache")})):
         cfg = write_config(tmp_path, data_root, name, max_epoch=1, warmup_steps=1, **run_options)

@@ -6,9 +6,8 @@ generated token recomputed the whole sequence (199 s for 30 tokens with 5 beams 
 import copy
 
 import pytest
+from helpers.tiny_model import batch, build_tiny
 from lavis.models.blip2_models.modeling_opt import OPTForCausalLM as LavisOPTForCausalLM
-
-from tests.test_model import batch, build_tiny
 
 
 def decoder_inputs(model, run):

@@ -7,10 +7,10 @@ import os
 
 import pytest
 import torch
+from helpers.tiny_model import batch, build_tiny
 from transformers import AutoTokenizer
 
-from lavis_gated.offline_standins import write_sources
-from tests.test_model import batch, build_tiny
+from lavis_gated.offline.standins import write_sources
 
 EXTRA_ROWS = 7  # 50272 - 50265, as in facebook/opt-*
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lavis_gated.models.kv_modulation import KVModulation
+from lavis_gated.models.modulation import KVModulation
 
 LAYERS, HEADS, WIDTH, TOKENS, BATCH = 2, 4, 16, 5, 3
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_model import batch, build_tiny
+from helpers.tiny_model import batch, build_tiny
 
 
 def captured_generation_parameters(model, samples):

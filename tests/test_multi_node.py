@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import torch
-from result_tolerance import assert_same_results
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, small_data, write_config  # noqa: F401
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, write_config
 
 EPOCHS = 2
 QUESTIONS = 6 * 2 * 2  # styles x images x questions of the small test split
@@ -50,7 +50,7 @@ def train_command(cfg):
 
 
 @pytest.fixture(scope="module")
-def one_node(tmp_path_factory, small_data):  # noqa: F811
+def one_node(tmp_path_factory, small_data):
     root = tmp_path_factory.mktemp("one_node")
     cfg = write_config(root, small_data, "run", max_epoch=EPOCHS, warmup_steps=1)
     launch(
@@ -103,7 +103,7 @@ def test_one_node_two_processes_evaluate_every_question_once(one_node):
     assert len(ids) == len(set(ids)) == QUESTIONS
 
 
-def test_two_nodes_on_one_host_end_like_one_node(tmp_path, small_data, one_node):  # noqa: F811
+def test_two_nodes_on_one_host_end_like_one_node(tmp_path, small_data, one_node):
     cfg = write_config(tmp_path, small_data, "run", max_epoch=EPOCHS, warmup_steps=1)
     rendezvous = [
         "-m",
@@ -119,7 +119,7 @@ def test_two_nodes_on_one_host_end_like_one_node(tmp_path, small_data, one_node)
     assert_same_outcome(only_run_dir(tmp_path / "run"), one_node)
 
 
-def test_slurm_tasks_end_like_one_node(tmp_path, small_data, one_node):  # noqa: F811
+def test_slurm_tasks_end_like_one_node(tmp_path, small_data, one_node):
     """What `srun python lavis_gated/train.py ...` gives each task: SLURM's variables and MASTER_ADDR/PORT."""
     cfg = write_config(tmp_path, small_data, "run", max_epoch=EPOCHS, warmup_steps=1)
     port = str(free_port())

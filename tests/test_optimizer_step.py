@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_model import batch, build_tiny
+from helpers.tiny_model import batch, build_tiny
 from torch import nn
 
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep, NonFiniteTrainingError

@@ -6,10 +6,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from lavis_gated import plots
-from lavis_gated.modulation_figure import cell_text, deviation_from_mean, style_modulation_figure
-from lavis_gated.report import epoch_summary
-from lavis_gated.tasks.modulation_summary import summarise_modulation
+from lavis_gated.common.run_log import logged_config, read_log
+from lavis_gated.reports import plots
+from lavis_gated.reports.modulation_figure import cell_text, deviation_from_mean, style_modulation_figure
+from lavis_gated.reports.tables import epoch_summary
+from lavis_gated.tasks.evaluation import summarise_modulation
 
 CONFIG = {
     "model": {"arch": "blip2_opt_gated", "gating": {"type": "film"}},
@@ -66,8 +67,8 @@ def test_epoch_history_reads_train_and_validation_epochs(tmp_path):
         VAL[2],
         {"test_em": 0.4, "test_agg_metrics": 0.4, "test_epoch": "best"},
     )
-    entries = plots.read_log(tmp_path / "log.txt")
-    assert plots.logged_config(entries) == CONFIG
+    entries = read_log(tmp_path / "log.txt")
+    assert logged_config(entries) == CONFIG
     train, evaluations = plots.epoch_history(entries)
     assert [(t["epoch"], t["loss"], t["lm_loss"]) for t in train] == [
         (0, 3.0, 2.0),
@@ -84,14 +85,14 @@ def test_epoch_history_reads_train_and_validation_epochs(tmp_path):
 def test_train_epochs_without_an_epoch_key_are_numbered_in_order(tmp_path):
     old = [{k: v for k, v in t.items() if k != "train_epoch"} for t in TRAIN]
     write_log(tmp_path / "log.txt", CONFIG, *old)
-    train, _ = plots.epoch_history(plots.read_log(tmp_path / "log.txt"))
+    train, _ = plots.epoch_history(read_log(tmp_path / "log.txt"))
     assert [t["epoch"] for t in train] == [0, 1, 2]
 
 
 def test_not_a_log_names_the_file(tmp_path):
     (tmp_path / "log.txt").write_text('{"run": {}}\nnot json\n')
     with pytest.raises(ValueError, match="log.txt"):
-        plots.read_log(tmp_path / "log.txt")
+        read_log(tmp_path / "log.txt")
 
 
 def test_evaluation_folder_draws_the_curves_of_the_checkpoint_it_evaluated(tmp_path):

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import torch
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, only_run_dir, run
 from lavis.common.registry import registry
 from lavis.models import load_model_and_preprocess
 from omegaconf import OmegaConf
-from result_tolerance import assert_same_results
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, only_run_dir, run
 
 from lavis_gated.datasets.synthetic_artquest import generate
 

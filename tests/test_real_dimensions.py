@@ -2,7 +2,7 @@
 
 Parameters are created on the meta device (accelerate's init_empty_weights: shapes without storage; other
 tensors stay real, as LAVIS's EVA ViT calls .item() on a linspace in __init__), from local configs with the
-real dimensions (lavis_gated.offline_standins). Checked per part: parameter counts (BLIP-2's parts equal
+real dimensions (lavis_gated.offline.standins). Checked per part: parameter counts (BLIP-2's parts equal
 LAVIS's own Blip2OPT of the same type; the new parts equal counts computed here from the config), the
 trainable set, the style feature's width, BLIP-2's published sizes, and a training step's shapes and
 gradients at full width.
@@ -18,7 +18,7 @@ from lavis.models.blip2_models.blip2_opt import Blip2OPT
 from omegaconf import OmegaConf
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.offline_standins import SIZES, build_lavis_blip2opt, random_model_config
+from lavis_gated.offline.standins import SIZES, build_lavis_blip2opt, random_model_config
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 MODEL_CLS = registry.get_model_class("blip2_opt_gated")

@@ -5,12 +5,11 @@ import csv
 import json
 
 import torch
+from helpers.runs import only_run_dir, run, write_config
 from omegaconf import OmegaConf
-from test_end_to_end import only_run_dir, run, write_config
 
-from lavis_gated.datasets.style_text import mentions_style
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
 from lavis_gated.datasets.synthetic_artquest import ARTQUEST_TEMPLATES, REAL_LOOKING, STYLES, generate, main
+from lavis_gated.styles import StyleVocabulary, mentions_style
 
 FORMS = {"Impressionism", "Cubism", "Pop Art", "Pointillism", "Ukiyo-e", "Minimalism (Modern)"}
 

@@ -6,13 +6,13 @@ import socket
 import pytest
 import timm
 import torch
+from helpers.blip2_standins import IMAGE_SIZE, build_lavis_blip2opt, gated_config, make_sources
 from lavis.common.registry import registry
 from lavis.models import load_model_and_preprocess
 from omegaconf import OmegaConf
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.models.sources import SourceUnavailableError
-from tests.blip2_standins import IMAGE_SIZE, build_lavis_blip2opt, gated_config, make_sources
+from lavis_gated.models.backbones import SourceUnavailableError
 
 MODEL_CLS = registry.get_model_class("blip2_opt_gated")
 

@@ -1,7 +1,7 @@
 """The comparison every cross-process test uses: floats within tolerance, the rest exact."""
 
 import pytest
-from result_tolerance import assert_same_results
+from helpers.result_tolerance import assert_same_results
 
 
 def test_last_bit_float_differences_pass():

@@ -11,46 +11,29 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lavis.common.registry import registry
-from omegaconf import OmegaConf
-from test_checkpoint_io import CodePayload
-from test_end_to_end import SUBPROCESS_TIMEOUT
-from test_runner import (
+from helpers.checkpoints import CodePayload
+from helpers.runner import (
     ITERS_PER_EPOCH,
-    REPO_ROOT,
+    Interrupted,
     checkpoint_files,
+    interrupt_at,
     load_checkpoint,
     make_runner,
-    single_process,  # noqa: F401  (autouse fixture: no torchrun variables)
     write_config,
 )
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT
+from lavis.common.registry import registry
+from omegaconf import OmegaConf
 
-from lavis_gated import checkpoint_io
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
+from lavis_gated.common import checkpoints
+from lavis_gated.common.run_log import is_config, read_log
 from lavis_gated.models.checkpoint_loading import STYLE_VOCAB_KEY
-from lavis_gated.runners.run_log import is_config, read_log
+from lavis_gated.styles import StyleVocabulary
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 MAX_EPOCH = 4
 SCHEDULE = [0.9, 0.5, 0.1, 0.05]  # the best is epoch 0; a resume that forgot it would save epoch 2 as best
-
-
-class Interrupted(Exception):
-    pass
-
-
-def interrupt_at(runner, stop_epoch):
-    """Make `runner` die in the middle of `stop_epoch`, after it changed the model and data position."""
-    train_epoch = runner.train_epoch
-
-    def dying_train_epoch(epoch):
-        if epoch == stop_epoch:
-            next(runner.train_loader)
-            runner.unwrap_dist_model(runner.model).head.weight.data.add_(1.0)
-            raise Interrupted
-        return train_epoch(epoch)
-
-    runner.train_epoch = dying_train_epoch
+pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
 
 
 def train_log(run_dir):
@@ -149,7 +132,7 @@ def test_resume_refuses_a_checkpoint_with_code(tmp_path):
     torch.save(state, checkpoint)
 
     resumed = make_runner(tmp_path, max_epoch=2, resume_ckpt_path=str(checkpoint))
-    with pytest.raises(checkpoint_io.UnsafeCheckpointError, match="checkpoint_last.pth"):
+    with pytest.raises(checkpoints.UnsafeCheckpointError, match="checkpoint_last.pth"):
         resumed.train()
     assert not marker.exists()
 
@@ -195,14 +178,14 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
         save_last=True,
         toy_agg_schedule=SCHEDULE,
         toy_step_seconds=0.2,
-        imports=["toy_components"],
+        imports=["helpers.toy_components"],
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
     train = [sys.executable, "lavis_gated/train.py", "--cfg-path", str(cfg)]
 
     first = subprocess.Popen(
-        train, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        train, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         wait_for_line(first, "toy step 2 1", timeout=SUBPROCESS_TIMEOUT)  # epoch 2 is half done
@@ -216,7 +199,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
 
     resumed = subprocess.run(
         [*train, "--resume", str(run_dir / "checkpoint_last.pth")],
-        cwd=REPO_ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -227,11 +210,11 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_epochs(tmp_path):
 
     assert list((tmp_path / "output").iterdir()) == [run_dir]
     assert checkpoint_files(run_dir) == ["checkpoint_best.pth", "checkpoint_last.pth"]
-    last = checkpoint_io.load_checkpoint(run_dir / "checkpoint_last.pth")
+    last = checkpoints.load_checkpoint(run_dir / "checkpoint_last.pth")
     assert last["epoch"] == MAX_EPOCH - 1
     assert last["model"]["train_steps"].item() == MAX_EPOCH * ITERS_PER_EPOCH
     assert len(train_log(run_dir)) == MAX_EPOCH
-    best = checkpoint_io.load_checkpoint(run_dir / "checkpoint_best.pth")
+    best = checkpoints.load_checkpoint(run_dir / "checkpoint_best.pth")
     assert (best["epoch"], best["best_agg_metric"]) == (0, 0.9)
     fresh = make_runner(tmp_path / "fresh")  # loads it into a new model, checking every key
     model = fresh._load_model_state(fresh.unwrap_dist_model(fresh.model), best, "checkpoint_best.pth")

@@ -1,91 +1,31 @@
 """GatedRunner on CPU: best-checkpoint choice, atomic saves, checked reloads, torchrun with gloo."""
 
-import argparse
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from helpers.runner import (
+    ITERS_PER_EPOCH,
+    checkpoint_files,
+    load_checkpoint,
+    make_runner,
+    record_saves,
+    write_config,
+)
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, free_port
 
+from lavis_gated.common.checkpoints import CheckpointMismatchError
+from lavis_gated.runners.runner_gated import GatedRunner
+
+# tests/, on the launched processes' PYTHONPATH for run.imports' helpers.toy_components (LAVIS installs a
+# package named `tests`, so helpers are imported as `helpers.*`, never as `tests.helpers.*`)
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent
-# LAVIS installs a package named `tests`, so the toy module is imported by its own name.
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import toy_components  # noqa: E402,F401  (registers the toy model, builder and task)
-from test_end_to_end import SUBPROCESS_TIMEOUT  # noqa: E402
-
-from lavis_gated.checkpoint_keys import CheckpointMismatchError  # noqa: E402
-from lavis_gated.runners.run_setup import build_runner  # noqa: E402
-from lavis_gated.runners.runner_gated import GatedRunner  # noqa: E402
+pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
 
 FROZEN_KEYS = {"frozen.weight", "frozen.bias"}
-ITERS_PER_EPOCH = 4  # 16 train samples, batch 4
-
-
-def write_config(tmp_path, name="cfg.yaml", **run):
-    cfg = {
-        "model": {"arch": "toy_runner_model", "model_type": "default", "dim": 4},
-        "datasets": {"toy_runner_data": {"data_type": "images", "n": 16}},
-        "run": {
-            "task": "toy_runner_task",
-            "runner": "runner_gated",
-            "lr_sched": "linear_warmup_cosine_lr",
-            "init_lr": 0.05,
-            "min_lr": 0.01,
-            "weight_decay": 0.0,
-            "max_epoch": 1,
-            "batch_size_train": 4,
-            "batch_size_eval": 8,
-            "num_workers": 0,
-            "seed": 42,
-            "device": "cpu",
-            "output_dir": str(tmp_path / "output"),
-            "train_splits": ["train"],
-            "valid_splits": ["val"],
-            "test_splits": ["test"],
-            **run,
-        },
-    }
-    path = tmp_path / name
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def make_runner(tmp_path, **run):
-    return build_runner(argparse.Namespace(cfg_path=str(write_config(tmp_path, **run)), options=[]))
-
-
-def checkpoint_files(output_dir):
-    return sorted(p.name for p in Path(output_dir).iterdir() if p.is_file() and p.name != "log.txt")
-
-
-def load_checkpoint(runner, name):
-    return torch.load(runner.output_dir / name, map_location="cpu", weights_only=True)
-
-
-def record_saves(runner):
-    saves = []
-    save = runner._save_checkpoint
-
-    def recording_save(cur_epoch, is_best=False):
-        saves.append((cur_epoch, is_best))
-        save(cur_epoch, is_best)
-
-    runner._save_checkpoint = recording_save
-    return saves
-
-
-@pytest.fixture(autouse=True)
-def single_process(monkeypatch):
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):
-        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.mark.parametrize(
@@ -212,14 +152,8 @@ def test_two_runners_in_one_process(tmp_path):
         assert checkpoint_files(runner.output_dir) == ["checkpoint_best.pth"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
-    cfg = write_config(tmp_path, max_epoch=2, imports=["toy_components"])
+    cfg = write_config(tmp_path, max_epoch=2, imports=["helpers.toy_components"])
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):
@@ -230,15 +164,13 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        f"--master_port={free_port()}",
         "lavis_gated/train.py",
         "--cfg-path",
         str(cfg),
     ]
 
-    proc = subprocess.run(
-        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
-    )
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_dirs = list((tmp_path / "output").iterdir())

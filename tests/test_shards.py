@@ -11,10 +11,10 @@ import tarfile
 
 import pytest
 import torch
+from helpers.result_tolerance import assert_same_results
+from helpers.runs import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, run
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
-from result_tolerance import assert_same_results
-from test_end_to_end import REPO, SUBPROCESS_TIMEOUT, free_port, only_run_dir, run
 
 import lavis_gated  # noqa: F401
 from lavis_gated.datasets.artquest_shards import slot_range
@@ -197,7 +197,7 @@ def test_missing_or_broken_shards_name_the_file(data, tmp_path):
 
 def test_runner_loaders_for_streamed_splits(data, tmp_path):
     """Training: a length and an endless stream; evaluation: a loader that can be iterated every epoch."""
-    from test_runner import make_runner
+    from helpers.runner import make_runner
 
     root, patterns = data
     datasets = shard_builder(patterns)
@@ -231,7 +231,7 @@ def test_two_process_gloo_stream_sees_every_row_once(data, tmp_path):
             "torch.distributed.run",
             "--nproc_per_node=2",
             f"--master_port={free_port()}",
-            "tests/shard_partition.py",
+            "tests/helpers/shard_partition.py",
             patterns["val"],
             str(out),
             "2",

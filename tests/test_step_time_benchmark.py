@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_end_to_end import SUBPROCESS_TIMEOUT
+from helpers.runs import SUBPROCESS_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,11 +6,11 @@ import json
 import pytest
 import timm
 import torch
+from helpers.tiny_model import build_tiny
 
 import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.models.sources import SourceUnavailableError
-from lavis_gated.models.style_encoder import StyleEncoder
-from tests.test_model import build_tiny
+from lavis_gated.models.backbones import SourceUnavailableError
+from lavis_gated.models.style_parts import StyleEncoder
 
 ARCH = "efficientnet_b0"
 CLASS_NAMES = ["Impressionism", "Pop_Art", "Baroque", "Cubism", "Ukiyo-e"]
@@ -106,7 +106,7 @@ def test_random_cnn_only_when_the_config_says_so():
 def test_input_size_and_filter_follow_the_weights_timm_config_unless_set():
     """A frozen CNN sees images as its weights were evaluated: EfficientNet-B3's timm config is bicubic at 320
     px (288 for training); an explicit model.style_encoder.image_size / interpolation wins."""
-    from lavis_gated.models.style_encoder import StyleEncoder
+    from lavis_gated.models.style_parts import StyleEncoder
 
     default = StyleEncoder("efficientnet_b3", allow_random=True)
     assert (default.image_size, default.interpolation) == (320, "bicubic")

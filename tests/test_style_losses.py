@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lavis_gated.tasks import style_losses as sl
+from lavis_gated.tasks import losses as sl
 
 IGNORE = sl.IGNORE
 

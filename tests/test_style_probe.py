@@ -4,24 +4,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lavis.common.registry import registry
-from omegaconf import OmegaConf
+from helpers.tiny_model import build_tiny
 
-import lavis_gated  # noqa: F401  (registration)
-from lavis_gated.models.style_name_scores import NameTrie, name_log_probs
+from lavis_gated.models.style_probe import NameTrie, name_log_probs
+from lavis_gated.tasks.losses import probe_rows
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
-from lavis_gated.tasks.style_rows import probe_rows
 
-STYLES = ["cubism", "impressionism", "pop art"]
 ARTQUEST_TYPES = ["artist", "school", "timeframe", "type", "technique", "title"]
-
-
-def build_tiny(**overrides):
-    model_cls = registry.get_model_class("blip2_opt_gated")
-    cfg = OmegaConf.load(model_cls.default_config_path("tiny")).model
-    cfg = OmegaConf.merge(cfg, {"style_names": STYLES, "image_size": 32, **overrides})
-    torch.manual_seed(0)
-    return model_cls.from_config(cfg)
 
 
 def artquest_batch(size=4, seed=0):

@@ -5,18 +5,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_model import build_tiny
+from helpers.tiny_model import build_tiny
 from transformers import GPT2Tokenizer
 
-from lavis_gated.configs.assets.make_tiny_assets import WIKIART_STYLES
-from lavis_gated.datasets.style_text import answer_forms, find_style_spans, mentions_style, style_words
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
-from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
+from lavis_gated.models.backbones import PACKAGE_CONFIG_DIR
 from lavis_gated.models.style_parts import set_answer_forms
-from lavis_gated.models.style_tokens import form_token_ids, identifying_tokens
 from lavis_gated.models.text_inputs import answer_ids
-from lavis_gated.offline_standins import write_opt_tokenizer
-from lavis_gated.tasks import style_losses
+from lavis_gated.offline.standins import write_opt_tokenizer
+from lavis_gated.offline.tiny_assets import WIKIART_STYLES
+from lavis_gated.styles import (
+    StyleVocabulary,
+    answer_forms,
+    find_style_spans,
+    form_token_ids,
+    identifying_tokens,
+    mentions_style,
+    style_words,
+)
+from lavis_gated.tasks import losses
 
 # (style label as a WikiArt-derived table spells it, answer as ArtQuest writes it)
 REAL = [
@@ -123,8 +129,8 @@ def test_a_wrong_answer_of_generic_words_is_no_hit():
     logits = torch.full((1, len(generic), len(tokenizer)), -10.0)
     logits[0, torch.arange(len(generic)), torch.tensor(generic)] = 10.0
     everywhere = torch.ones(1, len(generic), dtype=torch.bool)
-    assert style_losses.argmax_style_hits(logits, everywhere, torch.tensor(kept))[0].item() == 0
-    assert style_losses.argmax_style_hits(logits, everywhere, torch.tensor(everything))[0].item() == 3
+    assert losses.argmax_style_hits(logits, everywhere, torch.tensor(kept))[0].item() == 0
+    assert losses.argmax_style_hits(logits, everywhere, torch.tensor(everything))[0].item() == 3
     assert not mentions_style(GENERIC, WIKIART_STYLES)
 
 

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from metric_keys import COUNT_KEYS, FLOAT_METRIC_KEYS, TASK_METRIC_KEYS
+from helpers.metric_keys import COUNT_KEYS, FLOAT_METRIC_KEYS, TASK_METRIC_KEYS
 from omegaconf import OmegaConf
 
-from lavis_gated.tasks.loss_terms import batch_terms
-from lavis_gated.tasks.style_captioning import SELECT_BY, StyleCaptioningTask
-from lavis_gated.tasks.style_rows import coverage, uncovered_terms
-from lavis_gated.tasks.train_styles import check_coverage
+from lavis_gated.configs.run_config import SELECT_BY
+from lavis_gated.tasks.checks import check_coverage
+from lavis_gated.tasks.losses import batch_terms, coverage, uncovered_terms
+from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 WEIGHTS = {"lm_weight": 1.0, "style_name_weight": 0.5, "style_kl_weight": 0.25, "style_ce_weight": 2.0}
 
@@ -350,7 +350,7 @@ def test_the_artquest_projects_carry_the_style_terms_on_the_probe():
 
 
 def test_the_epoch_summary_and_table_show_null_metrics_as_null():
-    from lavis_gated.report import epoch_summary, format_table
+    from lavis_gated.reports.tables import epoch_summary, format_table
 
     m = make_task(select_by="probe_style_acc").metrics([r for r in RECORDS if r["style_id"] < 0])
     line = epoch_summary(3, None, "val", m, "probe_style_acc")

@@ -5,14 +5,12 @@ training curves and modulation are checked on the ablation's runs in test_ablate
 import json
 
 import pytest
+from helpers.runner import Interrupted, interrupt_at, make_runner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_resume import Interrupted, interrupt_at
-from test_runner import (
-    make_runner,
-    single_process,  # noqa: F401  (autouse fixture: no torchrun variables)
-)
 
 from lavis_gated.runners.tensorboard_log import TensorBoardLog, modulation_by_layer, parameter_tag, tag
+
+pytestmark = pytest.mark.usefixtures("single_process")  # no torchrun variables in the test process
 
 
 def events_of(run_dir):

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from lavis_gated.tasks import text_metrics
-from lavis_gated.tasks.text_metrics import caption_metrics, chosen_tokenizer, ptb_runs, tokenise
+from lavis_gated.tasks import metrics
+from lavis_gated.tasks.metrics import caption_metrics, chosen_tokenizer, ptb_runs, tokenise
 
 NEEDS_JAVA = pytest.mark.skipif(
     not ptb_runs(),
@@ -67,15 +67,15 @@ def test_no_records_have_no_caption_metrics():
 
 
 def test_without_java_the_words_tokenisation_is_used_and_named(monkeypatch):
-    monkeypatch.setattr(text_metrics.shutil, "which", lambda name: None)
-    text_metrics.ptb_runs.cache_clear()
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    metrics.ptb_runs.cache_clear()
     try:
         assert chosen_tokenizer("auto") == "words"
         assert caption_metrics(CRAFTED, "auto")["caption_tokenizer"] == "words"
         with pytest.raises(RuntimeError, match="default-jre-headless"):
             chosen_tokenizer("ptb")
     finally:
-        text_metrics.ptb_runs.cache_clear()
+        metrics.ptb_runs.cache_clear()
 
 
 @NEEDS_JAVA
@@ -100,7 +100,7 @@ def test_with_java_the_scores_are_pycocoevalcaps_with_its_ptb_tokenizer():
 
 @NEEDS_JAVA
 def test_ptb_tokenisation_keeps_every_text_on_its_own_line():
-    assert text_metrics.ptb_tokenise(["Ukiyo-e, don't.", "", "two\nlines", "  "]) == [
+    assert metrics.ptb_tokenise(["Ukiyo-e, don't.", "", "two\nlines", "  "]) == [
         "ukiyo-e do n't",
         "",
         "two lines",

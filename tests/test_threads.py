@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from lavis_gated.runners import threads
+from lavis_gated.common import threads
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from lavis_gated.runners.training_progress import TrainingProgress
+from lavis_gated.common.progress import TrainingProgress
 
 
 class Clock:

@@ -16,10 +16,10 @@ import timm
 import torch
 from PIL import Image
 
-from lavis_gated.checkpoint_io import load_checkpoint
+from lavis_gated.common.checkpoints import load_checkpoint
 from lavis_gated.datasets.style_sources import StyleTable
-from lavis_gated.datasets.style_vocabulary import normalise_style
-from lavis_gated.models.style_encoder import StyleEncoder
+from lavis_gated.models.style_parts import StyleEncoder
+from lavis_gated.styles import normalise_style
 from lavis_gated.wikiart import style_table, train_style_cnn
 from lavis_gated.wikiart.style_folders import scan_style_folders, split_per_class
 from lavis_gated.wikiart.timm_weights import load_backbone, load_classifier

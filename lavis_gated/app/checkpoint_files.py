@@ -7,7 +7,7 @@ import glob
 import math
 import os
 
-from lavis_gated.checkpoint_io import load_checkpoint
+from lavis_gated.common.checkpoints import load_checkpoint
 
 DEFAULT_PATTERN = os.path.join("output", "*", "*", "checkpoint_best.pth")
 HOW_TO_MAKE_ONE = (
@@ -31,7 +31,7 @@ def choose_checkpoint(path=None):
     """(path, run config dict) of the checkpoint to serve: `path`, else the newest
     output/*/*/checkpoint_best.pth.
 
-    Raises CheckpointChoiceError when there is none or it holds no run config, and checkpoint_io's
+    Raises CheckpointChoiceError when there is none or it holds no run config, and common/checkpoints.py's
     UnsafeCheckpointError (nothing from the file run) when it carries pickled code."""
     if path is None:
         path = newest_checkpoint()

@@ -11,8 +11,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lavis_gated.modulation_figure import input_modulation_figure
-from lavis_gated.tasks.modulation_summary import PARAMETER_NAMES
+from lavis_gated.reports.modulation_figure import input_modulation_figure
+from lavis_gated.tasks.evaluation import PARAMETER_NAMES
 
 REFERENCE_BATCH = 32
 # LAVIS generate()'s beam width and predict_answers()' answer length

@@ -13,7 +13,7 @@ import os
 import sys
 
 from lavis_gated.app import checkpoint_files
-from lavis_gated.checkpoint_io import UnsafeCheckpointError
+from lavis_gated.common.checkpoints import UnsafeCheckpointError
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.py")
 

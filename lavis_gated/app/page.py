@@ -21,7 +21,7 @@ from lavis_gated.app.inputs import (
     read_image,
     read_image_file,
 )
-from lavis_gated.checkpoint_io import UnsafeCheckpointError
+from lavis_gated.common.checkpoints import UnsafeCheckpointError
 
 NO_DEMO_IMAGE = "(none: use the upload)"
 MARKDOWN_SPECIAL = "\\`*_{}[]()#+-.!|<>$~"

@@ -16,7 +16,7 @@ import sys
 from lavis_gated.app import checkpoint_files
 from lavis_gated.app.inference import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS, DemoModel
 from lavis_gated.app.inputs import InputError, check_question, read_image_file
-from lavis_gated.checkpoint_io import UnsafeCheckpointError
+from lavis_gated.common.checkpoints import UnsafeCheckpointError
 
 TOP_K = 3
 

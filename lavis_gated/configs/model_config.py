@@ -10,6 +10,7 @@ from typing import Optional
 from lavis_gated.configs.schema import block, from_block, setting
 
 PRECISIONS = ("fp16", "bf16", "fp32")
+GATING_TYPES = ("film", "gate", "none")  # KVModulation's kinds; "none" builds no modulation part
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 
 
@@ -47,7 +48,7 @@ class GatingConfig:
         "film",
         "film: K*(1+gamma_k), V*(1+gamma_v)+beta_v (a shift of K would cancel in softmax); "
         "gate: K*(1+tanh g_k), V*(1+tanh g_v); none: the plain BLIP-2 Q-Former",
-        choices=("film", "gate", "none"),
+        choices=GATING_TYPES,
     )
     per_head: bool = setting(True, "one parameter per head (else one per channel)")
     hidden_dim: int = setting(256, "width of the MLP that maps control tokens to the parameters")
@@ -55,7 +56,7 @@ class GatingConfig:
 
 
 @dataclass
-class LoraConfig:
+class CrossAttentionLoraConfig:
     enabled: bool = setting(False, "peft LoRA on the Q-Former's cross-attention key/value projections")
     rank: int = setting(8, "LoRA rank")
     alpha: int = setting(16, "LoRA alpha")
@@ -134,7 +135,9 @@ class ModelConfig:
     style_probe: StyleProbeConfig = block(StyleProbeConfig, "the style probe (the style terms' text side)")
     prompt_mapper: PromptMapperConfig = block(PromptMapperConfig, "style feature + prompt -> control tokens")
     gating: GatingConfig = block(GatingConfig, "how control tokens modulate the cross-attention K/V")
-    lora: LoraConfig = block(LoraConfig, "LoRA on the cross-attention K/V projections")
+    lora: CrossAttentionLoraConfig = block(
+        CrossAttentionLoraConfig, "LoRA on the cross-attention K/V projections"
+    )
 
 
 def model_config(block_values, where="model"):

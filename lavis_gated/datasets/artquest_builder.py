@@ -1,7 +1,13 @@
 """Builder `artquest`: ArtQuest-format splits (CSV/TSV/JSON/JSON-lines files plus an image root, or
-webdataset shards) from the datasets YAML; see the README for the keys."""
+webdataset shards) from the datasets YAML; see the README for the keys.
 
+What a built split holds: rows per question_type and per style, the rows left out and why, and how
+many name their image by an absolute path (used as given, wherever it lies).
+"""
+
+import logging
 import os
+from collections import Counter
 from dataclasses import asdict
 
 from lavis.common.registry import registry
@@ -11,8 +17,7 @@ from lavis_gated.configs.dataset_config import artquest_config
 from lavis_gated.datasets import style_image  # noqa: F401  (registers the *_style image processors)
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
 from lavis_gated.datasets.artquest_shards import ArtQuestShards
-from lavis_gated.datasets.dataset_summary import log_summary, summarise
-from lavis_gated.datasets.image_files import ImageCheck
+from lavis_gated.datasets.checks import ImageCheck
 from lavis_gated.datasets.style_sources import StyleTable
 
 CONFIG_DIR = os.path.join(
@@ -98,3 +103,32 @@ class ArtQuestBuilder(BaseDatasetBuilder):
             )
             for split, entry in shards.items()
         }
+
+
+NO_STYLE_LABEL = "(no style)"
+
+
+def summarise(rows, skipped=None):
+    """{"rows", "question_type", "style", "skipped", "absolute_image_paths"} of a split's rows (dicts
+    with image, question_type, style)."""
+    return {
+        "rows": len(rows),
+        "question_type": dict(sorted(Counter(r["question_type"] or "(none)" for r in rows).items())),
+        "style": dict(sorted(Counter(r["style"] or NO_STYLE_LABEL for r in rows).items())),
+        "skipped": dict(skipped or {}),
+        "absolute_image_paths": sum(os.path.isabs(r["image"]) for r in rows),
+    }
+
+
+def log_summary(dataset_name, summaries):
+    """One block in the log per dataset: a line per split."""
+    lines = [f"dataset {dataset_name}:"]
+    for split, s in summaries.items():
+        skipped = ", ".join(f"{n} {why}" for why, n in s["skipped"].items()) or "none"
+        absolute = s.get("absolute_image_paths", 0)
+        lines.append(
+            f"  {split}: {s['rows']} rows; skipped: {skipped}; "
+            + (f"absolute image paths: {absolute}; " if absolute else "")
+            + f"question_type {s['question_type']}; style {s['style']}"
+        )
+    logging.info("\n".join(lines))

@@ -16,20 +16,18 @@ from lavis.datasets.datasets.base_dataset import BaseDataset
 from PIL import Image
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.image_files import (
+from lavis_gated.datasets.checks import (
     BAD_IMAGE_POLICIES,
-    ImageCheck,
-    find_bad_images,
-    outside_root,
-    resolve_image_paths,
-)
-from lavis_gated.datasets.row_checks import (
     MISSING_STYLE_POLICIES,
     REQUIRED_FIELDS,
     ROW_KEYS,
+    ImageCheck,
     apply_missing_style,
     check_rows,
     choose,
+    find_bad_images,
+    outside_root,
+    resolve_image_paths,
     row_numbers,
 )
 from lavis_gated.datasets.style_sources import (

@@ -24,7 +24,7 @@ from webdataset.tariterators import base_plus_ext
 from webdataset.utils import pytorch_worker_info
 
 from lavis_gated.datasets.artquest_dataset import to_sample
-from lavis_gated.datasets.row_checks import ROW_KEYS, apply_missing_style, check_rows
+from lavis_gated.datasets.checks import ROW_KEYS, apply_missing_style, check_rows
 from lavis_gated.datasets.style_sources import describe_missing, style_label
 
 

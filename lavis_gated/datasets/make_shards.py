@@ -16,10 +16,10 @@ import os
 import webdataset as wds
 from omegaconf import OmegaConf
 
-from lavis_gated.atomic_files import atomic_file
+from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.threads import set_num_threads
 from lavis_gated.datasets.artquest_builder import ArtQuestBuilder
-from lavis_gated.datasets.row_checks import ROW_KEYS
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.datasets.checks import ROW_KEYS
 
 
 def load_dataset_config(cfg_path, name="artquest"):

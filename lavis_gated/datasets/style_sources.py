@@ -19,7 +19,7 @@ from typing import Optional
 import pandas as pd
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.style_vocabulary import normalise_style
+from lavis_gated.styles import normalise_style
 
 SOURCE_COLUMN, CONFIDENCE_COLUMN = "source", "confidence"  # a style table's optional provenance columns
 # normalised texts that stand for a missing value (pandas' NA strings, str(None), str(float("nan")))

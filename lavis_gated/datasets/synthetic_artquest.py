@@ -22,8 +22,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lavis_gated.datasets.style_vocabulary import normalise_style
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.threads import set_num_threads
+from lavis_gated.styles import normalise_style
 
 STYLES = ("impressionism", "cubism", "pop art", "pointillism", "ukiyo-e", "minimalism")
 SHAPES = ("circle", "square", "triangle")

@@ -9,29 +9,43 @@ Parts and their attribute names are LAVIS Blip2OPT's (visual_encoder, ln_vision,
 opt_model, opt_proj), so BLIP-2 checkpoints load unchanged; the new modules are style_encoder (frozen CNN),
 style_head, style_to_qformer, prompt_mapper, kv_modulation and, optionally, LoRA adapters inside the
 Q-Former's cross-attention key/value projections. Settings: configs/model_config.py.
+
+Answers and captions from blip2_opt_gated: LAVIS's generate / predict_answers interface, with prompts
+left-padded (every answer starts right after its prompt, so a batch answers as its samples do alone), OPT's
+key/value cache reused (models/backbones.py) and no token id the tokenizer cannot decode
+(text_inputs.TokenizerIdsOnly).
 """
 
 import contextlib
 import logging
 import os
+from dataclasses import asdict, replace
 
 import torch
 import torch.nn.functional as F
 from lavis.common.registry import registry
 from lavis.models.blip2_models.blip2_opt import Blip2OPT
+from omegaconf import OmegaConf
+from transformers import LogitsProcessorList
 
-from lavis_gated.configs.model_config import ModelConfig
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
-from lavis_gated.models import precision, style_name_scores, text_inputs
-from lavis_gated.models.backbones import build_blip2_parts
-from lavis_gated.models.checkpoint_loading import CheckpointEntryPoints
-from lavis_gated.models.compile_support import compile_trainable_path
-from lavis_gated.models.cross_attention_lora import remap_plain_kv_keys
-from lavis_gated.models.generation import AnswerGeneration
-from lavis_gated.models.modulation_parts import build_modulation_parts
-from lavis_gated.models.sources import PACKAGE_CONFIG_DIR
-from lavis_gated.models.style_parts import StyleVocabularyState, build_style_encoder, set_style_vocabulary
-from lavis_gated.models.style_probe import StyleProbe
+from lavis_gated.configs.model_config import ModelConfig, model_config
+from lavis_gated.models import precision, text_inputs
+from lavis_gated.models.backbones import PACKAGE_CONFIG_DIR, build_blip2_parts, compile_trainable_path
+from lavis_gated.models.checkpoint_loading import (
+    checkpoint_config,
+    is_checkpoint_path,
+    load_trained_state,
+    read_checkpoint,
+    style_names_in_checkpoint,
+)
+from lavis_gated.models.modulation import (
+    attach_modulation,
+    build_modulation_parts,
+    cross_attention_layers,
+    remap_plain_kv_keys,
+)
+from lavis_gated.models.style_parts import build_style_encoder, style_vocabulary_parts
+from lavis_gated.models.style_probe import StyleProbe, scattered
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
 
 MODEL_CONFIG_DIR = os.path.join(PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
@@ -39,7 +53,7 @@ MODEL_TYPES = ("pretrain_opt2.7b", "pretrain_opt6.7b", "caption_coco_opt2.7b", "
 
 
 @registry.register_model("blip2_opt_gated")
-class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
+class Blip2OPTGated(Blip2OPT):
     """BLIP-2 OPT + frozen style CNN + PromptMapper + K/V modulation of the Q-Former cross-attention.
 
     Model types: LAVIS's four BLIP-2 OPT types with their dimensions, sources and defaults (EVA ViT-g,
@@ -59,20 +73,36 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         if not config.style_names:
             raise ValueError("model.style_names is empty and no checkpoint provides a style vocabulary")
         self.config = config
-        for name, part in build_blip2_parts(config).items():
-            setattr(self, name, part)
+        blip2 = build_blip2_parts(config)
+        self.tokenizer = blip2.tokenizer
+        self.visual_encoder, self.ln_vision = blip2.visual_encoder, blip2.ln_vision
+        self.Qformer, self.query_tokens = blip2.Qformer, blip2.query_tokens
+        self.opt_tokenizer, self.opt_model, self.opt_proj = (
+            blip2.opt_tokenizer,
+            blip2.opt_model,
+            blip2.opt_proj,
+        )
         self.eos_token_id = self.opt_tokenizer("\n", add_special_tokens=False).input_ids[0]
         self.max_txt_len, self.prompt = config.max_txt_len, config.prompt
         self.vit_precision, self.opt_precision = config.vit_precision, config.opt_precision
 
+        style_encoder = build_style_encoder(config)
+        carrier, style_head = style_vocabulary_parts(config.style_names, self.opt_tokenizer, style_encoder)
         # the vocabulary's carrier first, as in BLIP-2 checkpoints' key order of the new modules
-        self.style_vocabulary = StyleVocabularyState(StyleVocabulary(config.style_names))
-        self.style_encoder = build_style_encoder(config)
-        set_style_vocabulary(self, config.style_names)
+        self.style_vocabulary = carrier
+        self.style_encoder = style_encoder
+        self.style_head = style_head
         self.style_probe = StyleProbe(self.opt_tokenizer, config.style_probe.prompt, self.eos_token_id)
 
         self.gating_type = config.gating.type
-        build_modulation_parts(self, config)  # style_to_qformer, prompt_mapper, kv_modulation, LoRA
+        # each None for gating.type none: then the model is LAVIS's Blip2OPT plus the style encoder and head
+        self.style_to_qformer, self.prompt_mapper, self.kv_modulation = build_modulation_parts(
+            config,
+            self.Qformer,
+            prompt_dim=self.opt_model.get_input_embeddings().embedding_dim,
+            style_dim=self.style_encoder.num_features,
+        )
+        attach_modulation(self.Qformer, config, self.kv_modulation)  # LoRA, then the K/V modulation
         if config.lora.enabled:
             self._register_load_state_dict_pre_hook(self._accept_plain_kv_keys)
         self.pad_multiple = 1
@@ -80,12 +110,12 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
             self.compile_trainable_path(mode=config.compile_mode)
 
     def compile_trainable_path(self, **options):
-        """torch.compile(**options) the Q-Former and each OPT layer in place (compile_support.py)."""
+        """torch.compile(**options) the Q-Former and each OPT layer in place (models/backbones.py)."""
         self.pad_multiple = compile_trainable_path(self, **options)
 
     def cross_attention_layers(self):
         """The Q-Former layers whose cross-attention K/V are modulated (every cross_attention_freq-th)."""
-        return [layer for layer in self.Qformer.bert.encoder.layer if layer.has_cross_attention]
+        return cross_attention_layers(self.Qformer)
 
     @property
     def device(self):
@@ -257,7 +287,7 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         probe_rows = [i for i, row in enumerate(samples.get("style_probe_rows") or []) if row]
         probe = None
         if probe_rows:
-            probe = style_name_scores.scattered(
+            probe = scattered(
                 self.style_probe.name_log_probs(self, frozen, probe_rows), probe_rows, len(prompts)
             )
         return {
@@ -297,3 +327,156 @@ class Blip2OPTGated(AnswerGeneration, CheckpointEntryPoints, Blip2OPT):
         style_feature = self.image_inputs(samples)["style_features"]
         with precision.autocast_off(style_feature.device.type):
             return torch.softmax(self.style_head(style_feature.float()), -1)
+
+    # ---- answers and captions (LAVIS's generate / predict_answers interface) -------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples,
+        use_nucleus_sampling=False,
+        num_beams=5,
+        max_length=30,
+        min_length=1,
+        top_p=0.9,
+        repetition_penalty=1.0,
+        length_penalty=1.0,
+        num_captions=1,
+        temperature=1,
+    ):
+        """Answers/captions for samples["image"] (B, 3, H, W) (or its precomputed frozen features) and their
+        questions; list of B * num_captions str. Prompts are left-padded, so each answer follows its
+        prompt."""
+        frozen = self.image_inputs(samples)
+        device = frozen["vit_features"].device
+        (input_ids, prompt_mask), _ = self.prompt_batch(samples)
+        input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
+        inputs_opt, _ = self.encode_image(frozen, input_ids, prompt_mask)
+        attention_mask = torch.cat(
+            [torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device), prompt_mask], 1
+        )
+        expand = num_captions if use_nucleus_sampling else num_beams
+        with self.frozen_autocast(self.opt_precision):
+            outputs = self.opt_model.generate(
+                input_ids=input_ids,
+                query_embeds=inputs_opt.repeat_interleave(expand, dim=0),
+                attention_mask=attention_mask,
+                do_sample=use_nucleus_sampling,
+                top_p=top_p,
+                temperature=temperature,
+                num_beams=1 if use_nucleus_sampling else num_beams,
+                max_new_tokens=max_length,
+                min_length=min_length,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.opt_tokenizer.pad_token_id,
+                repetition_penalty=repetition_penalty,
+                length_penalty=length_penalty,
+                num_return_sequences=num_captions,
+                logits_processor=LogitsProcessorList([text_inputs.TokenizerIdsOnly(len(self.opt_tokenizer))]),
+            )
+        texts = self.opt_tokenizer.batch_decode(outputs[:, input_ids.shape[1] :], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def predict_answers(
+        self,
+        samples,
+        num_beams=5,
+        inference_method="generate",
+        max_len=10,
+        min_len=1,
+        num_ans_candidates=None,
+        answer_list=None,
+        prompt="",
+        length_penalty=-1,
+        **kwargs,
+    ):
+        """LAVIS's VQA interface: one generated answer per question in samples["text_input"] (a list, or one
+        string for a batch of one)."""
+        if inference_method != "generate":
+            raise NotImplementedError(
+                f"inference_method {inference_method!r}: blip2_opt_gated answers by generation"
+            )
+        if isinstance(samples.get("text_input"), str):
+            samples = dict(samples, text_input=[samples["text_input"]])
+        if prompt:
+            samples = dict(samples, prompt=[prompt.format(q) for q in samples["text_input"]])
+        return self.generate(
+            samples,
+            num_beams=num_beams,
+            max_length=max_len,
+            min_length=min_len,
+            length_penalty=length_penalty,
+        )
+
+    # ---- LAVIS's model-loading entry points, with models/checkpoint_loading.py's rules ---------------
+
+    @classmethod
+    def default_config_path(cls, model_type):
+        """A model type's YAML; a lavis-gated checkpoint path is a model type too (the model it was trained
+        as, with its weights: load_model_and_preprocess("blip2_opt_gated", model_type=path))."""
+        if is_checkpoint_path(model_type):
+            return checkpoint_config(model_type, super().default_config_path)
+        return super().default_config_path(model_type)
+
+    @classmethod
+    def type_config(cls, model_type):
+        """A model type's whole model block (its YAML over the ModelConfig defaults), as an OmegaConf node."""
+        settings = model_config(
+            OmegaConf.load(cls.default_config_path(model_type)).model, where=str(model_type)
+        )
+        return OmegaConf.create(asdict(settings))
+
+    @classmethod
+    def from_checkpoint(cls, path, **model_settings):
+        """The model a lavis-gated checkpoint was trained as, with its weights; model_settings override
+        (e.g. vit_precision="fp32")."""
+        cfg = OmegaConf.load(cls.default_config_path(path)).model
+        return cls.from_config(OmegaConf.merge(cfg, model_settings))
+
+    @staticmethod
+    def check_config(cfg):
+        """The model block's settings, checked (unknown keys are refused with the closest valid name)."""
+        return model_config(cfg)
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Build from a model config; a `finetuned` checkpoint's style vocabulary wins over
+        model.style_names."""
+        config = model_config(cfg)
+        finetuned = None
+        if config.load_finetuned:
+            if not config.finetuned:
+                raise ValueError("model.load_finetuned is true but model.finetuned names no checkpoint")
+            finetuned = read_checkpoint(config.finetuned, "model.finetuned")
+            names = style_names_in_checkpoint(finetuned)
+            config = replace(config, style_names=names or config.style_names)
+        model = cls(config)
+        model.load_checkpoint_from_config(config, finetuned_checkpoint=finetuned)
+        return model
+
+    def load_checkpoint_from_config(self, cfg, finetuned_checkpoint=None, **kwargs):
+        """LAVIS's entry point: `pretrained` first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer
+        never saves), then, with load_finetuned, the `finetuned` checkpoint (its contents, when already
+        read)."""
+        config = cfg if isinstance(cfg, ModelConfig) else model_config(cfg)
+        if config.pretrained:
+            self.load_from_pretrained(config.pretrained)
+        if config.load_finetuned:
+            checkpoint = finetuned_checkpoint or read_checkpoint(config.finetuned, "model.finetuned")
+            load_trained_state(self, checkpoint, config.finetuned)
+
+    def load_from_pretrained(self, url_or_filename):
+        """A BLIP-2 (or lavis-gated) checkpoint from a URL or file (LAVIS's method; checkpoint_loading's
+        rules)."""
+        checkpoint = read_checkpoint(url_or_filename, "model.pretrained")
+        return load_trained_state(self, checkpoint, url_or_filename)
+
+    def load_trained_state(self, checkpoint, source="checkpoint"):
+        """Load a checkpoint dict already read (checkpoint_loading's rules); returns torch's
+        missing/unexpected keys."""
+        return load_trained_state(self, checkpoint, source)
+
+    def load_checkpoint(self, url_or_filename):
+        """A finetuned checkpoint (LAVIS's method name); its style vocabulary replaces the model's."""
+        checkpoint = read_checkpoint(url_or_filename, "model.finetuned")
+        return load_trained_state(self, checkpoint, url_or_filename)

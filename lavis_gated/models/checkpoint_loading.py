@@ -11,14 +11,11 @@ import io
 import logging
 import os
 import re
-from dataclasses import asdict, replace
 
 from omegaconf import OmegaConf
 
-from lavis_gated.checkpoint_io import load_checkpoint
-from lavis_gated.checkpoint_keys import check_state_dict, count_by_module
-from lavis_gated.configs.model_config import ModelConfig, model_config
-from lavis_gated.models.sources import load_weights_file, loading_source
+from lavis_gated.common.checkpoints import check_state_dict, count_by_module, load_checkpoint
+from lavis_gated.models.backbones import load_weights_file, loading_source
 from lavis_gated.models.style_parts import adopt_style_vocabulary
 
 STYLE_VOCAB_KEY = "style_vocabulary._extra_state"
@@ -129,79 +126,3 @@ def checkpoint_config(path, type_config_path):
         preprocess = OmegaConf.merge(preprocess, processors)
         break
     return io.StringIO(OmegaConf.to_yaml(OmegaConf.create({"model": model, "preprocess": preprocess})))
-
-
-class CheckpointEntryPoints:
-    """LAVIS's model-loading entry points (from_config, default_config_path, load_checkpoint_from_config,
-    load_from_pretrained, load_checkpoint) with the rules above, for blip2_opt_gated."""
-
-    @classmethod
-    def default_config_path(cls, model_type):
-        """A model type's YAML; a lavis-gated checkpoint path is a model type too (the model it was trained
-        as, with its weights: load_model_and_preprocess("blip2_opt_gated", model_type=path))."""
-        if is_checkpoint_path(model_type):
-            return checkpoint_config(model_type, super().default_config_path)
-        return super().default_config_path(model_type)
-
-    @classmethod
-    def type_config(cls, model_type):
-        """A model type's whole model block (its YAML over the ModelConfig defaults), as an OmegaConf node."""
-        settings = model_config(
-            OmegaConf.load(cls.default_config_path(model_type)).model, where=str(model_type)
-        )
-        return OmegaConf.create(asdict(settings))
-
-    @classmethod
-    def from_checkpoint(cls, path, **model_settings):
-        """The model a lavis-gated checkpoint was trained as, with its weights; model_settings override
-        (e.g. vit_precision="fp32")."""
-        cfg = OmegaConf.load(cls.default_config_path(path)).model
-        return cls.from_config(OmegaConf.merge(cfg, model_settings))
-
-    @staticmethod
-    def check_config(cfg):
-        """The model block's settings, checked (unknown keys are refused with the closest valid name)."""
-        return model_config(cfg)
-
-    @classmethod
-    def from_config(cls, cfg):
-        """Build from a model config; a `finetuned` checkpoint's style vocabulary wins over
-        model.style_names."""
-        config = model_config(cfg)
-        finetuned = None
-        if config.load_finetuned:
-            if not config.finetuned:
-                raise ValueError("model.load_finetuned is true but model.finetuned names no checkpoint")
-            finetuned = read_checkpoint(config.finetuned, "model.finetuned")
-            names = style_names_in_checkpoint(finetuned)
-            config = replace(config, style_names=names or config.style_names)
-        model = cls(config)
-        model.load_checkpoint_from_config(config, finetuned_checkpoint=finetuned)
-        return model
-
-    def load_checkpoint_from_config(self, cfg, finetuned_checkpoint=None, **kwargs):
-        """LAVIS's entry point: `pretrained` first (e.g. BLIP-2's Q-Former, which a run with freeze_qformer
-        never saves), then, with load_finetuned, the `finetuned` checkpoint (its contents, when already
-        read)."""
-        config = cfg if isinstance(cfg, ModelConfig) else model_config(cfg)
-        if config.pretrained:
-            self.load_from_pretrained(config.pretrained)
-        if config.load_finetuned:
-            checkpoint = finetuned_checkpoint or read_checkpoint(config.finetuned, "model.finetuned")
-            load_trained_state(self, checkpoint, config.finetuned)
-
-    def load_from_pretrained(self, url_or_filename):
-        """A BLIP-2 (or lavis-gated) checkpoint from a URL or file (LAVIS's method; checkpoint_loading's
-        rules)."""
-        checkpoint = read_checkpoint(url_or_filename, "model.pretrained")
-        return load_trained_state(self, checkpoint, url_or_filename)
-
-    def load_trained_state(self, checkpoint, source="checkpoint"):
-        """Load a checkpoint dict already read (checkpoint_loading's rules); returns torch's
-        missing/unexpected keys."""
-        return load_trained_state(self, checkpoint, source)
-
-    def load_checkpoint(self, url_or_filename):
-        """A finetuned checkpoint (LAVIS's method name); its style vocabulary replaces the model's."""
-        checkpoint = read_checkpoint(url_or_filename, "model.finetuned")
-        return load_trained_state(self, checkpoint, url_or_filename)

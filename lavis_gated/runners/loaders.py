@@ -5,10 +5,17 @@
   run.seed and the epoch, so a resumed epoch sees the batches it saw before;
 - training batches cut from one seeded permutation for every process count: N processes with batch b
   split exactly the batches of one process with N * b;
-- evaluation batches dealt out whole (eval_sampler), never padded with repeats;
+- evaluation batches dealt out whole (BatchShardSampler below), never padded with repeats;
 - webdataset pipelines, which split and shuffle themselves across ranks and workers, get a plain loader
   (runner_base.py:504 gives them iter(DataLoader): no len() for the training loop, and an evaluation
   split left empty from its second epoch on).
+
+Evaluation sampler for several processes: whole batches of the one-process order, dealt out to ranks.
+
+torch's DistributedSampler pads the data with repeats up to a multiple of the world size and interleaves
+samples, so each rank's batches differ from those of one process and fp32 results differ in the last
+bits. Dealing out whole batches instead evaluates every sample exactly once, in the very batch it has in
+one process, so N processes give one process's numbers exactly.
 """
 
 from dataclasses import dataclass
@@ -16,9 +23,7 @@ from dataclasses import dataclass
 import webdataset as wds
 from lavis.common.dist_utils import get_rank, get_world_size
 from lavis.datasets.datasets.dataloader_utils import IterLoader, MultiIterLoader, PrefetchLoader
-from torch.utils.data import ChainDataset, DataLoader, DistributedSampler
-
-from lavis_gated.runners.eval_sampler import BatchShardSampler
+from torch.utils.data import ChainDataset, DataLoader, DistributedSampler, Sampler
 
 
 @dataclass
@@ -84,3 +89,28 @@ def create_loader(dataset, batch_size, is_train, collate_fn, num_workers, option
     if is_train:
         loader = EpochIterLoader(loader, use_distributed=options.distributed)
     return loader
+
+
+class BatchShardSampler(Sampler):
+    """Indices of batches rank, rank + world_size, ... of range(dataset_size) cut into batch_size pieces.
+
+    Use with DataLoader(batch_size=batch_size, drop_last=False): each rank's loader then yields exactly
+    those batches (only the dataset's last batch can be short, and it is the last of its rank).
+    """
+
+    def __init__(self, dataset_size, batch_size, num_replicas, rank):
+        super().__init__()
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.dataset_size, self.batch_size = dataset_size, batch_size
+        self.num_replicas, self.rank = num_replicas, rank
+
+    def _starts(self):
+        return range(self.rank * self.batch_size, self.dataset_size, self.batch_size * self.num_replicas)
+
+    def __iter__(self):
+        for start in self._starts():
+            yield from range(start, min(start + self.batch_size, self.dataset_size))
+
+    def __len__(self):
+        return sum(min(self.batch_size, self.dataset_size - start) for start in self._starts())

@@ -3,29 +3,41 @@ threads, task, datasets, model and runner. Shared by training and evaluation.
 
 Config keys read here, beyond LAVIS's: run.runner (default "runner_gated"), run.imports (modules imported
 before the config is resolved, so that models, builders, tasks or runners of yours register themselves),
-run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (runners/threads.py).
+run.frozen_feature_cache (datasets/feature_cache.py) and run.num_threads (common/threads.py).
+
+Process-group set-up that also works on CPU (gloo).
+
+Replaces lavis.common.dist_utils.init_distributed_mode, which always calls torch.cuda.set_device,
+hard-codes the "nccl" backend and waits 365 days at a hung barrier (dist_utils.py:57-90).
+
+Seeds that make a run a function of its config, so that it can be repeated and resumed exactly.
+
+Every epoch reseeds Python, numpy and torch from (run.seed, epoch, rank): the random numbers of epoch
+e do not depend on what ran before, so a run resumed at epoch e draws the same ones as a run that
+never stopped, without storing generator states in checkpoints.
 """
 
 import argparse
 import dataclasses
+import datetime
 import importlib
 import logging
 import os
+import random
 import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from lavis.common.config import Config
-from lavis.common.dist_utils import get_rank, is_dist_avail_and_initialized
+from lavis.common.dist_utils import get_rank, is_dist_avail_and_initialized, setup_for_distributed
 from lavis.common.logger import setup_logger
 from lavis.common.registry import registry
 from omegaconf import OmegaConf, open_dict
 
+from lavis_gated.common.threads import set_num_threads
 from lavis_gated.configs.run_config import check_run_block, runner_config
 from lavis_gated.datasets.feature_cache import attach_feature_cache
-from lavis_gated.runners.distributed import init_distributed_mode
-from lavis_gated.runners.reproducibility import seed_everything
-from lavis_gated.runners.threads import set_num_threads
 
 
 def argument_parser(description):
@@ -140,3 +152,65 @@ def build_runner(args, config_cls=Config):
     if runner_cls is None:
         raise KeyError(f"run.runner {runner_name!r} is not registered; known: {registry.list_runners()}")
     return runner_cls(cfg=cfg, job_id=job_id, task=task, model=model, datasets=datasets)
+
+
+def init_distributed_mode(run_cfg):
+    """Join the process group started by torchrun or SLURM and record the layout in `run_cfg`.
+
+    Sets run_cfg.distributed (False when no launcher is found), rank, world_size, gpu (the local
+    rank), dist_backend and dist_url. Reads run.device, run.dist_url (default "env://") and
+    run.dist_timeout_minutes (default 30).
+    """
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        rank = int(os.environ["RANK"])
+        world_size = int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    elif "SLURM_PROCID" in os.environ:
+        rank = int(os.environ["SLURM_PROCID"])
+        # LAVIS leaves world_size unset on this path (dist_utils.py:62-64).
+        world_size = int(os.environ["SLURM_NTASKS"])
+        local_rank = int(os.environ.get("SLURM_LOCALID", 0))
+    else:
+        # print, not logging.info: the root logger's first use would configure it at WARNING
+        # before lavis.common.logger.setup_logger gets to.
+        print("Not using distributed mode", flush=True)
+        run_cfg.distributed = False
+        return
+
+    use_cuda = runner_config(run_cfg).device.startswith("cuda") and torch.cuda.is_available()
+    run_cfg.distributed = True
+    run_cfg.rank = rank
+    run_cfg.world_size = world_size
+    run_cfg.gpu = local_rank
+    run_cfg.dist_backend = "nccl" if use_cuda else "gloo"
+    run_cfg.dist_url = run_cfg.get("dist_url", "env://")
+
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    print(
+        f"| distributed init (rank {rank}, world {world_size}, {run_cfg.dist_backend}): {run_cfg.dist_url}",
+        flush=True,
+    )
+    dist.init_process_group(
+        backend=run_cfg.dist_backend,
+        init_method=run_cfg.dist_url,
+        world_size=world_size,
+        rank=rank,
+        # A rank that died should fail the others within minutes, not hang them for a year.
+        timeout=datetime.timedelta(minutes=float(runner_config(run_cfg).dist_timeout_minutes)),
+    )
+    # NCCL otherwise guesses the barrier's device and warns that it may hang.
+    dist.barrier(**({"device_ids": [local_rank]} if use_cuda else {}))
+    setup_for_distributed(rank == 0)
+
+
+def seed_everything(seed):
+    """Seed Python's, numpy's and torch's (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed, epoch, rank):
+    """A 32-bit seed for one rank's epoch, well mixed so that nearby triples give unrelated streams."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])

@@ -4,14 +4,28 @@ resume exactly.
 Only what is broken in RunnerBase (salesforce-lavis 1.0.2) is overridden; each override names the
 lines of lavis/runners/runner_base.py it replaces.
 
-Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only; see checkpoint_io):
+Checkpoints in output_dir/<job_id>/ (written atomically, read with weights_only; see common/checkpoints.py):
 - checkpoint_best.pth: the model with the highest val agg_metrics so far (its evaluation's files are kept as
   val_best_metrics.json, val_best_predictions.json, val_best_modulation.json);
 - checkpoint_last.pth: the latest epoch, written when there is no validation split or when
   run.save_last is true.
 Both hold the model's trainable state, optimizer, scaler, epoch and the best metric so far, so that
 run.resume_ckpt_path continues the run in their folder as if it had never stopped. Progress lines and
-TensorBoard events (output_dir/<job_id>/tensorboard/) come from run_monitor.
+TensorBoard events (output_dir/<job_id>/tensorboard/) come from the monitors below.
+
+The runner's checkpoints: written whole (common/checkpoints.py's atomic writes), read without running code,
+and checked by the one key rule (common/checkpoints.py), so that a resumed run continues exactly and the
+test phase tests the best epoch.
+
+runner_base.py:571-611 writes in place (a crash mid-write destroyed the previous best), unpickles arbitrary
+objects, silently loads with strict=False, loads a resume strictly (which fails on LAVIS's own checkpoints:
+frozen parameters are not saved) and forgets the best metric.
+
+What a training run shows while it runs: progress lines (common/progress.py) and TensorBoard events
+(tensorboard_log), opened, fed and closed by GatedRunner.train.
+
+Every rank keeps the progress timing (its lines show on rank 0 only, whose logger logs INFO); only rank 0
+writes events. run.tensorboard and run.progress_seconds are RunnerConfig's.
 """
 
 import datetime
@@ -29,13 +43,19 @@ from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from lavis_gated.common.checkpoints import (
+    check_state_dict,
+    load_checkpoint,
+    local_checkpoint_path,
+    save_checkpoint,
+)
+from lavis_gated.common.progress import TrainingProgress
+from lavis_gated.common.run_log import continue_log
 from lavis_gated.configs.run_config import runner_config, task_config
 from lavis_gated.runners.loaders import LoaderOptions, create_loader
-from lavis_gated.runners.reproducibility import epoch_seed, seed_everything
-from lavis_gated.runners.run_checkpoints import RunCheckpoints
-from lavis_gated.runners.run_log import continue_log
-from lavis_gated.runners.run_monitor import RunMonitoring
-from lavis_gated.tasks.evaluation_outputs import keep_best_outputs
+from lavis_gated.runners.run_setup import epoch_seed, seed_everything
+from lavis_gated.runners.tensorboard_log import TensorBoardLog
+from lavis_gated.tasks.evaluation import keep_best_outputs
 
 
 def _set_registry_path(name, path):
@@ -46,9 +66,21 @@ def _set_registry_path(name, path):
     registry.mapping["paths"][name] = str(path)
 
 
+def frozen_parameter_names(model):
+    """Names of the parameters LAVIS leaves out of checkpoints (remove_duplicate=False also names the
+    aliases of tied weights, which state_dict() lists too)."""
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
 @registry.register_runner("runner_gated")
-class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
+class GatedRunner(RunnerBase):
     """RunnerBase that trains on CPU or GPU, with or without torch.distributed, showing its progress."""
+
+    def __init__(self, cfg, task, model, datasets, job_id):
+        super().__init__(cfg, task, model, datasets, job_id)
+        # what train() shows while it runs: opened by open_monitors (after a resume sets start_epoch)
+        self.tensorboard = TensorBoardLog()  # disabled until open_monitors
+        self.progress = None
 
     @property
     def model(self):
@@ -254,3 +286,131 @@ class GatedRunner(RunCheckpoints, RunMonitoring, RunnerBase):
         results = self.task.evaluation(model, data_loader, cuda_enabled=self.cuda_enabled)
         if results is not None:
             return self.task.after_evaluation(val_result=results, split_name=split_name, epoch=cur_epoch)
+
+    # ---- checkpoint_best.pth / checkpoint_last.pth (RunnerBase's method names) ------------------------
+
+    @main_process
+    def _save_checkpoint(self, cur_epoch, is_best=False):
+        """Write checkpoint_best.pth or checkpoint_last.pth without ever leaving a torn file.
+
+        As in LAVIS, frozen parameters are left out; buffers and extra state (e.g. the style
+        vocabulary) are kept. best_agg_metric and best_epoch let a resumed run go on comparing.
+        """
+        # runner_base.py:591 writes in place: a crash mid-write destroyed the previous best.
+        model_no_ddp = self.unwrap_dist_model(self.model)
+        frozen = frozen_parameter_names(model_no_ddp)
+        state_dict = {k: v for k, v in model_no_ddp.state_dict().items() if k not in frozen}
+        save_obj = {
+            "model": state_dict,
+            "optimizer": self.optimizer.state_dict(),
+            "config": self.config.to_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "epoch": cur_epoch,
+            "best_agg_metric": self.best_agg_metric,
+            "best_epoch": self.best_epoch,
+        }
+        name = "checkpoint_best.pth" if is_best else "checkpoint_last.pth"
+        save_to = os.path.join(self.output_dir, name)
+        logging.info(f"Saving checkpoint at epoch {cur_epoch} to {save_to}.")
+        save_checkpoint(save_obj, save_to)
+
+    def _load_model_state(self, model, checkpoint, path):
+        """Load checkpoint["model"], accepting only the frozen parameters LAVIS leaves out."""
+        frozen = frozen_parameter_names(model)
+        report = check_state_dict(
+            checkpoint["model"], model.state_dict(), path, "the model", may_miss=frozen.__contains__
+        )
+        model.load_state_dict(checkpoint["model"], strict=False)
+        logging.info(
+            "Loaded %d tensors from %s; %d frozen parameters kept from the model.",
+            len(report.loaded),
+            path,
+            len(report.allowed_missing),
+        )
+        return model
+
+    def _reload_best_model(self, model):
+        """Load checkpoint_best.pth into `model` for the test phase."""
+        # runner_base.py:600-610 unpickles arbitrary objects, then silently loads with strict=False.
+        checkpoint_path = os.path.join(self.output_dir, "checkpoint_best.pth")
+        logging.info(f"Loading checkpoint from {checkpoint_path}.")
+        checkpoint = load_checkpoint(checkpoint_path)
+        self.task.checkpoint_epoch = checkpoint.get("epoch")  # the test metrics name the epoch they test
+        return self._load_model_state(model, checkpoint, checkpoint_path)
+
+    def _load_checkpoint(self, url_or_filename):
+        """Resume model, optimizer, scaler, epoch and best metric from run.resume_ckpt_path."""
+        # runner_base.py:621-628 unpickles arbitrary objects, loads strictly, which fails on LAVIS's
+        # own checkpoints (frozen parameters are not saved), and forgets the best metric.
+        path = local_checkpoint_path(url_or_filename)
+        checkpoint = load_checkpoint(path)
+        self._load_model_state(self.unwrap_dist_model(self.model), checkpoint, path)
+
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scaler and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        if "best_agg_metric" in checkpoint:
+            self.best_agg_metric = float(checkpoint["best_agg_metric"])
+            self.best_epoch = checkpoint["best_epoch"]
+        else:
+            logging.warning("%s records no best metric: the next validation becomes the best.", path)
+        logging.info(
+            "Resumed from %s at epoch %s (best agg_metrics %s at epoch %s); writing to %s.",
+            url_or_filename,
+            self.start_epoch,
+            self.best_agg_metric,
+            self.best_epoch,
+            self.output_dir,
+        )
+
+    # ---- progress lines and TensorBoard events ----------------------------------------------------------
+
+    def open_monitors(self):
+        """Progress and TensorBoard for train(); call after a resume has set start_epoch."""
+        steps = self.steps_per_epoch()
+        log_dir = os.path.join(self.output_dir, "tensorboard")
+        on = self.settings.tensorboard and is_main_process()
+        # a resumed run trains its restart epoch again: hide the first attempt's events from that epoch's
+        # first step on (the validation before it, at start_epoch * steps, stays)
+        purge = self.start_epoch * steps + 1 if on and self.start_epoch > 0 and steps else None
+        self.tensorboard = TensorBoardLog(log_dir if on else None, purge_step=purge)
+        self.progress = TrainingProgress(
+            max_epoch=self.max_epoch,
+            log_freq=self.log_freq,
+            every_seconds=self.settings.progress_seconds,
+            evaluations_per_epoch=len(self.valid_splits),
+            final_evaluations=len(self.test_splits),
+            on_report=self.tensorboard.train_step,
+        )
+        self.task.progress = self.progress
+
+    def steps_per_epoch(self):
+        """Training steps per epoch (0 when evaluating only, or for a loader without a length)."""
+        if self.evaluate_only:
+            return 0
+        try:
+            return len(self.train_loader)
+        except TypeError:
+            return 0
+
+    def event_step(self, epoch):
+        """TensorBoard step of an evaluation after `epoch`: the step that ends it ("best": the run's last)."""
+        steps = self.progress.steps_per_epoch or self.steps_per_epoch()
+        return (self.max_epoch if not isinstance(epoch, int) else epoch + 1) * steps
+
+    def evaluated(self, split, epoch, metrics):
+        """Rank 0, after an evaluation pass: its metrics and the modulation it wrote, as events."""
+        step = self.event_step(epoch)
+        self.tensorboard.evaluation(split, step, metrics)
+        self.tensorboard.modulation(split, step, os.path.join(self.output_dir, f"{split}_modulation.json"))
+        self.tensorboard.flush()
+
+    def close_monitors(self, finished):
+        """Pictures when the run finished; then the event file closed (also on an error)."""
+        try:
+            if finished:
+                self.tensorboard.pictures(str(self.output_dir), self.event_step("best"))
+        finally:
+            self.tensorboard.close()
+            self.task.progress = None

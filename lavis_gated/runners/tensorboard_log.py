@@ -1,7 +1,7 @@
 """TensorBoard event files of a run, under <run_dir>/tensorboard/ (rank 0 only; run.tensorboard: false turns
 them off). View with `tensorboard --logdir output`.
 
-Every scalar shares one x axis, the training steps done since the run's first epoch (training_progress's
+Every scalar shares one x axis, the training steps done since the run's first epoch (common/progress.py's
 global step): training values at each progress line (train/...), each validation at its epoch's last step
 (<split>/... and modulation_<split>/...), the test phase at the run's last step. A resumed run purges the
 events from the epoch it restarts, so each step appears once. The run's pictures (plots.py) come at the end.
@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 
-from lavis_gated.report import numeric_metrics
+from lavis_gated.reports.tables import numeric_metrics
 
 _TAG_UNSAFE = re.compile(r"[^-/\w.]")  # what TensorBoard would rename, with a warning per tag
 
@@ -84,7 +84,7 @@ class TensorBoardLog:
         try:
             import matplotlib.image
 
-            from lavis_gated import plots
+            from lavis_gated.reports import plots
 
             with tempfile.TemporaryDirectory() as tmp:
                 log_path = plots.training_log_of(run_dir)

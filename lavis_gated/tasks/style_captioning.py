@@ -1,31 +1,39 @@
 """Task `style_captioning`: image-conditioned answers/captions with the style regularisers.
 
-The loss and its parts are loss_terms'; the training loop is training_loop's; an evaluated split's records
-are evaluation_records', its metrics split_metrics', its files evaluation_outputs'. This module wires them
-into LAVIS's task interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py). The style
-vocabulary is built from the train split here (or taken from the checkpoint a run resumes) and handed to the
-model, which then carries it in every checkpoint.
+The loss and its parts are tasks/losses.py's; an evaluated split's records and files are
+tasks/evaluation.py's, its metrics tasks/metrics.py's; build-time checks are tasks/checks.py's. This module
+wires them into LAVIS's task interface. The `run:` keys it reads are TaskConfig's (configs/run_config.py).
+The style vocabulary is built from the train split here (or taken from the checkpoint a run resumes) and
+handed to the model, which then carries it in every checkpoint.
+
+One training epoch's inner loop: LAVIS's (base_task.py:_train_inner_loop) with every loss part logged,
+autocast in the configured dtype, non-finite steps skipped (tasks/optimizer_step.py), optional gradient
+clipping, and statistics synchronised on the model's device (logger.py:43 assumes CUDA). Skipped steps are
+left out of the averages. Progress lines (and TensorBoard's training curves) come from common/progress.py,
+in place of MetricLogger.log_every's, which prints every log_freq steps only.
 """
 
 import json
 import logging
 
 import torch
-from lavis.common.dist_utils import is_main_process
+import torch.distributed as dist
+from lavis.common.dist_utils import is_dist_avail_and_initialized, is_main_process
+from lavis.common.logger import MetricLogger, SmoothedValue
 from lavis.common.registry import registry
+from lavis.datasets.data_utils import prepare_sample
 from lavis.tasks.base_task import BaseTask
 from omegaconf import open_dict
 
-from lavis_gated.configs.run_config import SELECT_BY, TaskConfig, run_keys, task_config  # noqa: F401  (SELECT_BY re-exported)
+from lavis_gated.common.progress import TrainingProgress
+from lavis_gated.configs.run_config import TaskConfig, run_keys, task_config
 from lavis_gated.configs.schema import from_block
-from lavis_gated.datasets.style_vocabulary import StyleVocabulary
-from lavis_gated.tasks import loss_terms, train_styles
-from lavis_gated.tasks.answer_lengths import report_answer_lengths
-from lavis_gated.tasks.evaluation_outputs import write_split_outputs
-from lavis_gated.tasks.evaluation_records import batch_records, evaluate_split
+from lavis_gated.styles import StyleVocabulary
+from lavis_gated.tasks import checks, losses
+from lavis_gated.tasks.checks import report_answer_lengths
+from lavis_gated.tasks.evaluation import batch_records, evaluate_split, write_split_outputs
+from lavis_gated.tasks.metrics import split_metrics
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
-from lavis_gated.tasks.split_metrics import split_metrics
-from lavis_gated.tasks.training_loop import train_inner_loop
 
 AMP_DTYPES = {
     "float16": torch.float16,
@@ -54,7 +62,7 @@ class StyleCaptioningTask(BaseTask):
         """config: a TaskConfig; or its keys as keyword arguments (checked as the run block is)."""
         super().__init__()
         self.config = config or from_block(TaskConfig, settings, "run")
-        self.weights = loss_terms.weights_of(self.config)
+        self.weights = losses.weights_of(self.config)
         check_probe_settings(self.config)
         self.style_question_types = set(self.config.style_question_types or [])
         self.generation = {
@@ -67,7 +75,7 @@ class StyleCaptioningTask(BaseTask):
         self.amp_dtype = AMP_DTYPES[self.config.amp_dtype]
         self.optimizer_step = None
         self.train_style_vocabulary = None
-        self.train_rows = []  # the train split's rows: their answers give the styles' forms (train_styles)
+        self.train_rows = []  # the train split's rows: their answers give the styles' forms (tasks/checks.py)
         # "<dataset>/<split>" -> style labels, to report styles the model does not know
         self.split_styles = {}
         self.split_answers = {}  # "<dataset>/<split>" -> reference answers, checked against the token budgets
@@ -100,13 +108,13 @@ class StyleCaptioningTask(BaseTask):
         if labels:
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
             logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
-        self.train_rows = train_styles.train_rows(datasets)
+        self.train_rows = checks.train_rows(datasets)
         self.check_data(datasets)
         return datasets
 
     def check_data(self, datasets):
         """Remembers each split's answers for report_answer_lengths (the style terms' coverage is checked
-        once the model's vocabulary is known: build_model, train_styles.check_coverage)."""
+        once the model's vocabulary is known: build_model, checks.check_coverage)."""
         self.split_answers = {
             f"{name}/{split}": [row["answer"] for row in d.annotation]
             for name, splits in datasets.items()
@@ -117,18 +125,21 @@ class StyleCaptioningTask(BaseTask):
         """model.style_names: a finetuned checkpoint's, else those of the checkpoint the run resumes, else the
         train split's."""
         model_cfg = cfg.model_cfg
-        vocabulary = self._resumed_style_vocabulary(cfg.run_cfg) or self.train_style_vocabulary
+        vocabulary = (
+            checks.resumed_style_vocabulary(cfg.run_cfg, self.train_style_vocabulary)
+            or self.train_style_vocabulary
+        )
         if vocabulary is not None and not model_cfg.get("load_finetuned", False):
             with open_dict(model_cfg):
                 model_cfg.style_names = list(vocabulary.names)
         model = super().build_model(cfg)
         if self.train_rows:
             if not model_cfg.get("load_finetuned", False):
-                train_styles.use_train_answer_forms(model, self.train_rows, self.config.style_token_max_share)
-            covered = train_styles.term_coverage(model, self.train_rows)
+                checks.use_train_answer_forms(model, self.train_rows, self.config.style_token_max_share)
+            covered = checks.term_coverage(model, self.train_rows)
             training = not cfg.run_cfg.get("evaluate", False)
-            train_styles.check_coverage(covered, self.weights, self.config, fail=training)
-        self.report_unseen_styles(model.vocabulary)
+            checks.check_coverage(covered, self.weights, self.config, fail=training)
+        checks.report_unseen_styles(self.split_styles, model.vocabulary)
         self.warn_unscaled_fp16(model, cfg.run_cfg)
         self.answer_lengths = report_answer_lengths(
             model.opt_tokenizer,
@@ -156,25 +167,17 @@ class StyleCaptioningTask(BaseTask):
                 "bf16 for bf16 training"
             )
 
-    def report_unseen_styles(self, vocabulary):
-        """Log, per split, the rows whose style the model lacks (train_styles); {split: {style: rows}}."""
-        return train_styles.report_unseen_styles(self.split_styles, vocabulary)
-
-    def _resumed_style_vocabulary(self, run_cfg):
-        """The style vocabulary stored in run.resume_ckpt_path (None when not resuming a training run)."""
-        return train_styles.resumed_style_vocabulary(run_cfg, self.train_style_vocabulary)
-
     # ---- training -------------------------------------------------------------------------------
 
     def per_sample_losses(self, model, samples):
         """The loss parts per sample; the style probe runs in evaluation, and in training when its terms (the
         naming loss, the KL) are weighted."""
         probe = not model.training or self.weights["style_kl"] > 0 or self.weights["style_name_loss"] > 0
-        return loss_terms.per_sample_parts(model, samples, self.config, probe)
+        return losses.per_sample_parts(model, samples, self.config, probe)
 
     def training_terms(self, model, samples):
         parts = self.per_sample_losses(model, samples)
-        return loss_terms.batch_terms(parts, self.weights, loss_terms.global_batch_shares(parts))
+        return losses.batch_terms(parts, self.weights, losses.global_batch_shares(parts))
 
     def train_step(self, model, samples):
         return self.training_terms(model, samples)["loss"]
@@ -196,22 +199,47 @@ class StyleCaptioningTask(BaseTask):
         cuda_enabled=False,
         accum_grad_iters=1,
     ):
+        """Train `iters_per_epoch` steps; returns the epoch's averaged statistics (strings, as LAVIS logs
+        them), also kept as last_train_stats for the epoch's summary line."""
         step = self._optimizer_step(optimizer, scaler)
-        stats = train_inner_loop(
-            self,
-            epoch,
-            iters_per_epoch,
-            model,
-            data_loader,
-            lr_scheduler,
-            step,
-            scaler,
-            start_iters,
-            log_freq,
-            cuda_enabled,
-            accum_grad_iters,
-            self.progress,
-        )
+        progress = self.progress or TrainingProgress(log_freq=log_freq)  # None: lines without the run's ETA
+        if not hasattr(data_loader, "__next__"):
+            data_loader = iter(data_loader)
+        skipped_before = step.skipped
+        metric_logger = MetricLogger(delimiter="  ")
+        metric_logger.add_meter("lr", SmoothedValue(window_size=1, fmt="{value:.6f}"))
+        inner_epoch = epoch if start_iters is None else start_iters // iters_per_epoch
+        window, finite = [], None
+        progress.epoch_started(epoch, iters_per_epoch)
+        for i in range(iters_per_epoch):
+            samples = prepare_sample(next(data_loader), cuda_enabled=cuda_enabled)
+            samples.update({"epoch": inner_epoch, "num_iters_per_epoch": iters_per_epoch, "iters": i})
+            lr_scheduler.step(cur_epoch=inner_epoch, cur_step=i)
+            with self.autocast(cuda_enabled):
+                terms = self.training_terms(model, samples)
+            loss = terms["loss"]
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            window.append(terms)
+            loss_is_finite = torch.isfinite(loss.detach())
+            finite = loss_is_finite if finite is None else finite & loss_is_finite
+            if (i + 1) % accum_grad_iters == 0:
+                stepped, grad_norm = step(finite, where=f"at epoch {epoch}, iteration {i}")
+                if stepped:
+                    for t in window:
+                        values = {k: v.item() for k, v in t.items()}
+                        metric_logger.update(**values)
+                        progress.record(values)
+                    metric_logger.update(grad_norm=grad_norm.item())
+                    progress.record({"grad_norm": grad_norm.item()})
+                window, finite = [], None
+            metric_logger.update(lr=step.optimizer.param_groups[0]["lr"])
+            progress.record({"lr": step.optimizer.param_groups[0]["lr"]})
+            progress.step_done(i, skipped=step.skipped)
+        progress.epoch_ended()
+        synchronise_meters(metric_logger, device="cuda" if cuda_enabled else "cpu")
+        logging.info("Averaged stats: " + str(metric_logger.global_avg()))
+        stats = {k: f"{meter.global_avg:.4f}" for k, meter in metric_logger.meters.items()}
+        stats["skipped_steps"] = step.skipped - skipped_before
         self.last_train_stats = {"epoch": epoch, **stats}  # "epoch" lands in log.txt as train_epoch
         return self.last_train_stats
 
@@ -243,7 +271,7 @@ class StyleCaptioningTask(BaseTask):
         )
 
     def valid_step(self, model, samples):
-        """Per-sample records of a batch (evaluation_records.batch_records)."""
+        """Per-sample records of a batch (evaluation.batch_records)."""
         return batch_records(
             model,
             samples,
@@ -254,7 +282,7 @@ class StyleCaptioningTask(BaseTask):
 
     def evaluation(self, model, data_loader, cuda_enabled=True):
         """Every rank evaluates its share; rank 0 gets all records, once per question_id
-        (evaluation_records.evaluate_split)."""
+        (evaluation.evaluate_split)."""
         return evaluate_split(self, model, data_loader, cuda_enabled)
 
     def metrics(self, records):
@@ -268,7 +296,7 @@ class StyleCaptioningTask(BaseTask):
         )
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
-        """Metrics for the split, written with the split's files (evaluation_outputs) by rank 0."""
+        """Metrics for the split, written with the split's files (tasks/evaluation.py) by rank 0."""
         m = self.metrics(val_result)
         m["epoch"] = epoch
         if epoch == "best" and self.checkpoint_epoch is not None:
@@ -285,8 +313,20 @@ class StyleCaptioningTask(BaseTask):
             )
             logging.info("%s metrics (epoch %s): %s", split_name, epoch, json.dumps(m))
             if isinstance(epoch, int):
-                from lavis_gated.report import epoch_summary  # light module; see lavis_gated/__init__.py
+                from lavis_gated.reports.tables import (
+                    epoch_summary,  # light module; see lavis_gated/__init__.py
+                )
 
                 train = self.last_train_stats if (self.last_train_stats or {}).get("epoch") == epoch else None
                 logging.info(epoch_summary(epoch, train, split_name, m, self.select_by))
         return m
+
+
+def synchronise_meters(metric_logger, device):
+    """Sum counts and totals of every meter across ranks (on CPU tensors under gloo)."""
+    if not is_dist_avail_and_initialized():
+        return
+    for meter in metric_logger.meters.values():
+        t = torch.tensor([meter.count, meter.total], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        meter.count, meter.total = int(t[0].item()), float(t[1].item())

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.style_vocabulary import normalise_style
+from lavis_gated.styles import normalise_style
 from lavis_gated.wikiart.style_table import write_table
 
 SOURCE = "metadata_join"

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from PIL import Image
 
-from lavis_gated.datasets.image_files import find_bad_images
+from lavis_gated.datasets.checks import find_bad_images
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -19,10 +19,10 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from tqdm import tqdm
 
-from lavis_gated.atomic_files import atomic_file
+from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.threads import set_num_threads
 from lavis_gated.datasets.annotation_files import read_table
-from lavis_gated.datasets.style_vocabulary import normalise_style
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.styles import normalise_style
 from lavis_gated.wikiart.style_folders import IMAGE_EXTENSIONS, ImageDataset, drop_bad_images, list_images
 from lavis_gated.wikiart.timm_weights import load_classifier
 

@@ -6,7 +6,7 @@ Files are accepted in the layouts StyleEncoder accepts (a plain state dict, or o
 
 import timm
 
-from lavis_gated.checkpoint_io import load_checkpoint
+from lavis_gated.common.checkpoints import load_checkpoint
 
 
 def read_state_dict(path):

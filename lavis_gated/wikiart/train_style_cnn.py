@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from timm.data import create_transform, resolve_data_config
 from tqdm import tqdm
 
-from lavis_gated.atomic_files import atomic_file
-from lavis_gated.checkpoint_io import save_checkpoint
-from lavis_gated.runners.threads import set_num_threads
+from lavis_gated.common.atomic_files import atomic_file
+from lavis_gated.common.checkpoints import save_checkpoint
+from lavis_gated.common.threads import set_num_threads
 from lavis_gated.wikiart.style_folders import ImageDataset, scan_style_folders, split_per_class
 from lavis_gated.wikiart.timm_weights import load_backbone
 

@@ -1,0 +1,1 @@
+"""Seeded ablations: the harness that trains each variant per seed, the statistics, the report and plot."""

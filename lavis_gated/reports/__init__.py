@@ -1,0 +1,1 @@
+"""Reading finished runs: metric tables, run comparison, training-curve and modulation pictures."""

@@ -1,0 +1,1 @@
+"""Code the tests share: run helpers, toy components and stand-ins, imported as `helpers.<module>`."""
