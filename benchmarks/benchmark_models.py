@@ -1,6 +1,7 @@
 """The two models benchmarks/step_time.py compares, at one size: LAVIS's own Blip2OPT (the baseline) and
 blip2_opt_gated with the baseline's weights loaded (both compute the same BLIP-2), their batches and the gated
-model's loss (the style_captioning task's, with the demo's weights). Random weights, nothing downloaded: the
+model's loss (the style_captioning task's, with the demo's weights: the style probe on its default share of
+the labelled rows). Random weights, nothing downloaded: the
 sources are lavis_gated.offline.standins', the stand-ins the tests use too.
 """
 
@@ -17,9 +18,12 @@ from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROMPT = "Question: {} Answer:"
+# ArtQuest's question types and answer forms; every row has a style label, so the style probe may score any
 QUESTIONS = [
-    ("what style is this painting?", "post impressionism", "style"),
-    ("which shape is in the middle of the painting?", "a small red circle", "shape"),
+    ("who painted this?", "Giotto di Bondone", "artist"),
+    ("what is the title of this painting?", "The Visitation", "title"),
+    ("what school does this painting belong to?", "Italian", "school"),
+    ("when was this painting made?", "1301-1350", "timeframe"),
 ]
 STYLE = "impressionism"
 
@@ -88,14 +92,14 @@ def build_gated(size, sources, image_size, device, overrides=()):
 
 
 def build_task(overrides=()):
-    """The demo's loss: LM + 0.1 style hit + 0.1 style KL + 1.0 style-head CE on style questions; overrides:
-    task settings as key=value (e.g. style_kl_weight=0, which also skips the KL's name scoring)."""
+    """The demo's loss: LM + 0.1 naming + 0.1 KL (both from the style probe, on run.style_probe_share of the
+    labelled rows) + 1.0 style-head CE; overrides: task settings as key=value (style_probe_share=1.0: the
+    probe on every labelled row; style_name_weight=0 style_kl_weight=0: no probe at all)."""
     settings = dict(
         lm_weight=1.0,
-        style_hit_weight=0.1,
+        style_name_weight=0.1,
         style_kl_weight=0.1,
         style_ce_weight=1.0,
-        style_question_types=["style"],
     )
     settings.update(OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides))))
     return StyleCaptioningTask(**settings)

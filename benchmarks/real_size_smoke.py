@@ -3,17 +3,23 @@
     python benchmarks/real_size_smoke.py                        # pretrain_opt2.7b, --precision auto
     python benchmarks/real_size_smoke.py --precision fp32 --threads 2
     python benchmarks/real_size_smoke.py --model-type tiny      # the same run at toy size, in seconds
+    python benchmarks/real_size_smoke.py --batch-size 8 --threads 2 --task-options style_probe_share=0.125
 
 EVA ViT-g (39 x 1408), BERT-base Q-Former, OPT-2.7B and EfficientNet-B3 (300 px, random: allow_random) are
 built from the type's YAML with every source a local stand-in (lavis_gated.offline.standins: the real
 configs and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one
-training step at batch 1 with the style_captioning task's loss (the demo's weights: lm 1, style_hit 0.1,
-style_kl 0.1, style_ce 1.0), backward and an AdamW step, failing if a frozen parameter got a gradient or a
-trainable one did not; one generate and one predict_answers (beam search, LAVIS's defaults). Printed first:
-the CPU (model, torch's CPU capability, its bf16 flags), the precision chosen and why, and the memory the run
-needs against what is available; then build, step and generation times, peak RSS (ru_maxrss), each with the
-precision and CPU capability beside it, and parameter counts (total / trainable, per part), one per line;
-then all of it as one JSON line.
+training step with the style_captioning task's loss (the demo's weights: lm 1, style_name 0.1, style_kl 0.1,
+style_ce 1.0, the style probe on run.style_probe_share of the labelled rows; --task-options key=value ...
+changes them), backward and an AdamW step, failing if a frozen parameter got a gradient or a trainable one
+did not; then the style terms' cost, timed in this one process: --rounds rounds of three training steps, in
+turn LM only (every style weight 0: no probe), the task's loss (the probe at its share), and the task's loss
+with the probe on every labelled row; medians and their ratios to the LM-only step. The batch is
+--batch-size rows of ArtQuest questions (artist, title, school, ...), each with a style label. Then one
+generate and one predict_answers (beam search, LAVIS's defaults). Printed first: the CPU (model, torch's CPU
+capability, its bf16 flags), the precision chosen and why, and the memory the run needs against what is
+available; then build, step and generation times, the style terms' timings, peak RSS (ru_maxrss), each with
+the precision and CPU capability beside it, and parameter counts (total / trainable, per part), one per
+line; then all of it as one JSON line.
 
 Frozen parts' precision (--precision, default auto; lavis_gated/models/precision.py decides): auto computes
 the ViT and OPT in bf16 where the CPU does natively (AVX512-BF16 or AMX: an OPT-2.7B-sized matmul ran 5-7x
@@ -42,15 +48,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmark_models import build_task  # noqa: E402  (this folder: the demo's loss)
+import statistics  # noqa: E402
+
+from benchmark_models import QUESTIONS, build_task  # noqa: E402  (this folder: the demo's loss, its rows)
 from lavis.common.registry import registry  # noqa: E402
 
 import lavis_gated  # noqa: E402,F401  (registration)
 from lavis_gated.configs.model_config import PRECISIONS  # noqa: E402
 from lavis_gated.models.precision import cpu_precision  # noqa: E402
 from lavis_gated.offline.standins import random_model_config  # noqa: E402
+from lavis_gated.tasks.losses import probe_rows  # noqa: E402
 
-QUESTION, ANSWER, STYLE = "what style is this painting?", "impressionism", "impressionism"
+STYLE = "impressionism"
+QUESTION = QUESTIONS[0][0]
+LM_ONLY = ("style_name_weight=0", "style_kl_weight=0", "style_ce_weight=0")
 GiB = 2**30
 # What a run needs at its peak, by model type and the precision the frozen parts compute in: the measured
 # peak RSS (module docstring) rounded up by about 4 %. Types not listed were not measured: no check.
@@ -119,18 +130,19 @@ def parameter_counts(model):
     return counts
 
 
-def training_step(model, samples):
-    """One step of the task's loss with AdamW; returns (loss, seconds). Raises if gradients went astray."""
-    task = build_task()
+def training_step(model, samples, task_options=(), optimizer=None, check=True):
+    """One step of the task's loss (the demo's, with task_options) with AdamW; returns (loss, seconds).
+    Raises if gradients went astray (check)."""
+    task = build_task(task_options)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
+    optimizer = optimizer or torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
     model.train()
     start = time.perf_counter()
     loss = task.train_step(model, samples)
     loss.backward()
     frozen_with_grad = [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
     without_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    if frozen_with_grad or without_grad or not torch.isfinite(loss):
+    if check and (frozen_with_grad or without_grad or not torch.isfinite(loss)):
         raise RuntimeError(
             f"training step went wrong: loss {loss.item()}; frozen parameters with a "
             f"gradient: {frozen_with_grad[:10]}; trainable ones without: {without_grad[:10]}"
@@ -138,6 +150,37 @@ def training_step(model, samples):
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item(), time.perf_counter() - start
+
+
+def style_term_timings(model, samples, task_options, rounds):
+    """{setting: median seconds of a training step} for LM only, the task's loss (the probe at its share)
+    and the probe on every labelled row, run in turn for `rounds` rounds, and the ratios to LM only."""
+    settings = {
+        "lm_only": [*task_options, *LM_ONLY],
+        "probe_default_share": list(task_options),
+        "probe_every_labelled_row": [*task_options, "style_probe_share=1.0", "style_probe_max_rows=null"],
+    }
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
+    times = {name: [] for name in settings}
+    for _ in range(rounds):
+        for name, options in settings.items():
+            times[name].append(training_step(model, samples, options, optimizer, check=False)[1])
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "step_s": {name: round(t, 2) for name, t in medians.items()},
+        "ratio_to_lm_only": {name: round(t / medians["lm_only"], 3) for name, t in medians.items()},
+        "probed_rows": {
+            name: _probed(samples, options) for name, options in settings.items() if name != "lm_only"
+        },
+    }
+
+
+def _probed(samples, options):
+    """Rows the probe scores per step under the task settings `options` (every row is labelled)."""
+    config = build_task(options).config
+    rows = probe_rows([0] * len(samples["answer"]), config.style_probe_share, config.style_probe_max_rows)
+    return sum(rows)
 
 
 def timed(function):
@@ -152,16 +195,19 @@ def run(args, root):
         args.model_type, root, vit_precision=args.precision, opt_precision=args.precision
     )
     model, build_s = timed(lambda: registry.get_model_class("blip2_opt_gated").from_config(cfg))
-    size = cfg.image_size
-    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    size, batch = cfg.image_size, args.batch_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    rows = [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)]
     samples = {
-        "image": image,
-        "text_input": [QUESTION],
-        "answer": [ANSWER],
-        "question_type": ["style"],
-        "style": [STYLE],
+        "image": images,
+        "text_input": [q for q, _, _ in rows],
+        "answer": [a for _, a, _ in rows],
+        "question_type": [t for _, _, t in rows],
+        "style": [STYLE] * batch,
     }
-    loss, step_s = training_step(model, samples)
+    loss, step_s = training_step(model, samples, args.task_options)
+    timings = style_term_timings(model, samples, args.task_options, args.rounds)
+    image = images[:1]
     model.eval()
     generated, generate_s = timed(lambda: model.generate({"image": image, "text_input": [QUESTION]}))
     answers, answers_s = timed(lambda: model.predict_answers({"image": image, "text_input": [QUESTION]}))
@@ -171,6 +217,9 @@ def run(args, root):
         "precision": model.opt_precision,  # what the frozen parts computed in
         "vit_precision": model.vit_precision,
         "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "task_options": list(args.task_options),
+        "style_terms": timings,
         "image_size": size,
         "opt_vocab_rows": model.opt_model.config.vocab_size,
         "tokenizer_tokens": len(model.opt_tokenizer),
@@ -206,6 +255,17 @@ def parse_args(argv=None):
         action="store_true",
         help="run even when the memory available is less than the run needs",
     )
+    parser.add_argument("--batch-size", type=int, default=2, help="rows per training step (all labelled)")
+    parser.add_argument(
+        "--task-options",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the task's loss settings over the demo's (e.g. style_probe_share=0.125 style_kl_teacher=probe)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of the three timed steps (LM only, share, every row)"
+    )
     return parser.parse_args(argv)
 
 
@@ -213,9 +273,10 @@ def report(result):
     """The figures, one per line, each timing and memory figure with the precision and CPU capability it
     was measured with; then all of it as one JSON line."""
     tag = f"[{result['precision']}, {result['cpu_capability']}]"
-    for key in ("model_type", "cpu", "precision", "precision_reason", "threads"):
+    settings = ("model_type", "cpu", "precision", "precision_reason", "threads", "batch_size", "task_options")
+    for key in settings:
         print(f"{key}: {result[key]}")
-    for key in ("build_s", "step_s", "generate_s", "predict_answers_s"):
+    for key in ("build_s", "step_s", "style_terms", "generate_s", "predict_answers_s"):
         print(f"{key}: {result[key]}  {tag}")
     print(f"peak_rss: {result['peak_rss_bytes'] / GiB:.2f} GiB  {tag}")
     for key in ("loss", "generated", "answers", "total_params", "trainable_params"):

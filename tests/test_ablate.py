@@ -153,7 +153,7 @@ def test_the_json_holds_the_run_folders_numbers(ablation):
             assert (out / run["run_dir"] / "test_metrics.json") == metrics_files(out, variant, run["seed"])[0]
             assert len(run["config_sha256"]) == 64
         assert set(entry["metrics"]) == set(per_seed[0])
-        for name in ("lm_loss", "em", "em[style]", "style_head_acc", "style_hit_rate"):
+        for name in ("lm_loss", "em", "em[style]", "style_head_acc", "probe_style_acc"):
             expected = t_interval([m[name] for m in per_seed])
             assert entry["metrics"][name] == pytest.approx(expected, rel=1e-12, abs=1e-15), name
         assert len(entry["config_sha256_except_seed"]) == 1

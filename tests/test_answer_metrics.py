@@ -7,10 +7,12 @@ from lavis.common.vqa_tools.vqa_eval import VQAEval
 from lavis_gated.styles import mentions_style
 from lavis_gated.tasks.metrics import (
     answer_metrics,
+    any_style_word_rate,
     exact_match,
+    names_label,
     normalise_exact,
     normalise_vqa,
-    style_word_hit_rate,
+    style_answer_label_rate,
     vqa_accuracy,
 )
 
@@ -136,14 +138,42 @@ def test_mentions_style(text, mentions):
     assert mentions_style(text, STYLES) is mentions
 
 
-def test_style_word_hit_rate_counts_only_answers_that_name_a_style():
+def test_any_style_word_rate_counts_only_answers_that_name_a_style():
     records = [
-        {"prediction": "pop art", "answer": "pop art"},  # reference names a style; prediction too: hit
-        {"prediction": "cubism", "answer": "pop art"},  # a different style still names a style: hit
+        {"prediction": "pop art", "answer": "pop art"},  # reference names a style; prediction too: counted
+        {"prediction": "cubism", "answer": "pop art"},  # a different style: any style counts here
         {"prediction": "a red circle", "answer": "ukiyo-e"},  # no style named: miss
         {"prediction": "square", "answer": "Cubism."},  # miss
         {"prediction": "cubism", "answer": "circle"},  # reference names none: not counted
     ]
-    assert style_word_hit_rate(records, STYLES) == pytest.approx(2 / 4)
-    assert style_word_hit_rate(records[4:], STYLES) is None  # no reference names a style: no rate
-    assert style_word_hit_rate(records, []) is None
+    assert any_style_word_rate(records, STYLES) == pytest.approx(2 / 4)
+    assert any_style_word_rate(records[4:], STYLES) is None  # no reference names a style: no rate
+    assert any_style_word_rate(records, []) is None
+
+
+@pytest.mark.parametrize(
+    "prediction, label, hit",
+    [
+        ("Pop Art", "pop art", True),
+        ("It is pop-art.", "pop art", True),
+        ("Cubism", "pop art", False),  # a wrong style is not a hit
+        ("pop art or cubism", "pop art", False),  # listing several styles is not a hit
+        ("synthetic cubism", "synthetic cubism", True),  # "cubism" inside the label is not a second style
+        ("synthetic cubism", "cubism", False),  # the longer style is another style
+        ("a red circle", "pop art", False),
+    ],
+)
+def test_names_label_counts_only_the_label(prediction, label, hit):
+    assert names_label(prediction, label, STYLES + ["synthetic cubism"]) is hit
+
+
+def test_style_answer_label_rate_reads_style_questions_and_their_labels():
+    names = STYLES
+    records = [
+        {"prediction": "pop art", "question_type": "style", "style_id": names.index("pop art")},  # hit
+        {"prediction": "cubism", "question_type": "style", "style_id": names.index("pop art")},  # wrong style
+        {"prediction": "cubism", "question_type": "shape", "style_id": names.index("cubism")},  # not asked
+        {"prediction": "cubism", "question_type": "style", "style_id": -1},  # no label: not counted
+    ]
+    assert style_answer_label_rate(records, names, {"style"}) == pytest.approx(1 / 2)
+    assert style_answer_label_rate(records, names, set()) is None  # real ArtQuest asks no style question

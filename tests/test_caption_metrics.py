@@ -25,7 +25,7 @@ JAVA = meteor_problem() is None
 NEEDS_JAVA = pytest.mark.skipif(
     not JAVA, reason="no Java runtime: METEOR cannot run (the missing case is tested)"
 )
-WEIGHTS = {"lm_loss": 1.0, "style_hit_loss": 0.0, "style_kl": 0.0, "style_ce": 0.0}
+WEIGHTS = {"lm_loss": 1.0, "style_name_loss": 0.0, "style_kl": 0.0, "style_ce": 0.0}
 # crafted: several references per image, hyphens, capitals and punctuation where tokenisations differ
 CAPTIONS = [
     {
@@ -59,14 +59,16 @@ def records(captions, question=""):
         "question_type": "caption" if not question else "style",
         "question": question,
         "style": "",
+        "style_source": "",
         "style_id": 0,
-        "style_row": False,
+        "probe_row": False,
+        "probe_prediction": -1,
         "style_head_prediction": 0,
         "style_hits": 0,
         "style_positions": 0,
         "lm_tokens": 5,
         "lm_loss": 1.0,
-        "style_hit_loss": 0.0,
+        "style_name_loss": 0.0,
         "style_kl": 0.0,
         "style_ce": 0.0,
     }

@@ -112,15 +112,12 @@ def test_style_table_errors_name_file_and_columns(tmp_path):
 
 
 def test_keep_unlabelled_rows_leave_only_the_style_terms():
-    """A kept unlabelled row has no style id: the hit-rate/KL rows and the CE rows exclude it."""
-    from lavis_gated.tasks.losses import StyleRowRule
+    """A kept unlabelled row has no style id: the style probe's rows and the CE rows exclude it."""
+    from lavis_gated.tasks.losses import probe_rows
 
     vocabulary = StyleVocabulary(["cubism", "pop art"])
     ids = vocabulary.ids(["cubism", "", "pop art"])
-    rows = StyleRowRule("question_types", ["style"]).rows(
-        ids, ["style"] * 3, ["cubism"] * 3, vocabulary.names
-    )
-    assert rows == [True, False, True]
+    assert probe_rows(ids) == [True, False, True]
 
 
 # ---- formats and encodings ---------------------------------------------------------------------------
@@ -157,6 +154,7 @@ def test_aqua_style_json_with_field_mapping(tmp_path):
             "answer": "Goya",
             "question_type": "True",
             "style": "romanticism",
+            "style_source": "column",
         },
         {
             "question_id": "val-1",
@@ -165,6 +163,7 @@ def test_aqua_style_json_with_field_mapping(tmp_path):
             "answer": "0",
             "question_type": "False",
             "style": "baroque",
+            "style_source": "column",
         },
     ]
 
@@ -187,6 +186,7 @@ def test_json_lines_and_tsv_read_like_csv(tmp_path):
         "answer": "None",
         "question_type": "",
         "style": "cubism",
+        "style_source": "column",
     }
 
 

@@ -102,6 +102,7 @@ def test_read_split_default_columns(tmp_path):
             "answer": "Pop Art",
             "question_type": "style",
             "style": "pop art",
+            "style_source": "column",
         },
         {
             "question_id": "8",
@@ -110,6 +111,7 @@ def test_read_split_default_columns(tmp_path):
             "answer": "None",  # not NaN
             "question_type": "count",
             "style": "cubism",
+            "style_source": "column",
         },
     ]
 
@@ -215,6 +217,7 @@ def test_read_split_configurable_field_names_and_generated_ids(tmp_path):
         "answer": "ukiyo-e",
         "question_type": "style",
         "style": "ukiyo e",
+        "style_source": "column",
     }
     assert [r["question_id"] for r in rows] == ["val-0", "val-1", "val-2"]
     assert [r["question_type"] for r in rows] == ["style", "shape", "style"]
@@ -233,6 +236,7 @@ def test_read_split_without_question_type_column(tmp_path):
             "answer": "x",
             "question_type": "",
             "style": "cubism",
+            "style_source": "column",
         }
     ]
 

@@ -14,10 +14,12 @@ from lavis.processors.blip_processors import (
     BlipImageTrainProcessor,
     BlipQuestionProcessor,
 )
+from omegaconf import OmegaConf
 from PIL import Image
 
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, ImageCheck, read_split
 from lavis_gated.datasets.feature_cache import FeatureStore, attach_feature_cache, build_store
+from lavis_gated.datasets.style_image import BlipImageEvalStyleProcessor, BlipImageTrainStyleProcessor
 from lavis_gated.datasets.synthetic_artquest import generate
 from lavis_gated.tasks.style_captioning import StyleCaptioningTask
 
@@ -56,8 +58,10 @@ class Counter:
 
 
 def train(model, dataset, epochs=2, batch_size=4):
-    """Per-step losses of a few epochs with the style_captioning task's full loss (fixed order, fp32)."""
-    task = StyleCaptioningTask(style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0)
+    """Per-step losses of a few epochs with the style_captioning task's full loss (fixed order, fp32; the
+    style probe's rows drawn from the same seed)."""
+    torch.manual_seed(0)
+    task = StyleCaptioningTask(style_name_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
     losses = []
@@ -107,6 +111,64 @@ def test_cached_training_gives_the_uncached_losses_and_encodes_each_image_once(d
     val_images = len({row["image"] for row in again["artquest"]["val"].annotation})
     assert counter.images == images + val_images and val_images == 6, "only the val images were encoded"
     assert again["artquest"]["train"].store.folder == cached["artquest"]["train"].store.folder
+
+
+STYLE_SIZE = 64  # the tiny model's style CNN input size: twice the ViT's 32 px view here
+
+
+def style_processor(train=False):
+    config = {"image_size": IMAGE_SIZE, "style_image_size": STYLE_SIZE}
+    processor_class = BlipImageTrainStyleProcessor if train else BlipImageEvalStyleProcessor
+    return processor_class.from_config(OmegaConf.create(config))
+
+
+def test_the_style_cnn_gets_the_full_image_at_its_own_size_and_normalisation(data_root):
+    """The CNN reads the whole painting resized to its input size and ImageNet-normalised, not the ViT's
+    (randomly cropped) 32 px view upsampled; the same view in training and evaluation."""
+    model = build_tiny(image_size=IMAGE_SIZE)
+    seen = []
+    model.style_encoder.cnn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    dataset = artquest(data_root, processor=style_processor(train=True))
+    sample = dataset[0]
+    assert sample["image"].shape[-1] == IMAGE_SIZE and sample["style_image"].shape[-1] == STYLE_SIZE
+    with Image.open(dataset.image_path(0)) as image:
+        full = image.convert("RGB").resize((STYLE_SIZE, STYLE_SIZE), Image.BICUBIC)
+    expected = (
+        torch.tensor(list(full.getdata()), dtype=torch.float32).T.reshape(3, STYLE_SIZE, STYLE_SIZE) / 255
+    )
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    expected = (expected - mean[:, None, None]) / std[:, None, None]
+    assert torch.allclose(sample["style_image"], expected, atol=0.05)  # torchvision's and PIL's bicubic
+    assert torch.equal(dataset[0]["style_image"], sample["style_image"])  # no random crop for the CNN
+    batch = dataset.collater([dataset[0], dataset[1]])
+    features = model.frozen_features(batch["image"], batch["style_image"])
+    assert seen[-1].shape == (2, 3, STYLE_SIZE, STYLE_SIZE)
+    assert torch.equal(seen[-1], batch["style_image"].contiguous(memory_format=torch.channels_last))
+    assert not torch.allclose(features["style_features"], model.style_encoder(batch["image"]))
+
+
+def test_cached_style_features_are_the_full_image_ones(data_root, tmp_path):
+    """The frozen-feature cache stores the CNN's feature of its own full-image view: cached == uncached."""
+    model = build_tiny(image_size=IMAGE_SIZE)
+    cached_model = copy.deepcopy(model)
+    dataset = artquest(data_root, processor=style_processor())
+    cached = attach_feature_cache(
+        {"artquest": {"train": dataset}}, cached_model, str(tmp_path / "cache"), "cpu", batch_size=4
+    )["artquest"]["train"]
+    batch = dataset.collater([dataset[i] for i in range(4)])
+    with torch.no_grad():
+        uncached = model.frozen_features(batch["image"], batch["style_image"])
+    stored = torch.stack([cached[i]["style_features"] for i in range(4)])
+    assert torch.allclose(stored, uncached["style_features"], atol=1e-5)
+    assert not torch.allclose(stored, model.style_encoder(batch["image"]), atol=1e-3)  # not the ViT's view
+    assert train(cached_model, cached, epochs=1) == pytest.approx(train(model, dataset, epochs=1), abs=1e-5)
+    with pytest.raises(ValueError, match="BlipImageTrainStyleProcessor"):  # a random ViT view is refused
+        attach_feature_cache(
+            {"a": {"train": artquest(data_root, processor=style_processor(train=True))}},
+            cached_model,
+            str(tmp_path / "cache"),
+            "cpu",
+        )
 
 
 def test_a_changed_image_file_is_encoded_again(data_root, tmp_path):

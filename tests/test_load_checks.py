@@ -19,7 +19,6 @@ from PIL import Image
 import lavis_gated  # noqa: F401  (registers the builder, model and task)
 from lavis_gated.runners.run_setup import check_config
 from lavis_gated.tasks import checks
-from lavis_gated.tasks.checks import check_style_coverage
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["question_id", "image", "question", "answer", "question_type", "style"]
@@ -200,14 +199,21 @@ def test_a_row_repeated_with_the_answer_in_another_case_is_flagged(tmp_path):
         build(tmp_path, {"val": split})
 
 
-def test_a_missing_question_type_column_is_named_as_such():
-    rows = [{"question_type": "", "style": "cubism"}, {"question_type": "", "style": "baroque"}]
-    weights = {"style_hit_loss": 0.1, "style_kl": 0.1}
-    with pytest.raises(ValueError) as err:
-        check_style_coverage(rows, ["style"], weights)
-    message = str(err.value)
-    assert message.startswith("no train row has a question type: the train file has no question_type column")
-    assert "datasets.<name>.fields.question_type" in message
+def test_rows_without_a_question_type_carry_the_style_terms():
+    """A train file without a question_type column (every type "") once stopped the run with a message about
+    run.style_question_types. The style terms now come from the style probe, which asks every labelled row
+    the same style question, so such rows are covered like any other, and nothing refuses them."""
+    from helpers.tiny_model import STYLES, build_tiny
+
+    model = build_tiny()
+    rows = [
+        {"question_type": "", "style": STYLES[0], "answer": "Francisco Goya"},
+        {"question_type": "", "style": STYLES[1], "answer": "1800-1850"},
+        {"question_type": "", "style": "", "answer": "oil on canvas"},
+    ]
+    covered = checks.term_coverage(model, rows)
+    assert covered["style_name_loss"] == covered["style_kl"] == covered["style_ce"] == 2
+    assert covered["lm_loss"] == 3
 
 
 def test_an_explicit_style_names_replaced_by_the_checkpoints_is_said(caplog):

@@ -143,7 +143,7 @@ def train_tiny(batches):
     model = build_tiny()
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    task = StyleCaptioningTask(style_hit_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0)
+    task = StyleCaptioningTask(style_name_weight=0.1, style_kl_weight=0.1, style_ce_weight=1.0)
     stats = task._train_inner_loop(0, len(batches), model, iter(batches), optimizer, ConstantLR())
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return stats, trainable

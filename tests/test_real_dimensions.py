@@ -218,7 +218,7 @@ def test_a_training_step_at_full_width(built):
     assert out["image_style_logits"].shape == (batch, len(model.vocabulary))
     task = StyleCaptioningTask(
         lm_weight=1.0,
-        style_hit_weight=0.1,
+        style_name_weight=0.1,
         style_kl_weight=0.1,
         style_ce_weight=1.0,
         style_question_types=["style"],

@@ -43,6 +43,11 @@ def test_smoke_run_trains_generates_and_reports_each_part():
     assert "memory: no measured need for tiny" in result.stdout
     assert report["build_s"] >= 0 and report["step_s"] > 0 and report["generate_s"] > 0
     assert report["peak_rss_bytes"] > 0
+    # the style terms' cost, timed in the same process: LM only, the probe at its share, on every row
+    terms = report["style_terms"]
+    assert set(terms["step_s"]) == {"lm_only", "probe_default_share", "probe_every_labelled_row"}
+    assert all(t > 0 for t in terms["step_s"].values()) and terms["ratio_to_lm_only"]["lm_only"] == 1.0
+    assert terms["probed_rows"] == {"probe_default_share": 1, "probe_every_labelled_row": 2}
     assert len(report["generated"]) == 1 and len(report["answers"]) == 1
     params = report["params"]
     assert report["total_params"] == sum(p["total"] for p in params.values())

@@ -80,37 +80,39 @@ def test_lm_loss_per_sample_is_mean_negative_log_softmax_over_answer_tokens():
     assert loss.tolist() == pytest.approx(expected, rel=1e-6)
 
 
-def test_soft_style_hit_rate_is_style_mass_averaged_over_the_positions():
-    logits = _logits_from_probs(
-        [
-            [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
-            [[0.1, 0.6, 0.1, 0.2], [0.4, 0.3, 0.2, 0.1], [0.05, 0.05, 0.05, 0.85]],
-            [[0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05]],
-        ]
-    )
-    word_mask = torch.tensor([[True, True, False], [False, True, True], [False, False, False]])
-    style_ids = torch.tensor([1, 3])
-    rate = sl.soft_style_hit_rate(logits, word_mask, style_ids)
-    # row 0: (0.6 + 0.5) / 2; row 1: (0.4 + 0.9) / 2; row 2: no positions -> 0
-    assert rate.tolist() == pytest.approx([0.55, 0.65, 0.0], rel=1e-9)
-    assert not torch.isnan(rate).any()
+def test_teacher_kl_is_kl_of_teacher_over_student_at_the_temperature():
+    probe = torch.tensor([[0.7, 0.2, 0.1]]).log()
+    image = torch.tensor([[2.0, 0.0, -1.0]])
+    p_image = torch.softmax(image / 0.5, -1)
+    p_probe = torch.softmax(probe / 0.5, -1)
+    by_hand_image = (p_image * (p_image.log() - p_probe.log())).sum().item()
+    by_hand_probe = (p_probe * (p_probe.log() - p_image.log())).sum().item()
+    assert sl.teacher_kl(probe, image, 0.5, "image").item() == pytest.approx(by_hand_image, rel=1e-5)
+    assert sl.teacher_kl(probe, image, 0.5, "probe").item() == pytest.approx(by_hand_probe, rel=1e-5)
+    with pytest.raises(ValueError, match="style_kl_teacher"):
+        sl.teacher_kl(probe, image, 0.5, "text")
 
 
-def test_soft_style_hit_rate_increases_after_a_gradient_ascent_step():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 3, 5, requires_grad=True)
-    word_mask = torch.tensor([[True, True, False], [True, False, True]])
-    style_ids = torch.tensor([0, 4])
-    before = sl.soft_style_hit_rate(logits, word_mask, style_ids)
-    before.sum().backward()
-    # masked positions get no gradient
-    assert logits.grad[0, 2].abs().sum().item() == 0.0
-    assert logits.grad[1, 1].abs().sum().item() == 0.0
-    # the gradient pushes the style logits up and the others down
-    assert (logits.grad[0, 0, [0, 4]] > 0).all() and (logits.grad[0, 0, [1, 2, 3]] < 0).all()
-    with torch.no_grad():
-        after = sl.soft_style_hit_rate(logits + 0.5 * logits.grad, word_mask, style_ids)
-    assert (after > before.detach()).all()
+@pytest.mark.parametrize(
+    "teacher, detach, probe_grad, image_grad",
+    [("image", True, True, False), ("probe", True, False, True), ("image", False, True, True)],
+)
+def test_teacher_kl_detach_leaves_the_teacher_without_gradient(teacher, detach, probe_grad, image_grad):
+    probe = torch.tensor([[0.7, 0.2, 0.1]]).log().requires_grad_()
+    image = torch.tensor([[2.0, 0.0, -1.0]], requires_grad=True)
+    sl.teacher_kl(probe, image, 1.0, teacher, detach).sum().backward()
+    assert bool(probe.grad is not None and probe.grad.abs().sum() > 0) is probe_grad
+    assert bool(image.grad is not None and image.grad.abs().sum() > 0) is image_grad
+
+
+def test_naming_loss_is_the_labels_negative_log_probability_and_names_only_the_label():
+    probe = torch.tensor([[0.6, 0.3, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]).log()
+    labels = torch.tensor([0, 1, -1])
+    loss = sl.naming_loss(probe, labels)
+    assert loss.tolist() == pytest.approx([-math.log(0.6), -math.log(0.3), 0.0], rel=1e-6)
+    # naming a wrong style is no better than naming none: the loss reads the label's probability only
+    wrong = torch.tensor([[0.05, 0.9, 0.05]]).log()
+    assert sl.naming_loss(wrong, torch.tensor([0])).item() == pytest.approx(-math.log(0.05), rel=1e-6)
 
 
 def test_argmax_style_hits_counts_positions_with_style_argmax():

@@ -179,13 +179,15 @@ def test_predicted_style_table_is_read_by_style_table_and_beats_chance(trained, 
         "cpu",
     )
     header, *rows = read_rows(out)
-    assert header == ["image", "style", "confidence"]
+    assert header == ["image", "style", "confidence", "source"]
+    assert {r[3] for r in rows} == {"cnn"}  # the provenance the metrics read: agreement with the style table
     assert sorted(r[0] for r in rows) == sorted(truth)  # names relative to --images, "/"-separated
     assert all(r[1] in STYLES and 1 / 3 <= float(r[2]) <= 1 for r in rows)
-    correct = sum(truth[image] == style for image, style, _ in rows)
+    correct = sum(truth[image] == style for image, style, _, _ in rows)
     assert correct >= 12, rows  # of 18; chance is 6
     table = StyleTable.read(str(out))
-    assert table.styles == {image: normalise_style(style) for image, style, _ in rows}
+    assert table.styles == {image: normalise_style(style) for image, style, _, _ in rows}
+    assert set(table.sources.values()) == {"cnn"}
     assert f"{ARCH} at {SIZE} px predicted the style of 18 images" in printed  # arch, size from metrics.json
     assert f"storage: {out}" in printed
 
@@ -272,10 +274,10 @@ def test_metadata_table_keeps_each_image_once_and_is_read_by_style_table(tmp_pat
         out,
     )
     assert read_rows(out) == [
-        ["image", "style"],
-        ["a.jpg", "Impressionism"],
-        ["b.jpg", "Pop_Art"],
-        ["d.jpg", "Ukiyo-e"],
+        ["image", "style", "source"],
+        ["a.jpg", "Impressionism", "metadata"],
+        ["b.jpg", "Pop_Art", "metadata"],
+        ["d.jpg", "Ukiyo-e", "metadata"],
     ]
     assert (
         "5 rows; 3 images with a style; left out: 1 repeated images (same style), 1 rows without" in printed

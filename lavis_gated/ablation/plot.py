@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 
 from lavis_gated.reports.plots import save_figure  # noqa: E402
 
-RATES = ("em", "vqa_acc", "style_head_acc", "style_hit_rate", "style_word_hit_rate")
-LOSSES = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
+RATES = ("em", "vqa_acc", "probe_style_acc", "style_head_acc", "style_answer_label_rate")
+LOSSES = ("loss", "lm_loss", "style_name_loss", "style_kl", "style_ce")
 
 
 def _bars(ax, report, metrics, title):

@@ -15,7 +15,7 @@ import time
 SHOWN = (
     ("loss", "loss"),
     ("lm_loss", "lm"),
-    ("style_hit_loss", "hit"),
+    ("style_name_loss", "name"),
     ("style_kl", "kl"),
     ("style_ce", "ce"),
     ("grad_norm", "grad_norm"),

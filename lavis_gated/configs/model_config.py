@@ -82,6 +82,15 @@ class CrossAttentionLoraConfig:
 
 
 @dataclass
+class StyleProbeConfig:
+    prompt: str = setting(
+        "Question: What style is this painting? Answer:",
+        "the fixed style question the probe asks of every labelled image, whatever its row asks; each "
+        "style's name is scored as its answer",
+    )
+
+
+@dataclass
 class ModelConfig:
     arch: str = setting("blip2_opt_gated", "registered model name (LAVIS)")
     model_type: str = setting("pretrain_opt2.7b", "model type whose YAML the block starts from (LAVIS)")
@@ -151,6 +160,7 @@ class ModelConfig:
         choices=(None, "default", "reduce-overhead", "max-autotune"),
     )
     style_encoder: StyleEncoderConfig = block(StyleEncoderConfig, "the frozen style CNN")
+    style_probe: StyleProbeConfig = block(StyleProbeConfig, "the style probe (the style terms' text side)")
     prompt_mapper: PromptMapperConfig = block(PromptMapperConfig, "style feature + prompt -> control tokens")
     gating: GatingConfig = block(GatingConfig, "how control tokens modulate the cross-attention K/V")
     lora: CrossAttentionLoraConfig = block(

@@ -17,7 +17,8 @@ SELECT_BY = (
     "em",
     "vqa_acc",
     "style_head_acc",
-    "style_hit_rate",
+    "probe_style_acc",
+    "style_answer_label_rate",
     "caption_cider",
     "caption_style_naming_rate",
 )
@@ -26,35 +27,52 @@ SELECT_BY = (
 @dataclass
 class TaskConfig:
     lm_weight: float = setting(1.0, "weight of the LM loss on the answer tokens")
-    style_hit_weight: float = setting(0.0, "weight of 1 - soft style hit rate")
+    style_name_weight: float = setting(
+        0.0,
+        "weight of the naming loss: the cross-entropy of the style probe's name distribution (each style's "
+        "name scored as the answer to model.style_probe.prompt on the row's image) against the row's label",
+    )
     style_kl_weight: float = setting(
         0.0,
-        "weight of KL(text || image) between the language model's style distribution (its "
-        "log-probability of each style's name as the answer) and the image style head's",
+        "weight of KL(teacher || student) between the style probe's name distribution and the image style "
+        "head's (run.style_kl_teacher says which is the teacher)",
     )
     style_kl_temperature: float = setting(
         0.5,
         "both sides of the style KL are softmax(scores / this). Below 1 the image head's soft logits are "
-        "sharpened toward the scale of the language model's name log-probabilities, so the KL asks whether "
-        "both sides pick the same style rather than how unsure the head is; above 1 the lower ranks count",
+        "sharpened toward the scale of the probe's name log-probabilities, so the KL asks whether both "
+        "sides pick the same style rather than how unsure the head is; above 1 the lower ranks count",
+    )
+    style_kl_teacher: str = setting(
+        "image",
+        "the KL's teacher: image (the style head, trained on the labels by the CE term, teaches the probe) "
+        "or probe (the probe teaches the style head); the KL is KL(teacher || student)",
+        choices=("image", "probe"),
+    )
+    style_kl_detach: bool = setting(
+        True,
+        "no gradient reaches the KL's teacher, so an untrained side is never pulled toward the other; "
+        "false: both sides move",
     )
     style_ce_weight: float = setting(0.0, "weight of the style head's cross-entropy against the style label")
-    style_rows: str = setting(
-        "question_types",
-        "which labelled rows the hit-rate and KL terms apply to: question_types (those of "
-        "style_question_types), answer_names_style (rows whose reference answer names a style of the "
-        "vocabulary) or all_labelled",
-        choices=("question_types", "answer_names_style", "all_labelled"),
+    style_probe_share: float = setting(
+        0.125,
+        "in training, the share of each batch's labelled rows the style probe scores (at least one; drawn at "
+        "random): it bounds the probe's cost, one more Q-Former and OPT pass per probed row. Evaluation "
+        "probes every labelled row",
+    )
+    style_probe_max_rows: Optional[int] = setting(
+        None, "in training, at most this many probed rows per batch (per process); null: no cap"
     )
     style_question_types: Optional[list[str]] = setting(
-        None,
-        "question types the hit-rate and KL terms apply to; null = every type (with style_rows: "
-        "question_types, every labelled row)",
+        ["style"],
+        "question types that ask for a style: style_answer_label_rate is the rate at which their generated "
+        "answers name the row's label (real ArtQuest has none); null or []: none",
     )
     style_token_max_share: float = setting(
         0.01,
         "a token of a style's name found in at least this share of the train split's answers that name "
-        "no style is ordinary text: it does not count toward the style hit rate",
+        "no style is ordinary text: it does not count toward any_style_token_rate",
     )
     num_beams: int = setting(1, "beams when generating answers in evaluation")
     max_len: int = setting(10, "most new tokens (not words) generated in evaluation")
@@ -62,7 +80,8 @@ class TaskConfig:
     select_by: str = setting(
         "loss",
         "what agg_metrics is, and so which checkpoint is best: loss is 1 / (1 + val "
-        "loss); the others as named",
+        "loss); the others as named (the *_acc ones read their *_agreement_with_style_table names where the "
+        "labels are the style CNN's)",
         choices=SELECT_BY,
     )
     caption_tokenizer: str = setting(

@@ -14,6 +14,7 @@ from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 
 from lavis_gated.configs.dataset_config import artquest_config
+from lavis_gated.datasets import style_image  # noqa: F401  (registers the *_style image processors)
 from lavis_gated.datasets.artquest_dataset import ArtQuestDataset, read_split
 from lavis_gated.datasets.artquest_shards import ArtQuestShards
 from lavis_gated.datasets.checks import ImageCheck, check_split_overlap

@@ -32,7 +32,12 @@ from lavis_gated.datasets.checks import (
     row_numbers,
     row_unit,
 )
-from lavis_gated.datasets.style_sources import STYLE_SOURCE_OPTIONS, describe_missing, style_labels
+from lavis_gated.datasets.style_sources import (
+    STYLE_SOURCE_OPTIONS,
+    describe_missing,
+    label_sources,
+    style_labels,
+)
 
 __all__ = ["ROW_KEYS", "ArtQuestDataset", "ImageCheck", "read_split", "to_sample"]
 
@@ -102,6 +107,9 @@ def read_split(
     kept = frame.loc[records.index]
     styles = style_labels(kept, fields["style"], fields["image"], style_table)
     records.insert(5, "style", "" if styles is None else styles)
+    records["style_source"] = label_sources(kept, fields["image"], style_table).where(
+        records["style"] != "", ""
+    )
     unlabelled = records.index[records["style"] == ""]
     if styles is None:
         where = f"no column {fields['style']!r} and no style_table"
@@ -169,8 +177,12 @@ def describe_bad_images(bad, problems, source, shown=5):
 
 
 def to_sample(row, image, vis_processor, text_processor):
-    """The dict a batch is collated from, for a row and its image as read_rgb reads it."""
-    return {"image": vis_processor(image), **row_fields(row, text_processor)}
+    """The dict a batch is collated from, for a row and its image as read_rgb reads it; with a processor that
+    has a style_transform (datasets/style_image.py), also the style CNN's full-image view as "style_image"."""
+    sample = {"image": vis_processor(image), **row_fields(row, text_processor)}
+    if getattr(vis_processor, "style_transform", None) is not None:
+        sample["style_image"] = vis_processor.style_transform(image)
+    return sample
 
 
 def row_fields(row, text_processor):
@@ -180,6 +192,7 @@ def row_fields(row, text_processor):
         "answer": row["answer"],
         "question_type": row["question_type"],
         "style": row["style"],
+        "style_source": row.get("style_source", ""),
         "question_id": row["question_id"],
         "image_file": row["image"],
         "instance_id": row["instance_id"],

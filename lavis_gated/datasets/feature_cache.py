@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis_gated.datasets.checks import read_rgb
 
-DETERMINISTIC_PROCESSORS = ("BlipImageEvalProcessor",)
+DETERMINISTIC_PROCESSORS = ("BlipImageEvalProcessor", "BlipImageEvalStyleProcessor")
 META = "meta.json"
 # numpy has no bfloat16: such features are stored as their raw 16 bits
 _STORAGE_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16}
@@ -58,7 +58,9 @@ def transform_signature(processor, where):
             f"run.frozen_feature_cache needs deterministic image transforms, but {where} uses {name}; use "
             f"blip_image_eval for it (datasets.<name>.vis_processor) or unset run.frozen_feature_cache"
         )
-    return f"{name}: {getattr(processor, 'transform', processor)!r}"
+    style = getattr(processor, "style_transform", None)
+    signature = f"{name}: {getattr(processor, 'transform', processor)!r}"
+    return signature if style is None else f"{signature}; style CNN: {style!r}"
 
 
 class FeatureStore:
@@ -109,7 +111,8 @@ def _file_stamp(path):
 
 
 class _Images(Dataset):
-    """Distinct image files through one processor (the build's input)."""
+    """Distinct image files through one processor (the build's input): the ViT's image, and with a
+    style_transform (datasets/style_image.py) also the style CNN's full-image view."""
 
     def __init__(self, paths, processor):
         self.paths, self.processor = paths, processor
@@ -118,7 +121,9 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.processor(read_rgb(self.paths[i]))  # closed at once: a build opens every image
+        image = read_rgb(self.paths[i])  # closed at once: a build opens every distinct image
+        style = getattr(self.processor, "style_transform", None)
+        return self.processor(image) if style is None else (self.processor(image), style(image))
 
 
 def _create_arrays(folder, count, features):
@@ -139,7 +144,8 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
     `encode` in batches of `batch_size` (that of the training step).
 
     Encodes only the images that the existing store lacks or that changed since; keeps its other current
-    rows, so stores shared by several splits or configs only grow. Returns the FeatureStore.
+    rows, so stores shared by several splits or configs only grow. encode(images) or, for a processor with a
+    style_transform, encode(images, style_images). Returns the FeatureStore.
     """
     old = FeatureStore(folder) if os.path.isfile(os.path.join(folder, META)) else None
     current = {key for key in old.index if old.is_current(key)} if old else set()
@@ -163,12 +169,13 @@ def build_store(folder, signature, paths, processor, encode, batch_size=64, num_
                 arrays[name][rows[key]] = array[old.index[key][0]]
         loader = DataLoader(_Images(todo, processor), batch_size=batch_size, num_workers=num_workers)
         done = 0
-        for images in loader:
-            count = len(images)
+        for batch in loader:
+            views = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+            count = len(views[0])
             # always full batches: convolution and GEMM kernels are chosen by batch size, so features come out
             # bit-identical to the training step's only when encoded at its batch size
-            images = torch.cat([images, images[:1].expand(batch_size - count, *images.shape[1:])])
-            encoded = {name: values[:count].detach().cpu() for name, values in encode(images).items()}
+            views = [torch.cat([v, v[:1].expand(batch_size - count, *v.shape[1:])]) for v in views]
+            encoded = {name: values[:count].detach().cpu() for name, values in encode(*views).items()}
             if arrays is None:
                 features = {
                     name: {"dtype": str(encoded[name].dtype), "shape": list(encoded[name].shape[1:])}
@@ -284,12 +291,13 @@ def attach_feature_cache(datasets, model, root, device, autocast_dtype=None, bat
             paths = [os.path.abspath(dataset.image_path(i)) for i in range(len(dataset))]
             plan[name, split] = (os.path.join(root, digest), signature, paths, dataset.vis_processor)
 
-    def encode(images):
+    def encode(images, style_images=None):
         with (
             torch.no_grad(),
             torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
         ):
-            return model.frozen_features(images.to(device))
+            style = None if style_images is None else style_images.to(device)
+            return model.frozen_features(images.to(device), style)
 
     # fork_rng: building draws no numbers from the training's random stream (DataLoader iterators do)
     with torch.random.fork_rng(devices=[]):

@@ -3,6 +3,10 @@
 The public ArtQuest release has no style column, so a style is either a column of the split file
 (`fields.style`: a `style` column, or an existing one such as `school`) or joined from a separate
 table mapping image -> style (`style_table`). Labels are normalised (normalise_style) on the way in.
+Each label also records its source (`style_source` of a row): "column" (the split file's own column), or a
+style table's `source` column ("metadata_join", "metadata", "cnn", ...; lavis-gated-style-table writes it);
+a table without one is "cnn" when it has a `confidence` column (the CNN's pseudo-labels), else
+"style_table". Metrics against CNN-made labels are named agreement with the style table (split_metrics).
 The text that pandas or str() writes for a missing value ("NaN", "nan", "None", ...) is no style, not a
 style named "nan"; the messages about rows without a style count such texts, and name the images that
 differ from the join table only by letter case, with the table's spelling.
@@ -17,6 +21,7 @@ import pandas as pd
 from lavis_gated.datasets.annotation_files import read_table
 from lavis_gated.styles import normalise_style
 
+SOURCE_COLUMN, CONFIDENCE_COLUMN = "source", "confidence"  # a style table's optional provenance columns
 # normalised texts that stand for a missing value (pandas' NA strings, str(None), str(float("nan")))
 MISSING_TEXTS = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "<na>"})
 
@@ -49,7 +54,8 @@ class StyleTable:
     """image name -> normalised style, read from `path` (columns `key` and `style`).
 
     missing_text: image -> its style text where that is a missing value's ("NaN"); by_case: image name
-    case-folded -> the table's spellings of it, for join misses that are only a letter-case difference."""
+    case-folded -> the table's spellings of it, for join misses that are only a letter-case difference;
+    sources: image -> where its label comes from (module docstring)."""
 
     path: str
     key: str = "image"
@@ -57,6 +63,7 @@ class StyleTable:
     styles: dict[str, str] = field(default_factory=dict, repr=False)
     missing_text: dict[str, str] = field(default_factory=dict, repr=False)
     by_case: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, path, key="image", style="style", encoding="utf-8", delimiter=None):
@@ -72,6 +79,13 @@ class StyleTable:
                 f"columns found: {list(frame.columns)}"
             )
         styles, conflicts, missing_text, by_case = {}, [], {}, {}
+        default = "cnn" if CONFIDENCE_COLUMN in frame.columns else "style_table"
+        provenance = (
+            frame[SOURCE_COLUMN].fillna(default).astype(str).str.strip().str.lower()
+            if SOURCE_COLUMN in frame.columns
+            else pd.Series(default, index=frame.index)
+        )
+        sources = dict(zip(frame[key].str.strip(), provenance))
         for line, image, raw in zip(frame.index, frame[key].str.strip(), frame[style]):
             label = style_label(raw)
             spellings = by_case.setdefault(image.casefold(), ())
@@ -85,7 +99,7 @@ class StyleTable:
             raise ValueError(
                 f"{path}: {len(conflicts)} images have conflicting styles; first: {conflicts[:5]}"
             )
-        return cls(path, key, style, styles, missing_text, by_case)
+        return cls(path, key, style, styles, missing_text, by_case, sources)
 
     @classmethod
     def from_config(cls, cfg, encoding="utf-8", delimiter=None) -> Optional["StyleTable"]:
@@ -96,6 +110,9 @@ class StyleTable:
 
     def lookup(self, images: pd.Series) -> pd.Series:
         return images.str.strip().map(self.styles).fillna("")
+
+    def lookup_sources(self, images: pd.Series) -> pd.Series:
+        return images.str.strip().map(self.sources).fillna("")
 
     def case_misses(self, images) -> list[tuple[str, str]]:
         """[(image, the table's spelling)] of the distinct `images` the table lacks, but has in another
@@ -111,6 +128,13 @@ def style_labels(frame, style_column, image_column, style_table=None) -> Optiona
     if style_column in frame.columns:
         return frame[style_column].map(style_label)
     return None
+
+
+def label_sources(frame, image_column, style_table=None) -> pd.Series:
+    """Per row, where its label comes from: the style table's record of it, else "column"."""
+    if style_table is not None:
+        return style_table.lookup_sources(frame[image_column])
+    return pd.Series("column", index=frame.index)
 
 
 def describe_missing(images, raw_styles=(), column="column 'style'", style_table=None) -> str:

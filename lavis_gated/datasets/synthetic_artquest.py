@@ -1,10 +1,17 @@
 """A deterministic synthetic data set in the ArtQuest CSV layout, with captions, for the demo and the tests.
 
 Each painting is drawn procedurally in one of several visually distinct "styles" (palette plus brush
-texture) and carries a central shape drawn independently of the style, so the data asks two kinds of
-question: one about the style (what the style regularisers are for) and one about the content.
+texture) and carries a central shape drawn independently of the style. Two question sets:
+- `style-shape` (default): one question about the style and one about the shape, the style in a `style`
+  column;
+- `artquest`: ArtQuest's six question types (artist, school, timeframe, type, technique, title) with answers
+  written as ArtQuest writes them (capitalised, hyphenated) and no style question; the labels go to a style
+  table (style_table.csv: image, style, source), as real ArtQuest gets them from a join. Only the style probe
+  can then carry the style terms.
 
     python -m lavis_gated.datasets.synthetic_artquest --output-dir data/synthetic_artquest
+    python -m lavis_gated.datasets.synthetic_artquest --output-dir data/synthetic_artquest_types \
+        --question-set artquest
 """
 
 import csv
@@ -39,6 +46,46 @@ REAL_LOOKING = {  # style: (answer, style label)
     "minimalism": ("Minimalism (Modern)", "Minimalism_Modern"),
 }
 CSV_COLUMNS = ("question_id", "image", "question", "answer", "question_type", "style")
+QUESTION_SETS = ("style-shape", "artquest")
+STYLE_TABLE = "style_table.csv"
+# --question-set artquest: ArtQuest's question types and phrasings; no question asks for the style
+ARTQUEST_TEMPLATES = {
+    "artist": ("Who is the author of this painting?", "Who painted this?"),
+    "school": ("What school does this painting belong to?", "Which school is the painter from?"),
+    "timeframe": ("When was this painting made?", "What is the timeframe of this painting?"),
+    "type": ("What type of painting is this?", "What is the genre of this painting?"),
+    "technique": ("What technique was used for this painting?", "How was this painting made?"),
+    "title": ("What is the title of this painting?", "What is this painting called?"),
+}
+# per style: painters (each with their school) and a timeframe; as in SemArt, the school is a nationality and
+# the timeframe a 50-year span, neither of them a style
+PAINTERS = {
+    "impressionism": (
+        ("MORIN, Claire", "French"),
+        ("ASHWORTH, Edith", "English"),
+        ("VAN DER LEE, Jan", "Dutch"),
+    ),
+    "cubism": (("OLIVARES, Tomás", "Spanish"), ("BRENNER, Kurt", "German"), ("DUVAL, Henri", "French")),
+    "pop art": (("KESSLER, Ruth", "American"), ("HALE, Martin", "English"), ("NOVAK, Pavel", "Other")),
+    "pointillism": (("LEMAIRE, Paul", "French"), ("DE WIT, Anna", "Flemish"), ("ROSSI, Gino", "Italian")),
+    "ukiyo-e": (("TANAKA, Hiro", "Other"), ("MORI, Aki", "Other"), ("ENDO, Kei", "Other")),
+    "minimalism": (("STRAND, Liv", "Other"), ("WEBER, Jonas", "German"), ("FALK, Mara", "American")),
+}
+TIMEFRAMES = {
+    "impressionism": "1851-1900",
+    "cubism": "1901-1950",
+    "pop art": "1951-2000",
+    "pointillism": "1851-1900",
+    "ukiyo-e": "1801-1850",
+    "minimalism": "1951-2000",
+}
+TYPES = {"circle": "portrait", "square": "landscape", "triangle": "religious"}
+TECHNIQUES = ("Oil on canvas", "Tempera on wood", "Watercolour on paper")
+TITLES = {
+    "circle": "Self-Portrait with a Circle",
+    "square": "Still-Life in a Square",
+    "triangle": "The Triangle",
+}
 DEFAULT_IMAGES_PER_STYLE = {"train": 50, "val": 10, "test": 15}
 
 
@@ -153,26 +200,57 @@ def answers_and_label(style, shape, real_looking=False):
     return {"style": normalise_style(style), "shape": shape}, style
 
 
-def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False, shared_palette=False):
-    """Write images/, artquest_{train,val,test}.csv and captions_{train,val,test}.json under out_dir; return
-    {split: csv path}.
+def artquest_answers(style, shape, i):
+    """{ArtQuest question type: answer} of the i-th painting of a style with that shape."""
+    painter, school = PAINTERS[style][i % len(PAINTERS[style])]
+    return {
+        "artist": painter,
+        "school": school,
+        "timeframe": TIMEFRAMES[style],
+        "type": TYPES[shape],
+        "technique": TECHNIQUES[i % len(TECHNIQUES)],
+        "title": TITLES[shape],
+    }
+
+
+def generate(
+    out_dir,
+    images_per_style=None,
+    seed=0,
+    size=64,
+    real_looking=False,
+    shared_palette=False,
+    question_set="style-shape",
+):
+    """Write images/, artquest_{train,val,test}.csv and captions_{train,val,test}.json under out_dir (and,
+    for question_set artquest, style_table.csv); return {split: csv path} (and "style_table").
 
     Every image gets one question of each type; the shape is balanced per style and split. real_looking:
     answers such as "Ukiyo-e", "Pop Art", "Minimalism (Modern)", "Circle" and labels such as "Ukiyo_e"
     (REAL_LOOKING) instead of the vocabulary's lower-case names; the images are the same. shared_palette:
-    every style's colours drawn alike (draw_painting).
+    every style's colours drawn alike (draw_painting). question_set "artquest": ArtQuest's six question types
+    (artist_answers) and no style column: the labels (WikiArt folder spellings, as with real_looking) go to
+    out_dir/style_table.csv (image, style, source "metadata"), whose path is returned as "style_table".
     """
+    if question_set not in QUESTION_SETS:
+        raise ValueError(f"question_set is {question_set!r}; it must be one of {list(QUESTION_SETS)}")
+    artquest = question_set == "artquest"
     images_per_style = dict(images_per_style or DEFAULT_IMAGES_PER_STYLE)
+    labels = []
     image_dir = os.path.join(out_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
     paths = {}
     for split, paintings in split_paintings(images_per_style, seed).items():
         rows = []
-        for file_name, style, shape, image_seed, variant in paintings:
+        for file_name, style, shape, image_seed, variant, i in paintings:
             painting = draw_painting(style, shape, image_seed, size, shared_palette)
             painting.save(os.path.join(image_dir, file_name))
-            answers, label = answers_and_label(style, shape, real_looking)
-            for question_type, templates in QUESTION_TEMPLATES.items():
+            answers, label = answers_and_label(style, shape, real_looking or artquest)
+            templates_of = QUESTION_TEMPLATES
+            if artquest:
+                answers, templates_of = artquest_answers(style, shape, i), ARTQUEST_TEMPLATES
+                labels.append((file_name, label, "metadata"))
+            for question_type, templates in templates_of.items():
                 rows.append(
                     {
                         "question_id": f"{split}-{len(rows):06d}",
@@ -180,25 +258,33 @@ def generate(out_dir, images_per_style=None, seed=0, size=64, real_looking=False
                         "question": templates[variant % len(templates)],
                         "answer": answers[question_type],
                         "question_type": question_type,
-                        "style": label,
+                        **({} if artquest else {"style": label}),
                     }
                 )
         paths[split] = os.path.join(out_dir, f"artquest_{split}.csv")
         with open(paths[split], "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer = csv.DictWriter(
+                handle, fieldnames=[c for c in CSV_COLUMNS if c != "style" or not artquest]
+            )
             writer.writeheader()
             writer.writerows(rows)
+    if artquest:
+        paths["style_table"] = os.path.join(out_dir, STYLE_TABLE)
+        with open(paths["style_table"], "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("image", "style", "source"))
+            writer.writerows(labels)
     write_captions(out_dir, images_per_style, seed, real_looking)
     return paths
 
 
 def split_paintings(images_per_style, seed=0):
-    """{split: [(image file name, style, shape, drawing seed, variant)]}: every painting generate() draws, in
-    its order; variant picks the question (and caption) wording."""
+    """{split: [(image file name, style, shape, drawing seed, variant, index within its style)]}: every
+    painting generate() draws, in its order; variant picks the question (and caption) wording."""
     out = {}
     for split_index, (split, count) in enumerate(sorted(images_per_style.items())):
         out[split] = [
-            (f"{split}_{style.replace(' ', '_')}_{i:04d}.png", style, shape, image_seed, i + style_index)
+            (f"{split}_{style.replace(' ', '_')}_{i:04d}.png", style, shape, image_seed, i + style_index, i)
             for style_index, style in enumerate(STYLES)
             for i in range(count)
             for image_seed, shape in [_seed_and_shape(seed, split_index, style_index, i)]
@@ -231,7 +317,7 @@ def write_captions(out_dir, images_per_style, seed=0, real_looking=False):
                 "captions": captions_of(style, shape, real_looking),
                 "style": answers_and_label(style, shape, real_looking)[1],
             }
-            for file_name, style, shape, _, _ in paintings
+            for file_name, style, shape, _, _, _ in paintings
         ]
         paths[split] = os.path.join(out_dir, f"captions_{split}.json")
         with open(paths[split], "w", encoding="utf-8") as handle:
@@ -292,6 +378,13 @@ def main(argv=None):
         help="also write N more paintings per style under OUT/style_folders/<style>/ (WikiArt's layout), "
         "to train a style CNN on",
     )
+    parser.add_argument(
+        "--question-set",
+        choices=QUESTION_SETS,
+        default="style-shape",
+        help="style-shape: a style and a shape question per painting, a style column; artquest: ArtQuest's "
+        "six question types (no style question), the labels in OUT/style_table.csv",
+    )
     args = parser.parse_args(argv)
     set_num_threads({"num_threads": args.num_threads})
     counts = {"train": args.train, "val": args.val, "test": args.test}
@@ -302,6 +395,7 @@ def main(argv=None):
         size=args.size,
         real_looking=args.real_looking,
         shared_palette=args.shared_palette,
+        question_set=args.question_set,
     )
     for split, path in paths.items():
         print(f"{split}: {path}")

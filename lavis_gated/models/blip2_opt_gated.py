@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from transformers import LogitsProcessorList
 
 from lavis_gated.configs.model_config import ModelConfig, model_config
-from lavis_gated.models import precision, style_parts, text_inputs
+from lavis_gated.models import precision, text_inputs
 from lavis_gated.models.backbones import (
     PACKAGE_CONFIG_DIR,
     build_blip2_parts,
@@ -51,6 +51,7 @@ from lavis_gated.models.modulation import (
     remap_plain_kv_keys,
 )
 from lavis_gated.models.style_parts import build_style_encoder, style_vocabulary_parts
+from lavis_gated.models.style_probe import StyleProbe, scattered
 from lavis_gated.models.text_inputs import FROZEN_FEATURE_KEYS, batch_size_of, pad
 
 MODEL_CONFIG_DIR = os.path.join(PACKAGE_CONFIG_DIR, "models", "blip2_opt_gated")
@@ -105,6 +106,7 @@ class Blip2OPTGated(Blip2OPT):
         self.style_vocabulary = carrier
         self.style_encoder = style_encoder
         self.style_head = style_head
+        self.style_probe = StyleProbe(self.opt_tokenizer, config.style_probe.prompt, self.eos_token_id)
 
         self.gating_type = config.gating.type
         # each None for gating.type none: then the model is LAVIS's Blip2OPT plus the style encoder and head
@@ -202,20 +204,27 @@ class Blip2OPTGated(Blip2OPT):
         )
         return pad(ids, self.opt_tokenizer.pad_token_id, left=left), ids
 
-    def frozen_features(self, image):
-        """image (B, 3, H, W) -> {"vit_features": frozen ViT output (B, T, D_vit), before ln_vision
-        (trainable), "style_features": frozen CNN pooled feature (B, F) fp32}: what the frozen-feature cache
-        stores."""
+    def frozen_features(self, image, style_image=None):
+        """image (B, 3, H, W), style_image (B, 3, H_cnn, W_cnn) or None -> {"vit_features": frozen ViT
+        output (B, T, D_vit), before ln_vision (trainable), "style_features": frozen CNN pooled feature
+        (B, F) fp32}: what the frozen-feature cache stores. The CNN reads style_image, the full image at its
+        own size and normalisation (datasets/style_image.py), else the ViT's image (style_encoder.py)."""
         self.prepare_frozen_parts(image.device)
         with self.frozen_autocast(self.vit_precision):
             vit_features = self.visual_encoder(image)
-        return {"vit_features": vit_features, "style_features": self.style_encoder(image)}
+        return {"vit_features": vit_features, "style_features": self.style_features(image, style_image)}
+
+    def style_features(self, image, style_image=None):
+        """(B, F) the frozen CNN's pooled feature of style_image if given, else of the ViT's image."""
+        if style_image is not None:
+            return self.style_encoder.encode_full_image(style_image)
+        return self.style_encoder(image)
 
     def image_inputs(self, samples):
         """The batch's frozen features: precomputed ones if it carries them, else frozen_features(image)."""
         if FROZEN_FEATURE_KEYS[0] in samples:
             return {key: samples[key] for key in FROZEN_FEATURE_KEYS}
-        return self.frozen_features(samples["image"])
+        return self.frozen_features(samples["image"], samples.get("style_image"))
 
     def style_ids(self, samples, device):
         """(B,) style id per sample from samples["style"] names; NO_STYLE where missing or unknown."""
@@ -287,8 +296,8 @@ class Blip2OPTGated(Blip2OPT):
 
         Returns loss / lm_loss (scalar, the mean over target tokens), logits (B, T, V) fp32 predicting targets
         (B, T) (IGNORE where not a target token), image_style_logits (B, S), style_ids (B,) and, for the rows
-        of samples["style_name_rows"] (B,) bool if given, style_name_log_probs (B, S) fp32: log P(each style's
-        answer form | image, prompt) (style_parts.py), 0 in the other rows.
+        of samples["style_probe_rows"] (B,) bool if given, probe_name_log_probs (B, S) fp32: the style probe's
+        log P(each style's name | image, probe prompt) (style_probe.py), 0 in the other rows.
         """
         frozen = self.image_inputs(samples)
         device = frozen["vit_features"].device
@@ -317,40 +326,27 @@ class Blip2OPTGated(Blip2OPT):
         inputs_embeds = torch.cat([inputs_opt, self.opt_model.get_input_embeddings()(text_ids)], dim=1)
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
-        name_rows = [i for i, row in enumerate(samples.get("style_name_rows") or []) if row]
         opt_conditioned = self.conditioned_on_style(  # style_prefix: the control tokens inside OPT
             "opt", frozen["style_features"], prompt_tokens.to(device), prompt_mask.to(device)
         )
         with opt_conditioned, self.frozen_autocast(self.opt_precision):
-            decoded = self.opt_model.model.decoder(
+            hidden = self.opt_model.model.decoder(
                 inputs_embeds=inputs_embeds,
                 attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
-                use_cache=bool(name_rows),
                 return_dict=True,
-            )
-            hidden = decoded.last_hidden_state
+            ).last_hidden_state
             # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
             # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
             logits = self.opt_model.lm_head(hidden[:, num_query - 1 : -1]).float()
-            name_log_probs = None
-            if name_rows:
-                name_log_probs = style_parts.scattered(
-                    style_parts.style_name_log_probs(
-                        self.opt_model.model.decoder,
-                        self.opt_model.lm_head,
-                        decoded.past_key_values,
-                        hidden,
-                        [num_query + len(prompts[i]) for i in name_rows],
-                        name_rows,
-                        self.style_tokens,
-                        self.style_vocabulary.form_lengths,
-                    ),
-                    name_rows,
-                    len(prompts),
-                )
         lm_loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=text_inputs.IGNORE
         )
+        probe_rows = [i for i, row in enumerate(samples.get("style_probe_rows") or []) if row]
+        probe = None
+        if probe_rows:
+            probe = scattered(
+                self.style_probe.name_log_probs(self, frozen, probe_rows), probe_rows, len(prompts)
+            )
         return {
             "loss": lm_loss,
             "lm_loss": lm_loss,
@@ -358,7 +354,7 @@ class Blip2OPTGated(Blip2OPT):
             "targets": targets,
             "image_style_logits": image_style_logits,
             "style_ids": self.style_ids(samples, device),
-            "style_name_log_probs": name_log_probs,
+            "probe_name_log_probs": probe,
         }
 
     # ---- inspection (read-only: evaluation's heatmap, the app) ---------------------------------------
@@ -372,7 +368,9 @@ class Blip2OPTGated(Blip2OPT):
         if self.kv_modulation is None:
             return None
         style_feature = (
-            samples["style_features"] if "style_features" in samples else self.style_encoder(samples["image"])
+            samples["style_features"]
+            if "style_features" in samples
+            else self.style_features(samples["image"], samples.get("style_image"))
         )
         (ids, mask), _ = self.prompt_batch(samples)
         params = self.modulation_params(

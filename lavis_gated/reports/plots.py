@@ -31,7 +31,7 @@ def pyplot():
     return plt
 
 
-LOSS_PARTS = ("loss", "lm_loss", "style_hit_loss", "style_kl", "style_ce")
+LOSS_PARTS = ("loss", "lm_loss", "style_name_loss", "style_kl", "style_ce")
 AGG_DEFINITION = {"loss": "1 / (1 + loss)"}
 
 

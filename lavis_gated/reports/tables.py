@@ -10,16 +10,20 @@ from lavis_gated.common.command_line import command_parser
 
 ORDER = (
     "num_samples",
-    "num_style_rows",
-    "num_hit_rows",
+    "num_probe_rows",
+    "style_label_source",
     "loss",
     "lm_loss",
-    "style_hit_loss",
+    "style_name_loss",
     "style_kl",
     "style_ce",
-    "style_hit_rate",
-    "style_word_hit_rate",
+    "probe_style_acc",
+    "probe_style_agreement_with_style_table",
+    "style_answer_label_rate",
     "style_head_acc",
+    "style_head_agreement_with_style_table",
+    "any_style_token_rate",
+    "any_style_word_rate",
     "em",
     "vqa_acc",
     "bleu4",
@@ -32,11 +36,17 @@ BY_TYPE = ("em_by_type", "vqa_acc_by_type")
 LOSS_PARTS = (
     ("loss", "loss"),
     ("lm_loss", "lm"),
-    ("style_hit_loss", "hit"),
+    ("style_name_loss", "name"),
     ("style_kl", "kl"),
     ("style_ce", "ce"),
 )
-HEADLINE = (("em", "em"), ("vqa_acc", "vqa_acc"), ("style_head_acc", "style_head_acc"))
+HEADLINE = (
+    ("em", "em"),
+    ("vqa_acc", "vqa_acc"),
+    ("probe_style_acc", "probe_style_acc"),
+    ("probe_style_agreement_with_style_table", "probe_style_agreement"),
+    ("style_head_acc", "style_head_acc"),
+)
 
 
 def metric_rows(metrics):

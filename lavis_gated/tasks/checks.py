@@ -4,12 +4,9 @@ model's vocabulary lacks, the form each style name takes in the train split's an
 name no style (styles.py's rule needs them), and how many train rows each loss term covers (logged at
 start-up; a weighted term that covers none is an error).
 
-Whether the style terms cover any train row: run.style_question_types against the train split's question
-types and style labels, checked when the datasets are built.
-
-With `style_question_types: [style]` on data without a `style` question type (the public ArtQuest has none:
-artist, school, timeframe, type, technique, title), the hit-rate and KL terms apply to no row, so they are
-silently off and their metrics read as if perfect.
+The style terms come from the style probe, which covers every labelled row whatever its question (the
+public ArtQuest asks no style question: artist, school, timeframe, type, technique, title), so coverage is a
+matter of labels only.
 
 Reference answers and captions against the model's token budgets, counted per split at build time.
 
@@ -111,82 +108,43 @@ def use_train_answer_forms(model, rows, max_share):
     set_answer_forms(model, answer_forms(names, answers), others, max_share)
 
 
-def term_coverage(model, rows, row_rule):
-    """{term: train rows it covers}: the LM term every row, the KL the style rows, the hit rate the style rows
-    whose target has a token that identifies a style, the CE the labelled rows."""
-    names = model.vocabulary.names
+def term_coverage(model, rows):
+    """{term: train rows it covers}: the LM term every row; the style probe's terms (naming, KL) and the CE
+    every labelled row, whatever its question; any_style_token_rows: rows whose target has a token that
+    identifies some style."""
     style_ids = model.vocabulary.ids([row["style"] for row in rows])
     answers = [row["answer"] for row in rows]
-    style_rows = row_rule.rows(style_ids, [row.get("question_type", "") for row in rows], answers, names)
     hit = set(model.style_vocabulary.hit_tokens.tolist())
     distinct = sorted(set(answers))
     targets = answer_ids(model.opt_tokenizer, distinct, model.max_txt_len, model.eos_token_id)
     positions = dict(zip(distinct, (sum(t in hit for t in ids) for ids in targets)))
-    return coverage(style_rows, [positions[a] for a in answers], [i >= 0 for i in style_ids])
+    return coverage([i >= 0 for i in style_ids], [positions[a] for a in answers])
 
 
-def check_coverage(covered, weights, row_rule, fail=True):
-    """Log the coverage; a weighted term that covers no train row is a ValueError naming it (when training;
-    else a warning)."""
+def check_coverage(covered, weights, config, fail=True):
+    """Log the coverage (and the probe's share of each batch); a weighted term that covers no train row is
+    a ValueError naming it (when training; else a warning)."""
+    total = covered["lm_loss"]
     logging.info(
-        "train rows each loss term covers (style_rows: %s): %s",
-        row_rule.rule,
-        ", ".join(f"{term} {count}" for term, count in covered.items()),
+        "train rows each loss term covers: %s; the style probe scores %s of each batch's labelled rows%s "
+        "(every labelled row in evaluation)",
+        ", ".join(
+            f"{term} {count} ({count / total:.1%})" if total else f"{term} {count}"
+            for term, count in covered.items()
+        ),
+        f"{config.style_probe_share:g}",
+        f", at most {config.style_probe_max_rows}" if config.style_probe_max_rows else "",
     )
     missing = uncovered_terms(covered, weights)
     if missing:
         message = (
-            f"the weighted loss terms {missing} cover no train row (style_rows: {row_rule.rule}, "
-            f"style_question_types: {sorted(row_rule.question_types or []) or None}): they would train "
-            "nothing and report null. Check the style labels and run.style_rows / run.style_question_types "
-            "(docs/evaluation.md), or set their weights to 0."
+            f"the weighted loss terms {missing} cover no train row: no train row has a style label the "
+            "vocabulary knows, so they would train nothing and report null. Give the rows style labels "
+            "(docs/data.md), or set their weights to 0."
         )
         if fail:
             raise ValueError(message)
         logging.warning(message)
-
-
-STYLE_ROW_TERMS = ("style_hit_loss", "style_kl")  # the terms run.style_question_types selects rows for
-
-
-def covered_rows(rows, style_question_types):
-    """How many rows (dicts with question_type, style) the hit-rate and KL terms apply to: labelled ones
-    of a type in style_question_types (None: every labelled row)."""
-    return sum(
-        1
-        for r in rows
-        if r["style"] and (style_question_types is None or r["question_type"] in style_question_types)
-    )
-
-
-def check_style_coverage(train_rows, style_question_types, weights):
-    """The number of train rows the hit-rate and KL terms cover; when run.style_question_types leaves them
-    none, a ValueError naming the key and the question types found if either term has a weight, else a
-    warning (the terms are off, but their metrics would still be empty). None without train rows."""
-    if not train_rows:
-        return None
-    covered = covered_rows(train_rows, style_question_types)
-    if covered or style_question_types is None:
-        return covered
-    found = sorted({r["question_type"] or "(none)" for r in train_rows})
-    labelled = sum(1 for r in train_rows if r["style"])
-    message = (
-        f"run.style_question_types is {sorted(style_question_types)!r}, but no train row is of those types "
-        "and has a style, so the style hit-rate and KL terms would cover no train row; question types in "
-        f"the train split: {found} ({labelled} of {len(train_rows)} rows have a style); set "
-        "run.style_question_types to the types whose answers are styles, or null for every labelled row"
-    )
-    if found == ["(none)"]:  # the data's fault, not the setting's: say so first
-        message = (
-            "no train row has a question type: the train file has no question_type column, or it is empty "
-            "(name the column that holds the types with datasets.<name>.fields.question_type); so "
-            f"run.style_question_types {sorted(style_question_types)!r} leaves the style hit-rate and KL "
-            "terms no train row (for data without question types, set run.style_question_types: null)"
-        )
-    if any(weights[term] > 0 for term in STYLE_ROW_TERMS):
-        raise ValueError(f"{message} (run.style_hit_weight and run.style_kl_weight are not both 0)")
-    logging.warning(message)
-    return covered
 
 
 def answer_token_counts(tokenizer, answers, eos_token_id):

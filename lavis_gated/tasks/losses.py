@@ -1,37 +1,36 @@
 """The style_captioning loss: its per-sample parts, and the weighted total, written once.
 
-total = lm_weight * LM + style_hit_weight * (1 - soft style hit rate) + style_kl_weight * KL(text || image)
-        + style_ce_weight * CE(image style head, style label)
+total = lm_weight * LM + style_name_weight * CE(probe's name distribution, label)
+        + style_kl_weight * KL(teacher || student) + style_ce_weight * CE(image style head, label)
 
-The same `weighted_total` combines a training batch's terms and a split's evaluation means. Every term is
-normalised over the global batch (answer tokens for the LM term, the rows each style term covers for the
-others), so N processes train exactly like one process with N times the batch. docs/evaluation.md defines
-each term.
+The naming and KL terms come from the style probe (models/style_probe.py) on the rows probe_rows
+picks; the KL's teacher is run.style_kl_teacher (detached unless run.style_kl_detach is false). The same
+`weighted_total` combines a training batch's terms and a split's evaluation means. Every term is normalised
+over the global batch (answer tokens for the LM term, the rows each style term covers for the others), so N
+processes train exactly like one process with N times the batch. docs/evaluation.md defines each term.
 
 Pure functions for the LM loss per sample and the style regularisers.
 
 Shapes: logits (B, T, V) predict targets (B, T); targets are -100 except on answer tokens; S styles.
 
-Which rows the style hit-rate and KL terms apply to (run.style_rows), and how many train rows each term
-covers (the start-up report).
+Which rows the style probe scores (the KL and naming terms' rows), and how many train rows each term covers
+(the start-up report).
 
-Rules; every one needs a style label the vocabulary knows:
-- question_types: rows whose question_type is in run.style_question_types (null: every labelled row);
-- answer_names_style: rows whose reference answer names a style of the vocabulary (styles.py), of
-  the listed question types if run.style_question_types is set: the rule for data without a `style` question
-  type, such as ArtQuest, whose `school` answers are often style names;
-- all_labelled: every labelled row.
-The hit-rate term then counts only the answer positions whose target token identifies a style
-(styles.py), so a style row whose reference has no such token adds nothing to it.
+The probe applies to every row with a style label the vocabulary knows, whatever its question: real ArtQuest
+asks no style question (artist, school, timeframe, type, technique, title). Its cost is one more Q-Former and
+OPT pass per probed row, so in training run.style_probe_share (a share of each batch's labelled rows, at
+least one) and run.style_probe_max_rows (a count) bound it; the rows are drawn at random, so over an epoch
+every labelled row is probed about that share of the time. Evaluation probes every labelled row.
 """
+
+import math
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lavis.common.dist_utils import get_world_size, is_dist_avail_and_initialized
 
-from lavis_gated.models.text_inputs import row_texts
-from lavis_gated.styles import NO_STYLE, mentions_style
+from lavis_gated.models.text_inputs import batch_size_of
 from lavis_gated.tasks.metrics import weighted_total
 
 
@@ -39,52 +38,64 @@ def weights_of(config):
     """{term: weight} from a TaskConfig."""
     return {
         "lm_loss": config.lm_weight,
-        "style_hit_loss": config.style_hit_weight,
+        "style_name_loss": config.style_name_weight,
         "style_kl": config.style_kl_weight,
         "style_ce": config.style_ce_weight,
     }
 
 
-def per_sample_parts(model, samples, row_rule, kl_temperature=1.0, score_names=True):
-    """Forward once; every loss part per sample (B,) plus the metric ingredients.
+def per_sample_parts(model, samples, config, probe=True):
+    """Forward once (with the style probe on some labelled rows); every loss part per sample (B,) plus the
+    metric ingredients.
 
-    row_rule: a StyleRowRule; score_names: whether to compute the KL's text side (the language
-    model's log-probability of each style's name, for the style rows: extra work, skipped when unweighted).
+    config: the TaskConfig (KL temperature, teacher, detach; the probe's share and row cap); probe: whether
+    to run the style probe at all (extra work, skipped when its terms are unweighted in training); share and
+    cap apply in training only: evaluation probes every labelled row.
     """
     core = model.module if hasattr(model, "module") else model
-    _, answers = row_texts(samples, training=True)  # answers, or captions (LAVIS's caption rows too)
-    size = len(answers)
-    names = core.vocabulary.names
-    rows = row_rule.rows(
-        core.vocabulary.ids(samples.get("style") or [None] * size),
-        samples.get("question_type") or [""] * size,
-        answers,
-        names,
-    )
-    out = model({**samples, "style_name_rows": rows} if score_names else samples)
+    size = batch_size_of(samples)  # question rows, caption rows (LAVIS's too: no "answer" key) or both
+    style_ids = core.vocabulary.ids(samples.get("style") or [None] * size)
+    rows = [False] * size
+    if probe:
+        training = core.training
+        rows = probe_rows(
+            style_ids,
+            config.style_probe_share if training else 1.0,
+            config.style_probe_max_rows if training else None,
+        )
+    out = model({**samples, "style_probe_rows": rows} if any(rows) else samples)
     style_ids, logits, targets = out["style_ids"], out["logits"], out["targets"]
-    style_set = core.style_token_set
-    positions = style_target_mask(targets, style_set)
-    hit_rate = soft_style_hit_rate(logits, positions, style_set)
-    hits, counted = argmax_style_hits(logits, positions, style_set)
+    token_set = core.style_token_set
+    positions = style_target_mask(targets, token_set)
+    hits, counted = argmax_style_hits(logits, positions, token_set)
     rows = torch.tensor(rows, dtype=torch.bool, device=style_ids.device)
-    image_log_probs = style_log_distribution(out["image_style_logits"], kl_temperature)
-    if out.get("style_name_log_probs") is not None:
-        text_log_probs = style_log_distribution(out["style_name_log_probs"], kl_temperature)
-        style_kl = kl_divergence(text_log_probs, image_log_probs)
+    image_logits = out["image_style_logits"].float()
+    probe_log_probs = out.get("probe_name_log_probs")
+    if probe_log_probs is not None:
+        style_kl = teacher_kl(
+            probe_log_probs,
+            image_logits,
+            config.style_kl_temperature,
+            config.style_kl_teacher,
+            config.style_kl_detach,
+        )
+        name_loss = naming_loss(probe_log_probs, style_ids)
+        probe_prediction = probe_log_probs.argmax(-1)
     else:
-        style_kl = image_log_probs.new_zeros(size)
+        style_kl = name_loss = image_logits.new_zeros(size)
+        probe_prediction = torch.full_like(style_ids, -1)
     return {
         "lm_loss": lm_loss_per_sample(logits, targets),
         "batch_lm_loss": out["loss"],
         "lm_tokens": answer_token_counts(targets),
-        "style_hit_loss": 1.0 - hit_rate,
-        "style_kl": style_kl,
-        "style_ce": style_cross_entropy(out["image_style_logits"].float(), style_ids),
-        "style_rows": rows,
-        "hit_rows": rows & (counted > 0),
+        # 0 outside the probed rows: the batch means and the split metrics read the probed rows only
+        "style_name_loss": name_loss * rows,
+        "style_kl": style_kl * rows,
+        "style_ce": style_cross_entropy(image_logits, style_ids),
+        "probe_rows": rows,
+        "probe_prediction": torch.where(rows, probe_prediction, torch.full_like(probe_prediction, -1)),
         "style_ids": style_ids,
-        "style_head_prediction": out["image_style_logits"].argmax(-1),
+        "style_head_prediction": image_logits.argmax(-1),
         "style_hits": hits,
         "style_positions": counted,
     }
@@ -98,8 +109,8 @@ def batch_terms(parts, weights, shares=None):
     labelled = parts["style_ids"] >= 0
     terms = {
         "lm_loss": parts["batch_lm_loss"],
-        "style_hit_loss": masked_mean(parts["style_hit_loss"], parts["hit_rows"]),
-        "style_kl": masked_mean(parts["style_kl"], parts["style_rows"]),
+        "style_name_loss": masked_mean(parts["style_name_loss"], parts["probe_rows"]),
+        "style_kl": masked_mean(parts["style_kl"], parts["probe_rows"]),
         "style_ce": masked_mean(parts["style_ce"], labelled),
     }
     if shares is not None:
@@ -120,16 +131,18 @@ def global_batch_shares(parts):
     counts = torch.stack(
         [
             parts["lm_tokens"].sum(),
-            parts["hit_rows"].sum(),
-            parts["style_rows"].sum(),
+            parts["probe_rows"].sum(),
+            parts["probe_rows"].sum(),
             (parts["style_ids"] >= 0).sum(),
         ]
     ).double()
     totals = counts.clone()
     dist.all_reduce(totals)
     share = (counts * get_world_size() / totals.clamp(min=1)).float()
-    return {"lm_loss": share[0], "style_hit_loss": share[1], "style_kl": share[2], "style_ce": share[3]}
+    return {"lm_loss": share[0], "style_name_loss": share[1], "style_kl": share[2], "style_ce": share[3]}
 
+
+# ---- pure functions of the terms ----
 
 IGNORE = -100
 
@@ -154,15 +167,8 @@ def answer_token_counts(targets):
 
 def style_target_mask(targets, style_token_ids):
     """(B, T) bool: the answer positions whose target token identifies a style (style_token_ids (K,)): where
-    the hit rate looks. A perfect answer scores 1, and no style token is pulled into the other positions."""
+    the any-style token rate looks (a metric only: it counts any style, not the label)."""
     return torch.isin(targets, style_token_ids)
-
-
-def soft_style_hit_rate(logits, positions, style_token_ids):
-    """(B,) mean over `positions` (B, T) of the probability mass on style tokens (differentiable)."""
-    log_mass = torch.logsumexp(logits[..., style_token_ids], -1) - torch.logsumexp(logits, -1)  # (B, T)
-    positions = positions.to(logits.dtype)
-    return (log_mass.exp() * positions).sum(1) / positions.sum(1).clamp(min=1)
 
 
 def argmax_style_hits(logits, positions, style_token_ids):
@@ -172,8 +178,8 @@ def argmax_style_hits(logits, positions, style_token_ids):
 
 
 def style_log_distribution(scores, temperature):
-    """(B, S) log-softmax over styles of scores (B, S) / temperature: image style logits, or the language
-    model's log-probabilities of each style's name (models/style_parts.py)."""
+    """(B, S) log-softmax over styles of scores (B, S) / temperature: image style logits, or the style
+    probe's log-probabilities of each style's name (models/style_probe.py)."""
     return F.log_softmax(scores.float() / temperature, -1)
 
 
@@ -182,50 +188,73 @@ def kl_divergence(log_p, log_q):
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
+KL_TEACHERS = ("image", "probe")
+
+
+def teacher_kl(probe_log_probs, image_logits, temperature, teacher="image", detach=True):
+    """(B,) KL(teacher || student) between the probe's name distribution and the image style head's, both
+    softmax(scores / temperature).
+
+    teacher "image": the style head (trained on the labels by the CE term, started from the CNN's classifier)
+    teaches the probe; "probe": the probe teaches the style head. detach: no gradient reaches the teacher, so
+    an untrained side is never pulled toward the other; without it both sides move toward each other.
+    probe_log_probs (B, S): log P(name) per style (models/style_probe.py); image_logits (B, S).
+    """
+    if teacher not in KL_TEACHERS:
+        raise ValueError(f"run.style_kl_teacher is {teacher!r}; it must be one of {list(KL_TEACHERS)}")
+    probe = style_log_distribution(probe_log_probs, temperature)
+    image = style_log_distribution(image_logits, temperature)
+    p, q = (image, probe) if teacher == "image" else (probe, image)
+    return kl_divergence(p.detach() if detach else p, q)
+
+
+def naming_loss(probe_log_probs, style_ids):
+    """(B,) cross-entropy of the probe's name distribution (B, S) against the label (B,): it raises the
+    label's name, and only the label's (naming another style is a miss); 0 where there is no label."""
+    loss = F.cross_entropy(
+        F.log_softmax(probe_log_probs.float(), -1), style_ids.clamp(min=0), reduction="none"
+    )
+    return loss * (style_ids >= 0).to(loss.dtype)
+
+
 def style_cross_entropy(image_style_logits, style_ids):
     """(B,) cross-entropy of the image style head against the label; 0 where there is no label (id < 0)."""
     loss = F.cross_entropy(image_style_logits, style_ids.clamp(min=0), reduction="none")
     return loss * (style_ids >= 0).to(loss.dtype)
 
 
-RULES = ("question_types", "answer_names_style", "all_labelled")
+# ---- the probe's rows and the terms' coverage ----
+
+PROBE_TERMS = ("style_name_loss", "style_kl")  # the terms computed on the probe's rows
 
 
-class StyleRowRule:
-    """run.style_rows and run.style_question_types, checked, as one rule."""
-
-    def __init__(self, rule="question_types", question_types=None):
-        if rule not in RULES:
-            raise ValueError(f"run.style_rows is {rule!r}; it must be one of {list(RULES)}")
-        if rule == "all_labelled" and question_types:
-            raise ValueError(
-                "run.style_rows is all_labelled but run.style_question_types lists types; use "
-                "style_rows: question_types to apply the style terms to those types only"
-            )
-        self.rule = rule
-        self.question_types = set(question_types) if question_types else None
-
-    def rows(self, style_ids, question_types, answers, style_names) -> list[bool]:
-        """Per row, whether the style hit-rate and KL terms apply."""
-        out = []
-        for style_id, question_type, answer in zip(style_ids, question_types, answers):
-            row = int(style_id) != NO_STYLE
-            if row and self.rule != "all_labelled" and self.question_types is not None:
-                row = question_type in self.question_types
-            if row and self.rule == "answer_names_style":
-                row = mentions_style(answer, style_names)
-            out.append(row)
-        return out
+def probe_rows(style_ids, share=1.0, max_rows=None, generator=None) -> list[bool]:
+    """Per row, whether the probe scores it: ceil(share x labelled rows), at most max_rows (None: no cap),
+    drawn at random among the labelled rows (style id >= 0; style_ids: ints)."""
+    labelled = [i for i, s in enumerate(style_ids) if int(s) >= 0]
+    count = math.ceil(share * len(labelled)) if labelled and share > 0 else 0
+    if max_rows is not None:
+        count = min(count, max_rows)
+    out = [False] * len(style_ids)
+    if count >= len(labelled):
+        chosen = labelled
+    else:
+        order = torch.randperm(len(labelled), generator=generator).tolist()
+        chosen = [labelled[i] for i in order[:count]]
+    for i in chosen:
+        out[i] = True
+    return out
 
 
-def coverage(rows, hit_positions, labelled):
-    """{term: train rows it covers} from per-row lists: style rows, their hit-rate positions (answer tokens
-    that identify a style), labelled rows."""
+def coverage(labelled, token_positions):
+    """{term: train rows it covers} from per-row lists: labelled (the probe can score the row: the KL,
+    naming and CE terms), token_positions (answer tokens that identify some style: any_style_token_rate's)."""
     return {
-        "lm_loss": len(rows),
-        "style_hit_loss": sum(1 for row, n in zip(rows, hit_positions) if row and n > 0),
-        "style_kl": sum(rows),
+        "lm_loss": len(labelled),
+        "style_name_loss": sum(labelled),
+        "style_kl": sum(labelled),
         "style_ce": sum(labelled),
+        "any_style_token_rows": sum(1 for n in token_positions if n > 0),
     }
 
 

@@ -1,4 +1,4 @@
-"""Answer metrics: exact match and VQA accuracy, overall and per question type; style words in answers.
+"""Answer metrics: exact match and VQA accuracy, overall and per question type; style names in answers.
 
 vqa_acc normalises answers exactly as LAVIS's VQA evaluation does (lavis/common/vqa_tools/vqa_eval.py,
 VQAEval.processPunctuation then processDigitArticle: punctuation, periods, number words, articles,
@@ -22,8 +22,12 @@ models that pycocoevalcap downloads on first use; offline, without them, it is n
 cannot run is None and named, with the reason, in `not_computed`.
 
 Every number reported for an evaluated split, from its per-sample records (pure; docs/evaluation.md
-defines each one). A metric of rows that the split does not have (no style row, no labelled row) is None
+defines each one). A metric of rows that the split does not have (no probed row, no labelled row) is None
 (null in JSON), not 0.0, which would read as a perfect loss or a failed accuracy.
+
+Labels made by the style CNN (a style table of its pseudo-labels: style_source "cnn") are no ground truth:
+accuracies against them are named for what they are, *_agreement_with_style_table, and where the style head
+starts from that same CNN's classifier, its agreement measures the CNN agreeing with itself.
 """
 
 import functools
@@ -37,11 +41,11 @@ import subprocess
 from collections import defaultdict
 from functools import lru_cache
 
-from lavis_gated.styles import mentions_style
+from lavis_gated.styles import find_style_spans, mentions_style, style_words
 
 # the loss terms every split reports (tasks/losses.py computes them; a torch-free list, so that the commands
 # that only read a run's files can use these metrics without importing torch)
-TERMS = ("lm_loss", "style_hit_loss", "style_kl", "style_ce")
+TERMS = ("lm_loss", "style_name_loss", "style_kl", "style_ce")
 
 
 def weighted_total(terms, weights):
@@ -108,9 +112,10 @@ def answer_metrics(records):
     }
 
 
-def style_word_hit_rate(records, style_names):
-    """Share of predictions that name a style (styles.py: whole words, case, hyphens and brackets
-    ignored), among the records whose reference answer names one; None when no reference names a style."""
+def any_style_word_rate(records, style_names):
+    """Share of predictions that name any style (styles.py: whole words, case, hyphens and
+    brackets ignored), among the records whose reference answer names one; None when no reference names a
+    style. Any style counts, the wrong one too: a rate of style talk, not of correct styles."""
     referenced = [r for r in records if mentions_style(r["answer"], style_names)]
     if not referenced:
         return None
@@ -129,6 +134,49 @@ def style_naming_rates(records):
     if not named:
         return None, {}
     return sum(named) / len(named), {style: sum(h) / len(h) for style, h in sorted(by_style.items())}
+
+
+def styles_named(text, style_names) -> set:
+    """The styles a text names: each whole-word occurrence, less those inside a longer named style's span
+    ("cubism" in "Synthetic Cubism" is not a second style)."""
+    spans = find_style_spans(text, style_names)
+    words = {index: style_words(style_names[index]) for index, _ in spans}
+
+    def inside(a, b):
+        n = len(words[a])
+        return (
+            a != b
+            and len(words[b]) > n
+            and any(words[b][i : i + n] == words[a] for i in range(len(words[b]) - n + 1))
+        )
+
+    found = {index for index, _ in spans}
+    return {a for a in found if not any(inside(a, b) for b in found)}
+
+
+def names_label(prediction, label, style_names) -> bool:
+    """Whether the prediction names the label and no other style: naming a wrong style is not a hit, nor is
+    listing several."""
+    return (
+        styles_named(prediction, style_names) == {style_names.index(label)} if label in style_names else False
+    )
+
+
+def style_answer_label_rate(records, style_names, style_question_types):
+    """Among the labelled records whose question asks for a style (question_type in style_question_types),
+    the share whose prediction names the label (names_label); None without such records."""
+    asked = [
+        r
+        for r in records
+        if r["question_type"] in style_question_types
+        and r["style_id"] >= 0
+        and r["style_id"] < len(style_names)
+    ]
+    if not asked:
+        return None
+    return sum(names_label(r["prediction"], style_names[r["style_id"]], style_names) for r in asked) / len(
+        asked
+    )
 
 
 _WORD = re.compile(r"\w+")
@@ -283,32 +331,65 @@ def is_caption(row):
     return question is not None and not str(question).strip()
 
 
-def split_metrics(records, weights, select_by, style_names, caption_tokenizer="auto", meteor=False):
+CNN_SOURCE = "cnn"  # datasets/style_sources: labels the style CNN predicted
+ACCURACY_KEYS = ("probe_style_acc", "style_head_acc")
+
+
+def label_source(records):
+    """Where the labelled records' styles come from: one source name, "mixed: a, b", or None unlabelled."""
+    sources = sorted({r.get("style_source") or "unknown" for r in records if r["style_id"] >= 0})
+    if not sources:
+        return None
+    return sources[0] if len(sources) == 1 else "mixed: " + ", ".join(sources)
+
+
+def accuracy_name(key, source):
+    """probe_style_acc -> probe_style_agreement_with_style_table where any label is the CNN's."""
+    if source and CNN_SOURCE in source.replace("mixed: ", "").split(", "):
+        return key[: -len("_acc")] + "_agreement_with_style_table"
+    return key
+
+
+def split_metrics(
+    records,
+    weights,
+    select_by,
+    style_names,
+    caption_tokenizer="auto",
+    style_question_types=("style",),
+    meteor=False,
+):
     """records: valid_step's dicts; weights: {term: weight}; select_by: what agg_metrics is;
-    caption_tokenizer: caption_metrics' choice (auto, ptb or words); meteor: compute METEOR (run.meteor).
+    caption_tokenizer: caption_metrics' choice (auto, ptb or words); style_question_types: the question
+    types that ask for a style (style_answer_label_rate); meteor: compute METEOR (run.meteor).
 
     Question rows give the answer metrics (em, vqa_acc, bleu1-4, meteor, rougeL, cider); caption rows the
     caption metrics (caption_*: each image's one caption against all its references), and the rate at which
-    captions name their image's style, overall and per style."""
-    style_rows = [r for r in records if r["style_row"]]
-    hit_rows = [r for r in style_rows if r["style_positions"] > 0]
+    captions name their image's style, overall and per style. The style probe's metrics cover the probed
+    rows of either kind."""
+    probed = [r for r in records if r["probe_row"]]
     labelled = [r for r in records if r["style_id"] >= 0]
+    source = label_source(records)
     m = {
         "num_samples": len(records),
         "num_unknown_style": sum(1 for r in records if r["style"] and r["style_id"] < 0),
-        "num_style_rows": len(style_rows),
-        "num_hit_rows": len(hit_rows),
+        "num_probe_rows": len(probed),
+        "style_label_source": source,
         # weighted by answer tokens, as in training (and LAVIS): the mean over every answer token of the split
         "lm_loss": _ratio(
             sum(r["lm_loss"] * r["lm_tokens"] for r in records), sum(r["lm_tokens"] for r in records)
         ),
-        "style_hit_loss": _mean_or_none([r["style_hit_loss"] for r in hit_rows]),
-        "style_kl": _mean_or_none([r["style_kl"] for r in style_rows]),
+        "style_name_loss": _mean_or_none([r["style_name_loss"] for r in probed]),
+        "style_kl": _mean_or_none([r["style_kl"] for r in probed]),
         "style_ce": _mean_or_none([r["style_ce"] for r in labelled]),
-        "style_hit_rate": _ratio(
-            sum(r["style_hits"] for r in style_rows), sum(r["style_positions"] for r in style_rows)
+        "probe_style_acc": _mean_or_none([float(r["probe_prediction"] == r["style_id"]) for r in probed]),
+        "style_answer_label_rate": style_answer_label_rate(
+            records, style_names, set(style_question_types or ())
         ),
-        "style_word_hit_rate": style_word_hit_rate(records, style_names),
+        "any_style_token_rate": _ratio(
+            sum(r["style_hits"] for r in records), sum(r["style_positions"] for r in records)
+        ),
+        "any_style_word_rate": any_style_word_rate(records, style_names),
         "style_head_acc": _mean_or_none(
             [float(r["style_head_prediction"] == r["style_id"]) for r in labelled]
         ),
@@ -317,6 +398,8 @@ def split_metrics(records, weights, select_by, style_names, caption_tokenizer="a
     m["loss"] = weighted_total({term: m[term] or 0.0 for term in TERMS}, weights) if records else None
     if not weights["style_ce"]:
         del m["style_ce"]  # not trained: the style head is random
+    for key in ACCURACY_KEYS:
+        m[accuracy_name(key, source)] = m.pop(key)
     answers = [r for r in records if not is_caption(r)]
     captions = [r for r in records if is_caption(r)]
     m["num_caption_rows"] = len(captions)
@@ -330,7 +413,7 @@ def split_metrics(records, weights, select_by, style_names, caption_tokenizer="a
     if select_by == "loss":
         m["agg_metrics"] = None if m["loss"] is None else 1.0 / (1.0 + m["loss"])
     else:
-        m["agg_metrics"] = m[select_by]
+        m["agg_metrics"] = m[accuracy_name(select_by, source) if select_by in ACCURACY_KEYS else select_by]
     if m["loss"] is None or not math.isfinite(m["loss"]):
         m["agg_metrics"] = None  # a NaN loss means blown-up weights, whatever their answers score
     elif m["agg_metrics"] is not None and not math.isfinite(m["agg_metrics"]):

@@ -30,9 +30,8 @@ from lavis_gated.configs.run_config import TaskConfig, run_keys, task_config
 from lavis_gated.configs.schema import from_block
 from lavis_gated.styles import StyleVocabulary
 from lavis_gated.tasks import checks, losses
-from lavis_gated.tasks.checks import check_style_coverage, report_answer_lengths, report_caption_lengths
+from lavis_gated.tasks.checks import report_answer_lengths, report_caption_lengths
 from lavis_gated.tasks.evaluation import batch_records, evaluate_split, write_split_outputs
-from lavis_gated.tasks.losses import StyleRowRule
 from lavis_gated.tasks.metrics import is_caption, split_metrics
 from lavis_gated.tasks.optimizer_step import GuardedOptimizerStep
 
@@ -40,6 +39,19 @@ AMP_DTYPES = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }  # the runner's GradScaler keys on "float16"
+
+
+def check_probe_settings(config):
+    """run.style_probe_share in (0, 1] and run.style_probe_max_rows a positive count (or null)."""
+    if not 0 < config.style_probe_share <= 1:
+        raise ValueError(
+            f"run.style_probe_share is {config.style_probe_share}; it must be in (0, 1] (the share of each "
+            "batch's labelled rows the style probe scores)"
+        )
+    if config.style_probe_max_rows is not None and config.style_probe_max_rows < 1:
+        raise ValueError(
+            f"run.style_probe_max_rows is {config.style_probe_max_rows}; it must be at least 1, or null"
+        )
 
 
 @registry.register_task("style_captioning")
@@ -51,8 +63,8 @@ class StyleCaptioningTask(BaseTask):
         super().__init__()
         self.config = config or from_block(TaskConfig, settings, "run")
         self.weights = losses.weights_of(self.config)
-        self.row_rule = StyleRowRule(self.config.style_rows, self.config.style_question_types)
-        self.style_question_types = self.row_rule.question_types
+        check_probe_settings(self.config)
+        self.style_question_types = set(self.config.style_question_types or [])
         self.generation = {
             "num_beams": self.config.num_beams,
             "max_length": self.config.max_len,
@@ -70,7 +82,7 @@ class StyleCaptioningTask(BaseTask):
         self.answer_lengths = None  # {split: answers over run.max_len / model.max_txt_len // 2}
         self.split_captions = {}  # "<dataset>/<split>" -> reference captions, checked against max_caption_len
         self.caption_lengths = None  # {split: captions cut by model.max_caption_len, over run.max_len}
-        self.style_names = []  # the evaluated model's vocabulary, for style_word_hit_rate
+        self.style_names = []  # the evaluated model's vocabulary, for the answers' style rates
         self.modulation_layout = None  # gating type and Q-Former layers of the evaluated model's modulation
         self.last_train_stats = None  # for the one-line summary after the epoch's validation
         self.checkpoint_epoch = None  # set by the runner when it reloads checkpoint_best.pth to test it
@@ -104,28 +116,13 @@ class StyleCaptioningTask(BaseTask):
             self.train_style_vocabulary = StyleVocabulary.from_labels(labels)
             logging.info("style vocabulary from the train split: %s", self.train_style_vocabulary.names)
         self.train_rows = checks.train_rows(datasets)
-        types = {row["question_type"] for row in self.train_rows}
-        if (
-            self.row_rule.rule == "question_types"
-            and self.style_question_types is None
-            and len(types) > 1
-            and self.weights["style_kl"] > 0
-        ):
-            logging.warning(
-                "run.style_question_types is null: the style KL applies to every labelled row, whatever its "
-                "question (types %s); list the types that ask for a style, or set run.style_rows: "
-                "answer_names_style",
-                sorted(types),
-            )
         self.check_data(datasets)
         return datasets
 
     def check_data(self, datasets):
-        """Build-time data checks that need the run's settings: the style terms cover some train row;
-        remembers each split's answers for report_answer_lengths."""
-        # the question types first (a clear message); the terms' coverage by run.style_rows once the model's
-        # tokens are known (build_model, checks.check_coverage)
-        check_style_coverage(self.train_rows, self.style_question_types, self.weights)
+        """Remembers each split's answers and captions for report_answer_lengths and report_caption_lengths
+        (the style terms' coverage is checked once the model's vocabulary is known: build_model,
+        checks.check_coverage)."""
         self.split_answers, self.split_captions = {}, {}
         for name, splits in datasets.items():
             for split, d in splits.items():
@@ -156,9 +153,9 @@ class StyleCaptioningTask(BaseTask):
         if self.train_rows:
             if not model_cfg.get("load_finetuned", False):
                 checks.use_train_answer_forms(model, self.train_rows, self.config.style_token_max_share)
-            covered = checks.term_coverage(model, self.train_rows, self.row_rule)
+            covered = checks.term_coverage(model, self.train_rows)
             training = not cfg.run_cfg.get("evaluate", False)
-            checks.check_coverage(covered, self.weights, self.row_rule, fail=training)
+            checks.check_coverage(covered, self.weights, self.config, fail=training)
         checks.report_unseen_styles(self.split_styles, model.vocabulary)
         self.warn_unscaled_fp16(model, cfg.run_cfg)
         self.answer_lengths = report_answer_lengths(
@@ -198,12 +195,10 @@ class StyleCaptioningTask(BaseTask):
     # ---- training -------------------------------------------------------------------------------
 
     def per_sample_losses(self, model, samples):
-        """The loss parts per sample; the KL's text side is computed in evaluation, and in training when the
-        KL is weighted."""
-        score_names = not model.training or self.weights["style_kl"] > 0
-        return losses.per_sample_parts(
-            model, samples, self.row_rule, self.config.style_kl_temperature, score_names
-        )
+        """The loss parts per sample; the style probe runs in evaluation, and in training when its terms (the
+        naming loss, the KL) are weighted."""
+        probe = not model.training or self.weights["style_kl"] > 0 or self.weights["style_name_loss"] > 0
+        return losses.per_sample_parts(model, samples, self.config, probe)
 
     def training_terms(self, model, samples):
         parts = self.per_sample_losses(model, samples)
@@ -324,6 +319,7 @@ class StyleCaptioningTask(BaseTask):
             self.select_by,
             self.style_names,
             self.config.caption_tokenizer,
+            self.style_question_types,
             self.config.meteor,
         )
 

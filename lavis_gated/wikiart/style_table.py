@@ -1,6 +1,8 @@
 """Write the image -> style table the artquest builder joins on (datasets.artquest.style_table).
 
-The public ArtQuest release and SemArt have no style label, so the table is made here, one of two ways:
+The public ArtQuest release and SemArt have no style label, so the table is made here, one of two ways (a
+third, SemArt's AUTHOR and TITLE joined with WikiArt's metadata, is wikiart/metadata_join.py), each row with
+its `source`:
 predicted by the trained style CNN (pseudo-labels, as good as the CNN; --min-confidence leaves out the
 uncertain ones), or taken from a metadata table that has a style column (--from-metadata), checked for
 images listed twice with different styles.
@@ -32,7 +34,11 @@ def parse_args(argv=None):
         "real_run.md",
     )
     parser.add_argument(
-        "--output", required=True, metavar="CSV", help="the CSV to write (columns image,style[,confidence])"
+        "--output",
+        required=True,
+        metavar="CSV",
+        help="the CSV to write (columns image,style[,confidence],source: cnn for predicted labels, metadata "
+        "for a metadata table's)",
     )
     add_flags(parser, "num-threads")
     predicted = parser.add_argument_group("predicted styles")
@@ -147,12 +153,12 @@ def predicted_rows(args):
             low += 1
             continue
         image = os.path.relpath(path, args.images).replace(os.sep, "/")
-        rows.append((image, names[top], f"{confidence:.4f}"))
+        rows.append((image, names[top], f"{confidence:.4f}", "cnn"))
     print(
         f"{arch} at {data_config['input_size'][-1]} px predicted the style of {len(paths)} images under "
         f"{args.images}; left out: {low} below --min-confidence {args.min_confidence}, {len(bad)} unreadable"
     )
-    return ("image", "style", "confidence"), rows
+    return ("image", "style", "confidence", "source"), rows
 
 
 def metadata_rows(path, image_column, style_column, encoding="utf-8"):
@@ -177,7 +183,7 @@ def metadata_rows(path, image_column, style_column, encoding="utf-8"):
             empty += 1
         elif image not in first:
             first[image] = (number, style)
-            rows.append((image, style))
+            rows.append((image, style, "metadata"))
         elif normalise_style(first[image][1]) == normalise_style(style):
             repeated += 1
         else:
@@ -194,7 +200,7 @@ def metadata_rows(path, image_column, style_column, encoding="utf-8"):
         f"{path}: {len(frame)} rows; {len(rows)} images with a style; left out: {repeated} repeated images "
         f"(same style), {empty} rows without an image or a style"
     )
-    return ("image", "style"), rows
+    return ("image", "style", "source"), rows
 
 
 def write_table(columns, rows, path):

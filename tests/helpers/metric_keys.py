@@ -4,16 +4,18 @@ them: a key added, renamed or lost is a change users of the JSON see."""
 TASK_METRIC_KEYS = {
     "num_samples",
     "num_unknown_style",
-    "num_style_rows",
-    "num_hit_rows",
+    "num_probe_rows",
+    "style_label_source",
     "caption_tokenizer",
     "loss",
     "lm_loss",
-    "style_hit_loss",
+    "style_name_loss",
     "style_kl",
     "style_ce",
-    "style_hit_rate",
-    "style_word_hit_rate",
+    "probe_style_acc",
+    "style_answer_label_rate",
+    "any_style_token_rate",
+    "any_style_word_rate",
     "style_head_acc",
     "em",
     "vqa_acc",
@@ -40,14 +42,15 @@ TASK_METRIC_KEYS = {
     "not_computed",
     "agg_metrics",
 }
-COUNT_KEYS = {"num_samples", "num_unknown_style", "num_style_rows", "num_hit_rows", "num_caption_rows"}
-# the values that are neither counts nor floats: the tokenizer's name, the per-type and per-style dicts and
-# the metrics not computed (with why)
+COUNT_KEYS = {"num_samples", "num_unknown_style", "num_probe_rows", "num_caption_rows"}
+# the values that are neither counts nor floats: names (tokenizer, label source), the per-type and per-style
+# dicts and the metrics not computed (with why)
 FLOAT_METRIC_KEYS = (
     TASK_METRIC_KEYS
     - COUNT_KEYS
     - {
         "caption_tokenizer",
+        "style_label_source",
         "em_by_type",
         "vqa_acc_by_type",
         "caption_style_naming_rate_by_style",
