@@ -15,17 +15,23 @@ The evaluate command's work: the evaluated checkpoint's model settings as defaul
 evaluation of the chosen splits, then each split's metrics table and the run folder's pictures.
 """
 
-import json
 import os
 import sys
 
-from lavis.common.config import Config
-from omegaconf import OmegaConf
+if __name__ == "__main__" and not __package__:
+    # run as a file: see the same block in train.py. Here before the imports below, which would otherwise
+    # find lavis_gated's datasets/ and models/ in place of the top-level packages of those names.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from lavis_gated.common.checkpoints import load_checkpoint
-from lavis_gated.reports import plots
-from lavis_gated.reports.tables import format_table
-from lavis_gated.runners.run_setup import argument_parser
+import json  # noqa: E402
+
+from lavis.common.config import Config  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from lavis_gated.common.checkpoints import load_checkpoint  # noqa: E402
+from lavis_gated.reports import plots  # noqa: E402
+from lavis_gated.reports.tables import format_table  # noqa: E402
+from lavis_gated.runners.run_setup import argument_parser  # noqa: E402
 
 
 def main(argv=None):
@@ -45,12 +51,6 @@ def main(argv=None):
     runner.evaluate(skip_reload=True)
     if is_main_process():
         report(str(runner.output_dir), runner.test_splits)
-
-
-if __name__ == "__main__":
-    if not __package__:  # run as a file: see the same block in train.py
-        sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    main()
 
 
 def saved_model_config(path):
@@ -103,3 +103,7 @@ def report(output_dir, splits):
         print(f"metrics: {path}")
     for path in plots.draw_run(output_dir):
         print(f"picture: {path}")
+
+
+if __name__ == "__main__":
+    main()
