@@ -242,9 +242,10 @@ def test_two_processes_per_run(tmp_path):
 
 
 def test_a_failed_run_is_named_and_left_out(tmp_path):
-    """A failing run (here: a value its config refuses) does not stop the ablation; the command then fails."""
+    """A failing run (here: a value its config refuses when the run loads it, which the harness's key and
+    choice check before launch cannot know) does not stop the ablation; the command then fails."""
     (tmp_path / "base.yaml").write_text((REPO / "projects" / "gated" / "demo.yaml").read_text())
-    (tmp_path / "variants.yaml").write_text("variants:\n  bad: [run.select_by=bogus]\n")
+    (tmp_path / "variants.yaml").write_text("variants:\n  bad: [run.init_lr=-0.5]\n")
     result = subprocess.run(
         [*harness(tmp_path), "--seeds", "1", "--reference", ""],
         cwd=REPO,
@@ -253,7 +254,7 @@ def test_a_failed_run_is_named_and_left_out(tmp_path):
         timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 1
-    assert "run.select_by is 'bogus'" in result.stderr and "1 run(s) failed: bad seed 0" in result.stderr
+    assert "run.init_lr is -0.5" in result.stderr and "1 run(s) failed: bad seed 0" in result.stderr
     report = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert report["missing"] == [{"variant": "bad", "seed": 0}] and report["runs"] == []
 
