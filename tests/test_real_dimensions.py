@@ -174,7 +174,7 @@ def test_style_feature_has_the_width_its_consumers_expect(built):
     _, cfg, model, _ = built
     size = model.style_encoder.image_size  # the configured size, or the weights' timm config's
     assert size == (
-        cfg.style_encoder.image_size or {"efficientnet_b3": 320, "resnet18": 224}[cfg.style_encoder.arch]
+        cfg.style_encoder.image_size or {"efficientnet_b3": 288, "resnet18": 224}[cfg.style_encoder.arch]
     )
     feature = model.style_encoder.to("meta")(torch.empty(2, 3, size, size, device="meta"))
     assert feature.shape == (2, CNN_PARAMS[cfg.style_encoder.arch][1])

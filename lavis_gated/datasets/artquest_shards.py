@@ -85,6 +85,8 @@ class ArtQuestShards(wds.DataPipeline):
         frame, skipped = check_rows(frame, self.source, duplicate_rows=duplicate_rows)
         raw = frame["style"]
         frame["style"] = raw.map(style_label)
+        # a shard row carries its label in its own style column, as a split's column does (label provenance)
+        frame["style_source"] = frame["style"].where(frame["style"] == "", "column")
         unlabelled = frame["style"] == ""
         where = describe_missing(frame["image"][unlabelled], raw[unlabelled], "the shard rows' 'style'")
         frame, no_style = apply_missing_style(frame, self.source, missing_style, where)
