@@ -26,13 +26,12 @@ import time
 
 import yaml
 
-from lavis_gated.ablation import report as ablation_report
 from lavis_gated.ablation.stats import RECOMMENDED_SEEDS
 from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser
-from lavis_gated.configs.dataset_config import ArtQuestConfig
-from lavis_gated.configs.model_config import ModelConfig
-from lavis_gated.configs.run_config import LAVIS_RUN_KEYS, RunnerConfig, TaskConfig
+
+# The report and the config dataclasses are imported where they are used, so that --help prints at once
+# (benchmarks/help_time.py).
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names a folder
 OPTION = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+=")
@@ -95,6 +94,10 @@ def check_options(cfg_path, command_options, variants):
     project YAML know, or a value outside a setting's choices: a misspelt key in the variants file would
     otherwise surface only when its first run starts, maybe hours in. Raises ValueError naming the variant
     (or --options), the key and the closest known one."""
+    from lavis_gated.configs.dataset_config import ArtQuestConfig
+    from lavis_gated.configs.model_config import ModelConfig
+    from lavis_gated.configs.run_config import LAVIS_RUN_KEYS, RunnerConfig, TaskConfig
+
     settings = {
         **_settings(ModelConfig, "model."),
         **_settings(ArtQuestConfig, "datasets.artquest."),
@@ -165,6 +168,8 @@ def run_options(args, variant_options, seed, seed_dir):
 
 def launch(args, name, options, seed, provenance):
     """Train and test one variant x seed in a fresh OUT/runs/<variant>/seed<k>; returns its exit status."""
+    from lavis_gated.ablation import report as ablation_report
+
     seed_dir = ablation_report.seed_folder(args.output_dir, name, seed)
     if os.path.isdir(seed_dir):
         logging.info("%s seed %d: clearing the unfinished run in %s", name, seed, seed_dir)
@@ -186,6 +191,8 @@ def launch(args, name, options, seed, provenance):
 def run_all(args, variants, provenance):
     """Every variant x seed, seed by seed (an ablation stopped early still compares every variant); returns
     the runs that failed."""
+    from lavis_gated.ablation import report as ablation_report
+
     jobs = [(name, seed) for seed in range(args.seeds) for name in variants]
     failed = []
     for number, (name, seed) in enumerate(jobs, 1):
@@ -271,6 +278,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    from lavis_gated.ablation import report as ablation_report
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [ablate] %(message)s")
     args = parse_args(argv)
     try:

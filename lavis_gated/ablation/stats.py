@@ -12,8 +12,6 @@ checks the headline interval's calibration on such simulations.
 import math
 from fractions import Fraction
 
-import numpy as np
-
 CONFIDENCE = 0.95
 RECOMMENDED_SEEDS = 5  # t_{0.975,4} / sqrt(5) = 1.24 against t_{0.975,2} / sqrt(3) = 2.48: half the interval
 
@@ -74,6 +72,8 @@ def seed_difference_interval(differences, confidence=CONFIDENCE):
     every question of that seed together, so questions within a seed are not independent replicates of the
     variant (pooling them, as a bootstrap over questions does, ignores that variance).
     """
+    import numpy as np  # here, not at the top: the harness's --help imports this module for its default
+
     d = np.asarray(differences, dtype=np.float64)
     n = d.shape[-1]
     mean = d.mean(-1)

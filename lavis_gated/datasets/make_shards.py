@@ -15,7 +15,6 @@ import os
 from lavis_gated.common.atomic_files import atomic_file
 from lavis_gated.common.command_line import add_flags, command_parser
 from lavis_gated.common.threads import set_num_threads
-from lavis_gated.datasets.checks import ROW_KEYS
 
 # webdataset, OmegaConf and the builder (which imports LAVIS) are imported where used, so that --help and
 # a wrong flag answer before seconds of imports
@@ -36,6 +35,8 @@ def load_dataset_config(cfg_path, name="artquest"):
 
 
 def _sample(index, row):
+    from lavis_gated.datasets.checks import ROW_KEYS  # lazily (numpy): --help stays fast
+
     with open(row["image_path"], "rb") as handle:
         image = handle.read()
     extension = os.path.splitext(row["image_path"])[1].lower().lstrip(".") or "img"

@@ -19,7 +19,6 @@ import json
 import math
 import os
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from lavis_gated.common.command_line import add_flags, command_parser
@@ -182,6 +181,8 @@ def _seed_and_shape(seed, split_index, style_index, i):
 def draw_painting(style, shape, seed, size=64, shared_palette=False):
     """Return one procedurally drawn painting as a PIL RGB image (deterministic in its arguments).
     shared_palette: colours that say nothing of the style (_shared_palette)."""
+    import numpy as np  # lazily: --help of the command stays fast
+
     rng = np.random.default_rng(seed)
     colours = _shared_palette(rng) if shared_palette else _palette(rng, style)
     image = Image.new("RGB", (size, size), (255, 255, 255))
