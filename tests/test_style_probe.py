@@ -95,11 +95,20 @@ def test_trie_refuses_two_styles_with_the_same_tokens():
 # ---- the probe on the tiny model ---------------------------------------------------------------------------
 
 
-def test_probe_equals_decoding_restricted_to_the_names_on_a_pass_of_its_own():
+@pytest.mark.parametrize("gating", ["film", "style_prefix", "adapter"])
+def test_probe_equals_decoding_restricted_to_the_names_on_a_pass_of_its_own(gating):
     """The probe's log P(name) on the shared prefix cache equals scoring each name with full forward passes
-    of the probe prompt plus the name's tokens, restricted at each branching point to the names' tokens."""
-    model = build_tiny(style_names=["Ukiyo_e", "Pop_Art", "Pop_Art_Revival", "cubism"])
+    of the probe prompt plus the name's tokens, restricted at each branching point to the names' tokens,
+    with the control tokens where the kind puts them (style_prefix: inside OPT, names' positions included).
+    Gates are opened first: at init they hide the control tokens."""
+    model = build_tiny(
+        style_names=["Ukiyo_e", "Pop_Art", "Pop_Art_Revival", "cubism"], gating={"type": gating}
+    )
     model.style_vocabulary.use_forms(model.opt_tokenizer, ["Ukiyo-e", "Pop Art", "Pop Art Revival", "cubism"])
+    with torch.no_grad():
+        for name, parameter in model.kv_modulation.named_parameters():
+            if name == "alpha" or name.startswith("gate"):
+                parameter.fill_(0.7)
     model.eval()
     samples = artquest_batch(3)
     with torch.no_grad():
@@ -121,7 +130,11 @@ def test_probe_equals_decoding_restricted_to_the_names_on_a_pass_of_its_own():
                         continue
                     text = torch.tensor([model.style_probe.prompt_ids + list(path)])
                     embeds = torch.cat([prefix, model.opt_model.get_input_embeddings()(text)], 1)
-                    logits = model.opt_model(inputs_embeds=embeds, return_dict=True).logits[0, -1]
+                    in_opt = model.conditioned_on_style(
+                        "opt", one["style_features"], probe_ids, torch.ones_like(probe_ids)
+                    )
+                    with in_opt:
+                        logits = model.opt_model(inputs_embeds=embeds, return_dict=True).logits[0, -1]
                     children = trie.children[trie.nodes.index(path)]
                     restricted = torch.log_softmax(logits[children], -1)
                     expected += restricted[children.index(seq[depth])].item()

@@ -4,7 +4,8 @@ model.style_probe.prompt).
 
 Real ArtQuest asks about artist, school, timeframe, type, technique and title, never about style, so the style
 terms cannot read the row's own question or answer. The probe is a second prompt on the same image: its
-control tokens come from the probe prompt (the PromptMapper reads the probe's OPT embeddings), it reuses the
+control tokens come from the probe prompt (the PromptMapper reads the probe's OPT embeddings; with
+`style_prefix` they act inside OPT, on the prefix and the names' positions), it reuses the
 row's frozen ViT and style CNN features (no second image encoding), and OPT scores each style's form on the
 probe prefix's key/value cache (NameTrie below: a trie, so the prefix runs once per row and only names
 sharing a first token need more positions).
@@ -165,7 +166,10 @@ class StyleProbe:
         prefix, _ = model.encode_image(selected, ids, mask)
         trie = self.trie(model.style_vocabulary.form_ids)
         opt = model.opt_model
-        with model.frozen_autocast(model.opt_precision):
+        # style_prefix: the control tokens from the probe prompt inside OPT, for the prefix and the name
+        # positions alike (the hooks repeat them for the trie's rows); a no-op for the other kinds
+        in_opt = model.conditioned_on_style("opt", selected["style_features"], ids, mask)
+        with in_opt, model.frozen_autocast(model.opt_precision):
             embeds = torch.cat([prefix, opt.get_input_embeddings()(ids)], 1)
             decoded = opt.model.decoder(
                 inputs_embeds=embeds,
