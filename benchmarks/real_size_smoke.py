@@ -6,20 +6,20 @@
     python benchmarks/real_size_smoke.py --batch-size 8 --threads 2 --task-options style_probe_share=0.125
 
 EVA ViT-g (39 x 1408), BERT-base Q-Former, OPT-2.7B and EfficientNet-B3 (300 px, random: allow_random) are
-built from the type's YAML with every source a local stand-in (lavis_gated.offline.standins: the real
-configs and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one
-training step with the style_captioning task's loss (the demo's weights: lm 1, style_name 0.1, style_kl 0.1,
-style_ce 1.0, the style probe on run.style_probe_share of the labelled rows; --task-options key=value ...
-changes them), backward and an AdamW step, failing if a frozen parameter got a gradient or a trainable one
-did not; then the style terms' cost, timed in this one process: --rounds rounds of three training steps, in
-turn LM only (every style weight 0: no probe), the task's loss (the probe at its share), and the task's loss
-with the probe on every labelled row; medians and their ratios to the LM-only step. The batch is
---batch-size rows of ArtQuest questions (artist, title, school, ...), each with a style label. Then one
-generate and one predict_answers (beam search, LAVIS's defaults). Printed first: the CPU (model, torch's CPU
-capability, its bf16 flags), the precision chosen and why, and the memory the run needs against what is
+built from the type's YAML with every source a local stand-in (lavis_gated.offline.standins: the real configs
+and a synthetic tokenizer as large as OPT's, 50265 tokens for 50272 embedding rows). Then: one training step
+with the style_captioning task's loss (the demo's weights: lm 1, style_name 0.1, style_kl 0.1, style_ce 1.0,
+the style probe on run.style_probe_share of the labelled rows; --task-options key=value ... changes them),
+backward and an AdamW step, failing if a frozen parameter got a gradient or a trainable one did not; then the
+style terms' cost, timed in this one process: --rounds rounds of three training steps, in turn LM only (every
+style weight 0: no probe), the task's loss (the probe at its share), and the task's loss with the probe on
+every labelled row; means (the share's draw changes with the round) and their ratios to the LM-only step. The
+batch is --batch-size rows of ArtQuest questions (artist, title, school, ...), each with a style label. Then
+one generate and one predict_answers (beam search, LAVIS's defaults). Printed first: the CPU (model, torch's
+CPU capability, its bf16 flags), the precision chosen and why, and the memory the run needs against what is
 available; then build, step and generation times, the style terms' timings, peak RSS (ru_maxrss), each with
-the precision and CPU capability beside it, and parameter counts (total / trainable, per part), one per
-line; then all of it as one JSON line.
+the precision and CPU capability beside it, and parameter counts (total / trainable, per part), one per line;
+then all of it as one JSON line.
 
 Frozen parts' precision (--precision, default auto; lavis_gated/models/precision.py decides): auto computes
 the ViT and OPT in bf16 where the CPU does natively (AVX512-BF16 or AMX: an OPT-2.7B-sized matmul ran 5-7x
@@ -57,7 +57,7 @@ import lavis_gated  # noqa: E402,F401  (registration)
 from lavis_gated.configs.model_config import PRECISIONS  # noqa: E402
 from lavis_gated.models.precision import cpu_precision  # noqa: E402
 from lavis_gated.offline.standins import random_model_config  # noqa: E402
-from lavis_gated.tasks.losses import probe_rows  # noqa: E402
+from lavis_gated.tasks.losses import probe_rows, row_keys  # noqa: E402
 
 STYLE = "impressionism"
 QUESTION = QUESTIONS[0][0]
@@ -153,8 +153,13 @@ def training_step(model, samples, task_options=(), optimizer=None, check=True):
 
 
 def style_term_timings(model, samples, task_options, rounds):
-    """{setting: median seconds of a training step} for LM only, the task's loss (the probe at its share)
-    and the probe on every labelled row, run in turn for `rounds` rounds, and the ratios to LM only."""
+    """{setting: mean seconds of a training step} for LM only, the task's loss (the probe at its share) and
+    the probe on every labelled row, run in turn for `rounds` rounds, and the ratios to LM only.
+
+    Round r is epoch r of the probe's draw (losses.probe_rows: each labelled row is probed with chance
+    run.style_probe_share, by a hash of its question_id, the seed and the epoch), so at the default share
+    the rows probed change from round to round as in training: the mean is the expected cost of a step,
+    and probed_rows gives each round's count."""
     settings = {
         "lm_only": [*task_options, *LM_ONLY],
         "probe_default_share": list(task_options),
@@ -163,23 +168,32 @@ def style_term_timings(model, samples, task_options, rounds):
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05)
     times = {name: [] for name in settings}
-    for _ in range(rounds):
+    probed = {name: [] for name in settings if name != "lm_only"}
+    for epoch in range(rounds):
+        batch = {**samples, "epoch": epoch}
         for name, options in settings.items():
-            times[name].append(training_step(model, samples, options, optimizer, check=False)[1])
-    medians = {name: statistics.median(t) for name, t in times.items()}
+            times[name].append(training_step(model, batch, options, optimizer, check=False)[1])
+            if name in probed:
+                probed[name].append(_probed(batch, options))
+    means = {name: statistics.mean(t) for name, t in times.items()}
     return {
-        "step_s": {name: round(t, 2) for name, t in medians.items()},
-        "ratio_to_lm_only": {name: round(t / medians["lm_only"], 3) for name, t in medians.items()},
-        "probed_rows": {
-            name: _probed(samples, options) for name, options in settings.items() if name != "lm_only"
-        },
+        "step_s": {name: round(t, 2) for name, t in means.items()},
+        "ratio_to_lm_only": {name: round(t / means["lm_only"], 3) for name, t in means.items()},
+        "probed_rows": probed,
     }
 
 
 def _probed(samples, options):
-    """Rows the probe scores per step under the task settings `options` (every row is labelled)."""
-    config = build_task(options).config
-    rows = probe_rows([0] * len(samples["answer"]), config.style_probe_share, config.style_probe_max_rows)
+    """Rows the probe scores in this step under the task settings `options` (every row is labelled)."""
+    task = build_task(options)
+    config = task.config
+    rows = probe_rows(
+        [0] * len(samples["answer"]),
+        config.style_probe_share,
+        config.style_probe_max_rows,
+        keys=row_keys(samples),
+        draw=f"{task.seed}|{samples['epoch']}",
+    )
     return sum(rows)
 
 
@@ -202,6 +216,7 @@ def run(args, root):
         "image": images,
         "text_input": [q for q, _, _ in rows],
         "answer": [a for _, a, _ in rows],
+        "question_id": [f"smoke-{i}" for i in range(len(rows))],
         "question_type": [t for _, _, t in rows],
         "style": [STYLE] * batch,
     }

@@ -160,22 +160,46 @@ def test_probe_prompt_is_configurable_and_checked():
         build_tiny(style_probe={"prompt": "Question: {} Answer:"})
 
 
-@pytest.mark.parametrize(
-    "share, max_rows, count",
-    [(1.0, None, 3), (0.5, None, 2), (0.01, None, 1), (1.0, 2, 2), (0.5, 1, 1)],
-)
-def test_probe_rows_take_a_share_or_a_count_of_the_labelled_rows(share, max_rows, count):
-    style_ids = [2, -1, 0, 1]  # three labelled rows, whatever their questions
-    rows = probe_rows(style_ids, share, max_rows, torch.Generator().manual_seed(0))
-    assert sum(rows) == count and not rows[1]
+def test_probe_rows_draw_each_labelled_row_with_the_share_by_its_id():
+    """Each labelled row is probed with chance `share` by a hash of (draw, its id): the same rows whatever
+    the batch's order or split (so N processes probe what one does), another subset in another epoch, the
+    share on average at any batch size (no "at least one" per batch), a cap keeping the lowest draws."""
+    style_ids = [2, -1, 0, 1] * 500  # three labelled rows in four, whatever their questions
+    keys = [f"train-{i}" for i in range(len(style_ids))]
+    rows = probe_rows(style_ids, 0.25, None, keys, draw="7|0")
+    labelled = [i for i, s in enumerate(style_ids) if s >= 0]
+    assert not any(rows[i] for i in range(len(rows)) if style_ids[i] < 0)
+    assert sum(rows) / len(labelled) == pytest.approx(0.25, abs=0.03)
+    halves = probe_rows(style_ids[:1000], 0.25, None, keys[:1000], "7|0") + probe_rows(
+        style_ids[1000:], 0.25, None, keys[1000:], "7|0"
+    )
+    assert halves == rows  # a row's draw does not depend on the rest of its batch
+    order = list(reversed(range(len(rows))))
+    shuffled = probe_rows([style_ids[i] for i in order], 0.25, None, [keys[i] for i in order], "7|0")
+    assert shuffled == [rows[i] for i in order]
+    other_epoch = probe_rows(style_ids, 0.25, None, keys, draw="7|1")
+    assert other_epoch != rows and sum(other_epoch) / len(labelled) == pytest.approx(0.25, abs=0.03)
+    small = [sum(probe_rows([0, 0], 0.25, None, [f"r{e}-{i}" for i in range(2)], "0|0")) for e in range(400)]
+    assert 0.25 * 2 * 0.8 < sum(small) / len(small) < 0.25 * 2 * 1.2  # a batch of 2: 0.5 rows per batch
+    assert min(small) == 0
+    assert probe_rows(style_ids, 1.0, None, keys, "7|0") == [s >= 0 for s in style_ids]
+    capped = probe_rows(style_ids[:8], 1.0, 2, keys[:8], "7|0")
+    assert sum(capped) == 2
+    assert probe_rows(style_ids[:8], 0.5, None, None) is not None  # no ids: torch's generator draws
 
 
 def test_training_probes_a_share_of_the_rows_and_evaluation_every_labelled_row():
     model = build_tiny()
     task = StyleCaptioningTask(style_name_weight=1.0, style_probe_share=0.3)
     model.train()
-    parts = task.per_sample_losses(model, artquest_batch())
-    assert parts["probe_rows"].sum().item() == 1  # ceil(0.3 x 3 labelled rows)
+    samples = {**artquest_batch(), "question_id": ["q0", "q1", "q2", "q3"]}
+    drawn = [
+        task.per_sample_losses(model, {**samples, "epoch": epoch})["probe_rows"].tolist()
+        for epoch in range(8)
+    ]
+    assert all(not rows[3] for rows in drawn)  # unlabelled: never
+    assert len({tuple(rows) for rows in drawn}) > 1  # another subset from epoch to epoch
+    assert drawn[0] == task.per_sample_losses(model, {**samples, "epoch": 0})["probe_rows"].tolist()
     model.eval()
     with torch.no_grad():
         parts = task.per_sample_losses(model, artquest_batch())

@@ -57,9 +57,9 @@ class TaskConfig:
     style_ce_weight: float = setting(0.0, "weight of the style head's cross-entropy against the style label")
     style_probe_share: float = setting(
         0.125,
-        "in training, the share of each batch's labelled rows the style probe scores (at least one; drawn at "
-        "random): it bounds the probe's cost, one more Q-Former and OPT pass per probed row. Evaluation "
-        "probes every labelled row",
+        "in training, the chance that the style probe scores a labelled row, drawn anew each epoch by a hash "
+        "of the row's id and run.seed (so N processes probe the rows one does): it bounds the probe's cost, "
+        "one more row of the Q-Former's and OPT's pass per probed row. Evaluation probes every labelled row",
     )
     style_probe_max_rows: Optional[int] = setting(
         None, "in training, at most this many probed rows per batch (per process); null: no cap"

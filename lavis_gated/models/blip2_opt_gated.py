@@ -312,12 +312,19 @@ class Blip2OPTGated(Blip2OPT):
         budgets = [
             text_inputs.UNLIMITED if c else self.max_txt_len - len(a) for c, a in zip(captions, answers)
         ]
-        (prompt_tokens, prompt_mask), prompts = self.prompt_batch(
-            samples, budgets, left=False, questions=questions
-        )
-        inputs_opt, image_style_logits = self.encode_image(
-            frozen, prompt_tokens.to(device), prompt_mask.to(device)
-        )
+        _, prompts = self.prompt_batch(samples, budgets, left=False, questions=questions)
+        batch = len(prompts)
+        # The probed rows ride along as extra rows of one Q-Former and one OPT pass: their image's frozen
+        # features, the probe prompt and no target (style_probe.py). One pass of B + R rows costs less than a
+        # pass of B rows and one of R, whose fixed cost is most of a small R's.
+        probe_rows = [i for i, row in enumerate(samples.get("style_probe_rows") or []) if row]
+        if probe_rows:
+            index = torch.tensor(probe_rows, device=device)
+            frozen = {key: torch.cat([value, value[index]]) for key, value in frozen.items()}
+        prompts = prompts + [self.style_probe.prompt_ids] * len(probe_rows)
+        answers = answers + [[]] * len(probe_rows)
+        prompt_tokens, prompt_mask = (t.to(device) for t in pad(prompts, self.opt_tokenizer.pad_token_id))
+        inputs_opt, image_style_logits = self.encode_image(frozen, prompt_tokens, prompt_mask)
 
         text = text_inputs.training_texts(
             prompts, answers, self.opt_tokenizer.pad_token_id, self.pad_multiple
@@ -327,26 +334,33 @@ class Blip2OPTGated(Blip2OPT):
         prefix_mask = torch.ones(inputs_opt.shape[:2], dtype=torch.long, device=device)
         num_query = inputs_opt.shape[1]
         opt_conditioned = self.conditioned_on_style(  # style_prefix: the control tokens inside OPT
-            "opt", frozen["style_features"], prompt_tokens.to(device), prompt_mask.to(device)
+            "opt", frozen["style_features"], prompt_tokens, prompt_mask
         )
         with opt_conditioned, self.frozen_autocast(self.opt_precision):
-            hidden = self.opt_model.model.decoder(
+            decoded = self.opt_model.model.decoder(
                 inputs_embeds=inputs_embeds,
                 attention_mask=torch.cat([prefix_mask, text_mask], dim=1),
+                use_cache=bool(probe_rows),
                 return_dict=True,
-            ).last_hidden_state
+            )
             # position t predicts token t+1: the text's tokens are predicted from positions Q-1 .. Q+T-2, and
-            # only those go through the vocabulary projection (OPTForCausalLM.forward projects every position)
-            logits = self.opt_model.lm_head(hidden[:, num_query - 1 : -1]).float()
+            # only those of the B rows go through the vocabulary projection (OPTForCausalLM.forward projects
+            # every position)
+            logits = self.opt_model.lm_head(decoded.last_hidden_state[:batch, num_query - 1 : -1]).float()
+        targets = targets[:batch]
         lm_loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=text_inputs.IGNORE
         )
-        probe_rows = [i for i, row in enumerate(samples.get("style_probe_rows") or []) if row]
         probe = None
         if probe_rows:
-            probe = scattered(
-                self.style_probe.name_log_probs(self, frozen, probe_rows), probe_rows, len(prompts)
-            )
+            probe_ids, probe_mask = prompt_tokens[batch:], prompt_mask[batch:]
+            in_opt = self.conditioned_on_style("opt", frozen["style_features"][batch:], probe_ids, probe_mask)
+            with in_opt, self.frozen_autocast(self.opt_precision):
+                scores = self.style_probe.name_log_probs(
+                    self, decoded.past_key_values, decoded.last_hidden_state, batch, num_query
+                )
+            probe = scattered(scores, probe_rows, batch)
+        image_style_logits = image_style_logits[:batch]
         return {
             "loss": lm_loss,
             "lm_loss": lm_loss,

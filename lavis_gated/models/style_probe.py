@@ -8,7 +8,8 @@ control tokens come from the probe prompt (the PromptMapper reads the probe's OP
 `style_prefix` they act inside OPT, on the prefix and the names' positions), it reuses the
 row's frozen ViT and style CNN features (no second image encoding), and OPT scores each style's form on the
 probe prefix's key/value cache (NameTrie below: a trie, so the prefix runs once per row and only names
-sharing a first token need more positions).
+sharing a first token need more positions). The probed rows are extra rows of the forward's one Q-Former and
+one OPT pass (Blip2OPTGated.forward), whose key/value cache holds that prefix.
 
 The names are scored exactly and cheaply on a trie of their tokens.
 
@@ -153,34 +154,18 @@ class StyleProbe:
             self._trie_key = key
         return self._trie
 
-    def name_log_probs(self, model, frozen, rows):
-        """(R, S) fp32 log P(style s's form | image, probe prompt) for the batch rows `rows` (list of ints).
+    def name_log_probs(self, model, past_key_values, last_hidden_state, first_row, num_query):
+        """(R, S) fp32 log P(style s's form | image, probe prompt) for the probe rows of a pass of OPT.
 
-        frozen: the batch's frozen features ({"vit_features": (B, T, D_vit), "style_features": (B, F)});
-        model: a Blip2OPTGated (its encode_image, OPT and style forms)."""
-        device = frozen["vit_features"].device
-        index = torch.tensor(rows, device=device)
-        selected = {key: value[index] for key, value in frozen.items()}
-        ids = torch.tensor([self.prompt_ids] * len(rows), device=device)
-        mask = torch.ones_like(ids)
-        prefix, _ = model.encode_image(selected, ids, mask)
+        The probe rows are rows first_row.. of the pass (the forward's B + R rows): num_query query tokens,
+        then the probe prompt, then padding. past_key_values: per decoder layer (keys, values), each
+        (B + R, H, T, D_head); last_hidden_state (B + R, T, D). Only the prompt's positions are kept: causal
+        attention means the padding after it changed none of them. The caller holds the probe rows'
+        conditioning (style_prefix) and OPT's precision."""
+        end = num_query + len(self.prompt_ids)
+        past = tuple(tuple(t[first_row:, :, :end] for t in layer) for layer in past_key_values)
         trie = self.trie(model.style_vocabulary.form_ids)
         opt = model.opt_model
-        # style_prefix: the control tokens from the probe prompt inside OPT, for the prefix and the name
-        # positions alike (the hooks repeat them for the trie's rows); a no-op for the other kinds
-        in_opt = model.conditioned_on_style("opt", selected["style_features"], ids, mask)
-        with in_opt, model.frozen_autocast(model.opt_precision):
-            embeds = torch.cat([prefix, opt.get_input_embeddings()(ids)], 1)
-            decoded = opt.model.decoder(
-                inputs_embeds=embeds,
-                attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=device),
-                use_cache=True,
-                return_dict=True,
-            )
-            return name_log_probs(
-                opt.model.decoder,
-                opt.lm_head,
-                decoded.past_key_values,
-                decoded.last_hidden_state[:, -1],
-                trie,
-            )
+        return name_log_probs(
+            opt.model.decoder, opt.lm_head, past, last_hidden_state[first_row:, end - 1], trie
+        )

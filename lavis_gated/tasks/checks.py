@@ -126,7 +126,7 @@ def check_coverage(covered, weights, config, fail=True):
     a ValueError naming it (when training; else a warning)."""
     total = covered["lm_loss"]
     logging.info(
-        "train rows each loss term covers: %s; the style probe scores %s of each batch's labelled rows%s "
+        "train rows each loss term covers: %s; the style probe scores each labelled row with chance %s%s "
         "(every labelled row in evaluation)",
         ", ".join(
             f"{term} {count} ({count / total:.1%})" if total else f"{term} {count}"

@@ -17,13 +17,13 @@ Which rows the style probe scores (the KL and naming terms' rows), and how many 
 (the start-up report).
 
 The probe applies to every row with a style label the vocabulary knows, whatever its question: real ArtQuest
-asks no style question (artist, school, timeframe, type, technique, title). Its cost is one more Q-Former and
-OPT pass per probed row, so in training run.style_probe_share (a share of each batch's labelled rows, at
-least one) and run.style_probe_max_rows (a count) bound it; the rows are drawn at random, so over an epoch
-every labelled row is probed about that share of the time. Evaluation probes every labelled row.
+asks no style question (artist, school, timeframe, type, technique, title). Its cost is one more row of the
+Q-Former's and OPT's pass per probed row, so in training run.style_probe_share (each labelled row is probed
+with that probability, drawn anew each epoch by a hash of the row's id) and run.style_probe_max_rows (a count
+per batch) bound it. Evaluation probes every labelled row.
 """
 
-import math
+import hashlib
 
 import torch
 import torch.distributed as dist
@@ -44,13 +44,14 @@ def weights_of(config):
     }
 
 
-def per_sample_parts(model, samples, config, probe=True):
+def per_sample_parts(model, samples, config, probe=True, seed=0):
     """Forward once (with the style probe on some labelled rows); every loss part per sample (B,) plus the
     metric ingredients.
 
     config: the TaskConfig (KL temperature, teacher, detach; the probe's share and row cap); probe: whether
     to run the style probe at all (extra work, skipped when its terms are unweighted in training); share and
-    cap apply in training only: evaluation probes every labelled row.
+    cap apply in training only: evaluation probes every labelled row. seed: the run's, with samples["epoch"]
+    it names probe_rows' draw.
     """
     core = model.module if hasattr(model, "module") else model
     size = batch_size_of(samples)  # question rows, caption rows (LAVIS's too: no "answer" key) or both
@@ -62,6 +63,8 @@ def per_sample_parts(model, samples, config, probe=True):
             style_ids,
             config.style_probe_share if training else 1.0,
             config.style_probe_max_rows if training else None,
+            keys=row_keys(samples),
+            draw=f"{seed}|{samples.get('epoch', 0)}",
         )
     out = model({**samples, "style_probe_rows": rows} if any(rows) else samples)
     style_ids, logits, targets = out["style_ids"], out["logits"], out["targets"]
@@ -228,22 +231,42 @@ def style_cross_entropy(image_style_logits, style_ids):
 PROBE_TERMS = ("style_name_loss", "style_kl")  # the terms computed on the probe's rows
 
 
-def probe_rows(style_ids, share=1.0, max_rows=None, generator=None) -> list[bool]:
-    """Per row, whether the probe scores it: ceil(share x labelled rows), at most max_rows (None: no cap),
-    drawn at random among the labelled rows (style id >= 0; style_ids: ints)."""
+def probe_rows(style_ids, share=1.0, max_rows=None, keys=None, draw="") -> list[bool]:
+    """Per row, whether the probe scores it: each labelled row (style id >= 0; style_ids: ints) is drawn
+    with probability `share`, on its own, so a batch probes share x its labelled rows on average at any batch
+    size (a rule of "at least one per batch" would probe every labelled row of a small batch).
+
+    keys: per row, a stable id (its question_id): the draw is then a hash of (draw, key), so a row is probed
+    or not whichever process and batch it lands in (N processes train as one does); `draw` names the round
+    (the run's seed and the epoch: another subset each epoch and seed). Without keys, torch's generator
+    draws. max_rows: at most this many, those with the lowest draws (None: no cap)."""
     labelled = [i for i, s in enumerate(style_ids) if int(s) >= 0]
-    count = math.ceil(share * len(labelled)) if labelled and share > 0 else 0
-    if max_rows is not None:
-        count = min(count, max_rows)
-    out = [False] * len(style_ids)
-    if count >= len(labelled):
-        chosen = labelled
+    if keys is None:
+        values = torch.rand(len(style_ids)).tolist()
     else:
-        order = torch.randperm(len(labelled), generator=generator).tolist()
-        chosen = [labelled[i] for i in order[:count]]
-    for i in chosen:
+        values = [_unit_hash(f"{draw}|{key}") for key in keys]
+    chosen = sorted((values[i], i) for i in labelled if values[i] < share or share >= 1)
+    if max_rows is not None:
+        chosen = chosen[:max_rows]
+    out = [False] * len(style_ids)
+    for _, i in chosen:
         out[i] = True
     return out
+
+
+def _unit_hash(text):
+    """A number in [0, 1) from text, the same in every process and run (unlike Python's hash())."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def row_keys(samples):
+    """The batch's stable row ids for probe_rows: question_id (ArtQuest and caption rows), else LAVIS's
+    instance_id; None where the batch has neither."""
+    for key in ("question_id", "instance_id"):
+        if samples.get(key) is not None:
+            return [str(v) for v in samples[key]]
+    return None
 
 
 def coverage(labelled, token_positions):

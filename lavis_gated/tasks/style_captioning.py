@@ -58,10 +58,12 @@ def check_probe_settings(config):
 class StyleCaptioningTask(BaseTask):
     RUN_KEYS = run_keys(TaskConfig)  # the run: keys this task reads (the rest are the runner's and LAVIS's)
 
-    def __init__(self, config=None, **settings):
-        """config: a TaskConfig; or its keys as keyword arguments (checked as the run block is)."""
+    def __init__(self, config=None, seed=0, **settings):
+        """config: a TaskConfig; or its keys as keyword arguments (checked as the run block is). seed: the
+        run's (run.seed), which with the epoch draws the style probe's rows (losses.probe_rows)."""
         super().__init__()
         self.config = config or from_block(TaskConfig, settings, "run")
+        self.seed = seed
         self.weights = losses.weights_of(self.config)
         check_probe_settings(self.config)
         self.style_question_types = set(self.config.style_question_types or [])
@@ -95,7 +97,7 @@ class StyleCaptioningTask(BaseTask):
 
     @classmethod
     def setup_task(cls, cfg):
-        return cls(cls.check_config(cfg.run_cfg))
+        return cls(cls.check_config(cfg.run_cfg), seed=cfg.run_cfg.get("seed", 0))
 
     # ---- building -------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class StyleCaptioningTask(BaseTask):
         """The loss parts per sample; the style probe runs in evaluation, and in training when its terms (the
         naming loss, the KL) are weighted."""
         probe = not model.training or self.weights["style_kl"] > 0 or self.weights["style_name_loss"] > 0
-        return losses.per_sample_parts(model, samples, self.config, probe)
+        return losses.per_sample_parts(model, samples, self.config, probe, self.seed)
 
     def training_terms(self, model, samples):
         parts = self.per_sample_losses(model, samples)
