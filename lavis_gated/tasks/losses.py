@@ -239,7 +239,8 @@ def probe_rows(style_ids, share=1.0, max_rows=None, keys=None, draw="") -> list[
     keys: per row, a stable id (its question_id): the draw is then a hash of (draw, key), so a row is probed
     or not whichever process and batch it lands in (N processes train as one does); `draw` names the round
     (the run's seed and the epoch: another subset each epoch and seed). Without keys, torch's generator
-    draws. max_rows: at most this many, those with the lowest draws (None: no cap)."""
+    draws (then a batch skipped for a non-finite loss still moved the generator, unlike with keys).
+    max_rows: at most this many, those with the lowest draws (None: no cap)."""
     labelled = [i for i, s in enumerate(style_ids) if int(s) >= 0]
     if keys is None:
         values = torch.rand(len(style_ids)).tolist()

@@ -31,4 +31,5 @@ def batch(size=4, seed=0):
         "answer": ["pop art", "circle", "cubism", "square"][:size],
         "style": ["pop art", "cubism", "pop_art", "unknown"][:size],
         "question_type": ["style", "shape", "style", "shape"][:size],
+        "question_id": [f"batch{seed}-{i}" for i in range(size)],  # as dataset rows carry: the probe's draw
     }
