@@ -1,10 +1,29 @@
 """Shared fixtures: the network is blocked for every test (only loopback is allowed, for
-torch.distributed); fixtures that several test files use. Shared helper code is in helpers/."""
+torch.distributed); fixtures that several test files use; under pytest-xdist each worker's share of the
+cores. Shared helper code is in helpers/."""
 
 import ipaddress
+import os
 import socket
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (run_scripts/test.sh runs 2 workers), each worker and the commands it starts
+    compute with its share of the usable cores, through OMP_NUM_THREADS, which the commands and torchrun
+    honour (lavis_gated/common/threads.py). Without it every process would take a thread per idle core and
+    the workers' OpenMP threads would spin-wait on each other. An OMP_NUM_THREADS set by the user stands."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers or os.environ.get("OMP_NUM_THREADS"):
+        return
+    from lavis_gated.common.threads import usable_cores
+
+    share = max(1, usable_cores() // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(share)
+    import torch
+
+    torch.set_num_threads(share)
 
 
 def _is_loopback(address):
